@@ -1,0 +1,324 @@
+"""The reward-function protocol and the reward registry.
+
+This module is the contract between environments (which call rewards) and the
+``textgym.rewards`` package (which implements them).  It sits in the core layer
+so that envs can resolve a reward by name without importing from a layer above:
+``textgym.rewards`` registers its built-ins here when ``textgym`` is imported,
+the same way tasks register with ``gymnasium.register``.
+
+Protocol
+--------
+A *reward function* is a batched callable::
+
+    reward_fn(prompts: list[str], completions: list[str], *,
+              references: list[list[str]] | None = None, **columns) -> np.ndarray
+
+returning an array of shape ``(B,)``, dtype float32, every value finite.
+``columns`` carries extra dataset columns (test cases, labels, concepts, ...),
+each a list of length ``B``.  A reward function may also return
+``(scores, components)`` where ``components`` maps a name to a ``(B,)`` array;
+the components are logged (``info["reward_components"]``).
+
+A plain per-sample function ``f(prompt, completion, **kw) -> float`` is
+accepted too: :func:`as_reward_function` wraps it.  A function is taken as
+per-sample when it is a plain function without ``batched = True`` whose first
+two parameters are not annotated as lists; pass ``batched=True/False`` to
+:func:`as_reward_function` to decide explicitly.
+
+Dense rewards
+-------------
+A :class:`DenseRewardFunction` scores every *prefix* of a completion.  The env
+pays the increment ``r_t = s(prefix_t) - s(prefix_{t-1})`` with ``s(empty) = 0``,
+so the per-step rewards of an episode sum exactly to the final score
+(a telescoping sum, i.e. potential-based shaping with the score as potential,
+Ng et al. 1999).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "RewardFunction",
+    "DenseRewardFunction",
+    "FunctionReward",
+    "RewardError",
+    "as_reward_function",
+    "call_reward",
+    "register",
+    "make",
+    "list_rewards",
+]
+
+
+class RewardError(RuntimeError):
+    """A reward function returned something other than ``B`` finite float scores."""
+
+
+class RewardFunction:
+    """Base class for batched reward functions.
+
+    Subclasses implement :meth:`score`; ``__call__`` forwards to it.  The class
+    attribute ``name`` is used in error messages and logs.
+
+    Attributes:
+        name: short identifier used in logs and errors.
+        dense: ``False`` here; see :class:`DenseRewardFunction`.
+    """
+
+    name: str = "reward"
+    dense: bool = False
+    batched: bool = True
+
+    def score(
+        self,
+        prompts: list[str],
+        completions: list[str],
+        *,
+        references: list[list[str]] | None = None,
+        **columns: Any,
+    ) -> np.ndarray | tuple[np.ndarray, Mapping[str, np.ndarray]]:
+        """Score ``B`` completions.
+
+        Args:
+            prompts: ``B`` prompt strings (as formatted for the model).
+            completions: ``B`` completion strings (stop token removed).
+            references: optional ``B`` lists of reference strings.
+            **columns: extra dataset columns, each a list of length ``B``.
+
+        Returns:
+            ``(B,)`` float32 scores, or ``(scores, components)``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement score()")  # abstract
+
+    def __call__(self, prompts, completions, *, references=None, **columns):
+        return self.score(prompts, completions, references=references, **columns)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class DenseRewardFunction(RewardFunction):
+    """A reward that can score every prefix of a completion.
+
+    The env calls it after every step with the completion prefixes generated so
+    far and pays the difference from the previous call, so the per-step rewards
+    sum to the score of the whole completion.  Implement :meth:`score` exactly
+    as for :class:`RewardFunction`; it must accept partial completions.
+    """
+
+    dense = True
+
+
+class FunctionReward(RewardFunction):
+    """Adapter that turns a user callable into a :class:`RewardFunction`.
+
+    Args:
+        fn: the callable.
+        batched: ``True`` if ``fn`` takes lists and returns ``B`` scores;
+            ``False`` if it takes one ``(prompt, completion, **kw)`` and
+            returns one float.
+        name: name for logs; defaults to ``fn.__name__``.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, batched: bool, name: str | None = None):
+        self.fn = fn
+        self.batched = batched
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.dense = bool(getattr(fn, "dense", False))
+
+    def score(self, prompts, completions, *, references=None, **columns):
+        if self.batched:
+            return self.fn(prompts, completions, references=references, **columns)
+        out = np.empty(len(prompts), dtype=np.float32)
+        for i, (p, c) in enumerate(zip(prompts, completions)):
+            kw = {k: v[i] for k, v in columns.items()}
+            if references is not None:
+                kw["references"] = references[i]
+            out[i] = _as_float(self.fn(p, c, **kw), self.name, i)
+        return out
+
+
+def _as_float(value: Any, name: str, index: int) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise RewardError(
+            f"reward {name!r} returned {type(value).__name__} for sample {index}; "
+            "a per-sample reward must return one number"
+        ) from exc
+
+
+def _looks_batched(fn: Callable[..., Any]) -> bool:
+    if getattr(fn, "batched", None) is not None:
+        return bool(fn.batched)
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    if params and params[0].annotation is not inspect.Parameter.empty:
+        ann = str(params[0].annotation).lower()
+        return "list" in ann or "sequence" in ann
+    return False
+
+
+def as_reward_function(
+    reward: RewardFunction | Callable[..., Any] | str, *, batched: bool | None = None, **kwargs: Any
+) -> RewardFunction:
+    """Resolve ``reward`` to a :class:`RewardFunction`.
+
+    Args:
+        reward: a registered reward name (``"bleu"``), a :class:`RewardFunction`,
+            or any callable (batched or per-sample; see the module docstring).
+        batched: force the calling convention of a plain callable.
+        **kwargs: constructor arguments when ``reward`` is a name.
+
+    Raises:
+        KeyError: unknown name (the message lists close matches).
+        TypeError: ``reward`` is neither a name nor callable.
+    """
+    if isinstance(reward, str):
+        return make(reward, **kwargs)
+    if kwargs:
+        raise TypeError("reward keyword arguments are only used with a reward name")
+    if isinstance(reward, RewardFunction):
+        return reward
+    if not callable(reward):
+        raise TypeError(
+            f"reward must be a registered name, a RewardFunction or a callable, got "
+            f"{type(reward).__name__}; see textgym.rewards.list() for names"
+        )
+    return FunctionReward(reward, batched=_looks_batched(reward) if batched is None else batched)
+
+
+def call_reward(
+    reward_fn: RewardFunction,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    *,
+    references: Sequence[Sequence[str]] | None = None,
+    columns: Mapping[str, Sequence[Any]] | None = None,
+    on_error: str = "raise",
+    penalty: float = 0.0,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Call ``reward_fn`` and validate what it returns.
+
+    Args:
+        reward_fn: the reward function.
+        prompts, completions: ``B`` strings each.
+        references: ``B`` lists of references or ``None``.
+        columns: extra columns, each of length ``B``.
+        on_error: ``"raise"`` (default) or ``"penalty"``: replace non-finite
+            scores (or a raising reward) with ``penalty`` and report it in the
+            components under ``"reward_error"`` (1.0 where replaced).
+        penalty: the score used with ``on_error="penalty"``.
+
+    Returns:
+        ``(scores, components)``: ``(B,)`` float32 finite scores and a dict of
+        ``(B,)`` float32 arrays.
+
+    Raises:
+        RewardError: wrong shape, non-numeric, or non-finite output (with
+            ``on_error="raise"``), naming the reward and the first bad sample.
+    """
+    b = len(completions)
+    name = getattr(reward_fn, "name", type(reward_fn).__name__)
+    refs = [list(r) for r in references] if references is not None else None
+    cols = {k: list(v) for k, v in (columns or {}).items()}
+    try:
+        out = reward_fn(list(prompts), list(completions), references=refs, **cols)
+    except RewardError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised with context or turned into a penalty
+        if on_error == "penalty":
+            return np.full(b, penalty, np.float32), {"reward_error": np.ones(b, np.float32)}
+        raise RewardError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from exc
+    components: dict[str, np.ndarray] = {}
+    if isinstance(out, tuple):
+        out, comps = out
+        components = {k: np.asarray(v, dtype=np.float32).reshape(b) for k, v in comps.items()}
+    try:
+        scores = np.asarray(out, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise RewardError(f"reward {name!r} returned {type(out).__name__}, expected {b} numbers") from exc
+    if scores.shape != (b,):
+        if scores.size == b:
+            scores = scores.reshape(b)
+        else:
+            raise RewardError(
+                f"reward {name!r} returned shape {scores.shape} for {b} completions; "
+                f"expected ({b},)"
+            )
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        if on_error != "penalty":
+            raise RewardError(
+                f"reward {name!r} returned {scores[i]} for sample {i} "
+                f"(completion {completions[i][:80]!r}); rewards must be finite. "
+                "Fix the reward, or pass on_error='penalty' to score such samples with a penalty."
+            )
+        scores = np.where(bad, np.float32(penalty), scores).astype(np.float32)
+        components["reward_error"] = bad.astype(np.float32)
+    return scores, components
+
+
+# ----------------------------------------------------------------------------- registry
+
+_REGISTRY: dict[str, Callable[..., RewardFunction]] = {}
+
+
+def register(name: str, factory: Callable[..., Any] | None = None):
+    """Register a reward under ``name``; usable as ``@register("name")``.
+
+    ``factory`` is a :class:`RewardFunction` subclass or any callable returning
+    a reward function (or being one: a plain function is wrapped on ``make``).
+
+    Raises:
+        ValueError: ``name`` is already registered to a different factory.
+    """
+
+    def deco(obj):
+        if name in _REGISTRY and _REGISTRY[name] is not obj:
+            raise ValueError(f"reward {name!r} is already registered to {_REGISTRY[name]!r}")
+        _REGISTRY[name] = obj
+        return obj
+
+    return deco(factory) if factory is not None else deco
+
+
+def make(name: str, **kwargs: Any) -> RewardFunction:
+    """Build the reward registered as ``name`` with ``kwargs``.
+
+    Raises:
+        KeyError: unknown name; the message suggests close matches.
+    """
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise KeyError(f"unknown reward {name!r}.{hint} Registered: {sorted(_REGISTRY)}")
+    obj = _REGISTRY[name]
+    if isinstance(obj, type) and issubclass(obj, RewardFunction):
+        return obj(**kwargs)
+    if isinstance(obj, RewardFunction):
+        return obj
+    made = obj(**kwargs) if kwargs or _is_factory(obj) else obj
+    return as_reward_function(made)
+
+
+def _is_factory(obj: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 0
+
+
+def list_rewards() -> list[str]:
+    """Sorted names of all registered rewards."""
+    return sorted(_REGISTRY)
