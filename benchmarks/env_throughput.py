@@ -1,0 +1,85 @@
+"""Token-steps per second of TextGenEnv and TextGenVectorEnv, with a constant reward and no model.
+
+Usage::
+
+    python benchmarks/env_throughput.py            # 1, 16, 64, 256 envs
+    python benchmarks/env_throughput.py --quick    # fewer steps
+
+Actions are random token ids (with EOS 2% of the time, so episodes end both
+ways); the table gives token-steps per second (one token appended to one
+episode = one token-step), best of ``--repeats`` runs.
+Target (issue 2): >= 1,000,000 token-steps/s for the vector env at 256 envs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from textgym import TextGenEnv, TextGenVectorEnv
+from textgym.envs.sentiment import imdb_samples
+from textgym.tokenizers import gpt2_bpe_tokenizer
+
+
+def constant_reward(prompts, completions, *, references=None, **columns):
+    """Batched reward returning 1.0 for every completion."""
+    return np.ones(len(completions), dtype=np.float32)
+
+
+def actions(rng: np.random.Generator, vocab: int, eos: int, shape) -> np.ndarray:
+    a = rng.integers(0, vocab, size=shape)
+    a[rng.random(shape) < 0.02] = eos
+    return a
+
+
+def bench_single(tok, samples, steps: int, kw) -> float:
+    env = TextGenEnv(tok, samples, constant_reward, decode_every_step=False, **kw)
+    rng = np.random.default_rng(0)
+    acts = actions(rng, len(tok), tok.eos_token_id, steps)
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for a in acts:
+        _, _, term, trunc, _ = env.step(int(a))
+        if term or trunc:
+            env.reset()
+    return steps / (time.perf_counter() - start)
+
+
+def bench_vector(tok, samples, n: int, steps: int, kw) -> float:
+    venv = TextGenVectorEnv(tok, samples, constant_reward, n, **kw)
+    rng = np.random.default_rng(0)
+    acts = actions(rng, len(tok), tok.eos_token_id, (steps, n))
+    venv.reset(seed=0)
+    start = time.perf_counter()
+    for a in acts:
+        venv.step(a)
+    return steps * n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer steps")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    args = parser.parse_args()
+    tok = gpt2_bpe_tokenizer()
+    samples = imdb_samples("train")
+    kw = dict(max_prompt_length=64, max_new_tokens=args.max_new_tokens)
+    steps = 500 if args.quick else 2000
+    rows = [("TextGenEnv", 1, max(bench_single(tok, samples, steps * 4, kw) for _ in range(args.repeats)))]
+    for n in (1, 16, 64, 256):
+        rate = max(bench_vector(tok, samples, n, steps if n < 256 else steps // 2, kw) for _ in range(args.repeats))
+        rows.append(("TextGenVectorEnv", n, rate))
+    print(f"env throughput: GPT-2 BPE tokenizer, IMDB prompts (P=64), T={args.max_new_tokens}, constant reward")
+    print(f"| {'env':<17} | {'num_envs':>8} | {'token-steps/s':>14} |")
+    print(f"|{'-' * 19}|{'-' * 10}|{'-' * 16}|")
+    for name, n, rate in rows:
+        print(f"| {name:<17} | {n:>8} | {rate:>14,.0f} |")
+    target = rows[-1][2]
+    print(f"\nvector env at 256 envs: {target:,.0f} token-steps/s (target >= 1,000,000: {'met' if target >= 1e6 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""``TextGenEnv``: text generation as a token-level Gymnasium MDP.
+
+One episode is one completion of one prompt.
+
+* **Observation** ``Dict(input_ids=Box(0, V-1, (P+T,), int64), attention_mask=Box(0, 1, (P+T,), int64))``:
+  the prompt left-padded into the first ``P = max_prompt_length`` slots, the
+  generated tokens appended from slot ``P`` on, the rest padding (mask 0).
+  Models should use position ids ``cumsum(attention_mask) - 1`` so the same
+  tokens get the same logprobs whatever the padding.
+* **Action** ``Discrete(V)``: the next token id; ``V = len(tokenizer)`` unless
+  given.  An out-of-range action raises ``ValueError`` (never clipped).
+* **Episode end**: ``terminated`` when the action is a stop token (EOS by
+  default); ``truncated`` after ``T = max_new_tokens`` tokens without one.
+  Agents bootstrap from the value on truncation, not on termination.
+* **Reward**: the reward function scores the decoded completion (stop token
+  removed) once, on the final step; other steps get 0.  A dense reward
+  (:class:`textgym.reward_api.DenseRewardFunction`) is paid as per-step
+  increments that sum to the final score.
+* **info**: ``prompt`` (raw), ``prompt_text`` (formatted), ``completion`` (text
+  so far), ``references``, ``sample_index``, ``prompt_truncated_tokens``; at the
+  end also ``score`` and ``reward_components``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from textgym.prompts import PromptFormat, SampleOrder, TaskData, decode_completion
+from textgym.reward_api import RewardFunction, as_reward_function, call_reward
+
+__all__ = ["TextGenEnv", "token_observation_space", "resolve_stop_ids"]
+
+
+def token_observation_space(vocab_size: int, length: int) -> spaces.Dict:
+    """The observation space of one env: ``input_ids`` and ``attention_mask``, each ``(length,)`` int64."""
+    return spaces.Dict(
+        {
+            "input_ids": spaces.Box(0, vocab_size - 1, shape=(length,), dtype=np.int64),
+            "attention_mask": spaces.Box(0, 1, shape=(length,), dtype=np.int64),
+        }
+    )
+
+
+def resolve_stop_ids(tokenizer: Any, stop_token_ids: Sequence[int] | None, vocab_size: int) -> np.ndarray:
+    """Stop token ids as an int64 array: the given ones, else the tokenizer's EOS.
+
+    Raises:
+        ValueError: no stop id can be found, or one is outside ``[0, vocab_size)``.
+    """
+    if stop_token_ids is None:
+        eos = getattr(tokenizer, "eos_token_id", None)
+        if eos is None:
+            raise ValueError("the tokenizer has no EOS token; pass stop_token_ids=[...]")
+        stop_token_ids = [eos]
+    ids = np.asarray(sorted(set(int(i) for i in stop_token_ids)), dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"stop_token_ids {ids.tolist()} must lie in [0, {vocab_size})")
+    return ids
+
+
+class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
+    """Token-level text-generation env (see the module docstring for the MDP).
+
+    Args:
+        tokenizer: a Hugging Face tokenizer (``textgym.models.load`` gives one).
+        samples: sequence of mappings / ``datasets.Dataset`` with a ``"prompt"``
+            column (see :class:`textgym.prompts.TaskData`).
+        reward_fn: a registered reward name, a :class:`RewardFunction` or any
+            callable (batched or per-sample).
+        max_prompt_length: ``P``, prompt slots (longer prompts are truncated,
+            counted in ``info["prompt_truncated_tokens"]`` and
+            :attr:`num_truncated_prompts`).
+        max_new_tokens: ``T``, the episode's token budget.
+        stop_token_ids: actions that end the episode (default: the tokenizer's EOS).
+        prompt_format: see :class:`TaskData` (``None``, ``"chat"``, template, callable).
+        truncation_side: ``"left"`` (default) or ``"right"``.
+        shuffle: visit samples in shuffled epochs (``True``) or in order.
+        vocab_size: size of the action space (default ``len(tokenizer)``).
+        reward_on_error: ``"raise"`` or ``"penalty"`` (see :func:`call_reward`).
+        decode_every_step: put the partial completion in ``info`` on every step
+            (default ``True``); ``False`` decodes only at the episode end.
+        render_mode: ``None`` or ``"ansi"``.
+
+    Raises:
+        ValueError: empty dataset, bad lengths, stop ids out of range.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        samples: Sequence[Mapping[str, Any]] | Any,
+        reward_fn: RewardFunction | Callable[..., Any] | str,
+        *,
+        max_prompt_length: int = 64,
+        max_new_tokens: int = 32,
+        stop_token_ids: Sequence[int] | None = None,
+        prompt_format: PromptFormat = None,
+        truncation_side: str = "left",
+        shuffle: bool = True,
+        vocab_size: int | None = None,
+        reward_on_error: str = "raise",
+        decode_every_step: bool = True,
+        render_mode: str | None = None,
+    ):
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.tokenizer = tokenizer
+        self.data = TaskData(
+            samples, tokenizer, max_prompt_length, prompt_format=prompt_format, truncation_side=truncation_side
+        )
+        self.data.maybe_encode_all()
+        self.reward_fn = as_reward_function(reward_fn)
+        self.max_prompt_length = int(max_prompt_length)
+        self.max_new_tokens = int(max_new_tokens)
+        self.vocab_size = int(vocab_size if vocab_size is not None else len(tokenizer))
+        self.stop_token_ids = resolve_stop_ids(tokenizer, stop_token_ids, self.vocab_size)
+        self.reward_on_error = reward_on_error
+        self.decode_every_step = decode_every_step
+        self.render_mode = render_mode
+        self.observation_space = token_observation_space(self.vocab_size, self.max_prompt_length + self.max_new_tokens)
+        self.action_space = spaces.Discrete(self.vocab_size)
+        self.order = SampleOrder(len(self.data), shuffle)
+        self.num_truncated_prompts = 0
+        length = self.max_prompt_length + self.max_new_tokens
+        self._ids = np.full(length, self.data.pad_token_id, dtype=np.int64)
+        self._mask = np.zeros(length, dtype=np.int64)
+        self._t = 0
+        self._done = True
+        self._index = -1
+        self._prompt_text = ""
+        self._completion = ""
+        self._last_dense_score = 0.0
+        self._truncated_tokens = 0
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode.
+
+        Args:
+            seed: reseeds ``self.np_random`` and restarts the shuffled order, so
+                two envs reset with the same seed give the same episodes.
+            options: ``{"sample_index": i}`` to pick sample ``i``, or
+                ``{"prompt": "..."}`` for a one-off prompt (no references).
+
+        Returns:
+            ``(observation, info)``.
+
+        Raises:
+            IndexError: ``sample_index`` out of range.
+        """
+        super().reset(seed=seed)
+        if seed is not None:
+            self.order.restart()
+        options = options or {}
+        if "prompt" in options:
+            self._index = -1
+            sample = {self.data.prompt_key: str(options["prompt"])}
+            enc = self.data.encode_text(self.data.format(sample))
+            self._raw_prompt, self._refs, self._columns = str(options["prompt"]), [], {}
+        else:
+            if "sample_index" in options:
+                i = int(options["sample_index"])
+                if not 0 <= i < len(self.data):
+                    raise IndexError(f"sample_index {i} out of range [0, {len(self.data)})")
+            else:
+                i = self.order.next(self.np_random)
+            self._index = i
+            enc = self.data.encode(i)
+            self._raw_prompt, self._refs, self._columns = self.data.prompt(i), self.data.references(i), self.data.columns(i)
+        p = self.max_prompt_length
+        self._ids.fill(self.data.pad_token_id)
+        self._mask.fill(0)
+        self._ids[:p] = enc.input_ids
+        self._mask[:p] = enc.attention_mask
+        self._prompt_text = enc.text
+        self._truncated_tokens = enc.truncated_tokens
+        self.num_truncated_prompts += int(enc.truncated_tokens > 0)
+        self._t, self._done, self._completion, self._last_dense_score = 0, False, "", 0.0
+        return self._obs(), self._info()
+
+    def step(self, action: int):
+        """Append ``action`` to the completion.
+
+        Returns:
+            ``(observation, reward, terminated, truncated, info)``; ``reward`` is
+            a float (the score on the final step, 0 before; increments for dense rewards).
+
+        Raises:
+            RuntimeError: called before ``reset`` or after the episode ended.
+            ValueError: ``action`` is not an integer in ``[0, V)``.
+        """
+        if self._done:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        a = int(action)
+        if a != action or not 0 <= a < self.vocab_size:
+            raise ValueError(f"action {action!r} is not a token id in [0, {self.vocab_size})")
+        pos = self.max_prompt_length + self._t
+        self._ids[pos] = a
+        self._mask[pos] = 1
+        self._t += 1
+        terminated = bool(np.isin(a, self.stop_token_ids))
+        truncated = (not terminated) and self._t >= self.max_new_tokens
+        self._done = terminated or truncated
+        reward = 0.0
+        info_extra: dict[str, Any] = {}
+        if self._done or self.decode_every_step or self.reward_fn.dense:
+            self._completion = self._decode(terminated)
+        if self.reward_fn.dense or self._done:
+            scores, comps = call_reward(
+                self.reward_fn,
+                [self._raw_prompt],
+                [self._completion],
+                references=[self._refs],
+                columns={k: [v] for k, v in self._columns.items()},
+                on_error=self.reward_on_error,
+            )
+            score = float(scores[0])
+            reward = score - self._last_dense_score if self.reward_fn.dense else score
+            self._last_dense_score = score
+            if self._done:
+                info_extra = {"score": score, "reward_components": {k: float(v[0]) for k, v in comps.items()}}
+        info = self._info()
+        info.update(info_extra)
+        return self._obs(), float(reward), terminated, truncated, info
+
+    def render(self) -> str | None:
+        """With ``render_mode="ansi"``: the formatted prompt and the completion so far."""
+        if self.render_mode != "ansi":
+            return None
+        return f"{self._prompt_text}\x1b[1m{self._completion}\x1b[0m" if self._t else self._prompt_text
+
+    # ------------------------------------------------------------------ helpers
+    def _decode(self, terminated: bool) -> str:
+        p = self.max_prompt_length
+        end = p + self._t - (1 if terminated else 0)  # drop the stop token
+        return decode_completion(self.tokenizer, self._ids[p:end])
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {"input_ids": self._ids.copy(), "attention_mask": self._mask.copy()}
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "prompt": self._raw_prompt,
+            "prompt_text": self._prompt_text,
+            "completion": self._completion,
+            "references": list(self._refs),
+            "sample_index": self._index,
+            "prompt_truncated_tokens": self._truncated_tokens,
+        }
+
+    @property
+    def num_generated(self) -> int:
+        """Tokens generated in the current episode."""
+        return self._t

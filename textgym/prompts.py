@@ -1,0 +1,267 @@
+"""Task data, prompt formatting and the fixed-slot token layout shared by the envs.
+
+An env is built from a list of *samples*: mappings with a ``"prompt"`` string,
+optional ``"references"`` (a string or a list of strings) and any other columns
+(passed to the reward function as keyword arguments).  :class:`TaskData` holds
+them, formats each prompt (plain, a ``str.format`` template over the sample's
+columns, the tokenizer's chat template, or a callable), tokenizes it once and
+lays it out left-padded in ``max_prompt_length`` slots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TaskData", "EncodedPrompt", "SampleOrder", "decode_completion", "decode_completions"]
+
+PromptFormat = str | Callable[[Mapping[str, Any]], str] | None
+
+
+@dataclass(frozen=True)
+class EncodedPrompt:
+    """One prompt, tokenized and laid out in ``P`` slots.
+
+    Attributes:
+        input_ids: ``(P,)`` int64, left-padded with the pad id.
+        attention_mask: ``(P,)`` int64, 1 on prompt tokens, 0 on padding.
+        text: the formatted prompt string that was tokenized.
+        truncated_tokens: how many tokens were cut to fit ``P`` (0 if none).
+    """
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    text: str
+    truncated_tokens: int
+
+
+#: Envs tokenize all prompts up front when the data has at most this many samples.
+EAGER_ENCODE_LIMIT = 50_000
+
+
+class TaskData:
+    """Samples of a task plus the rules that turn one into prompt tokens.
+
+    Args:
+        samples: a sequence of mappings (or a ``datasets.Dataset``) with a
+            ``prompt_key`` column; ``"references"`` (str or list of str) and
+            other columns are optional.
+        tokenizer: a Hugging Face tokenizer.
+        max_prompt_length: ``P``, the number of prompt slots.
+        prompt_format: ``None`` (the prompt as is), ``"chat"`` (the
+            tokenizer's chat template with the prompt as the user turn and the
+            generation prompt added), a template such as
+            ``"Translate to German: {en}\\nGerman:"`` formatted with the sample's
+            columns, or a callable ``sample -> str``.
+        truncation_side: ``"left"`` keeps the end of a too-long prompt (the
+            default: the text right before the completion matters most),
+            ``"right"`` keeps its start.
+        prompt_key: the column holding the prompt.
+        add_special_tokens: passed to the tokenizer (default: ``True`` for plain
+            prompts, ``False`` for chat-formatted ones, which carry their own).
+
+    Raises:
+        ValueError: no samples, a sample without ``prompt_key``, or a bad
+            ``truncation_side`` / ``max_prompt_length``.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Mapping[str, Any]] | Any,
+        tokenizer: Any,
+        max_prompt_length: int,
+        *,
+        prompt_format: PromptFormat = None,
+        truncation_side: str = "left",
+        prompt_key: str = "prompt",
+        add_special_tokens: bool | None = None,
+    ):
+        if max_prompt_length < 1:
+            raise ValueError(f"max_prompt_length must be >= 1, got {max_prompt_length}")
+        if truncation_side not in ("left", "right"):
+            raise ValueError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}")
+        n = len(samples) if samples is not None else 0
+        if n == 0:
+            raise ValueError(
+                "the env needs at least one sample; got an empty dataset "
+                "(check the split name or the file you passed)"
+            )
+        first = samples[0]
+        if prompt_key not in first:
+            raise ValueError(
+                f"samples need a {prompt_key!r} column; the first sample has {sorted(first)}. "
+                "Rename the column or pass prompt_key=..."
+            )
+        if prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):
+            raise ValueError("prompt_format='chat' needs a tokenizer with a chat template")
+        # Row access on a datasets.Dataset costs ~50 us; envs read rows on every reset.
+        self.samples = samples.to_list() if hasattr(samples, "to_list") else samples
+        self.tokenizer = tokenizer
+        self.max_prompt_length = int(max_prompt_length)
+        self.prompt_format = prompt_format
+        self.truncation_side = truncation_side
+        self.prompt_key = prompt_key
+        self.add_special_tokens = (prompt_format != "chat") if add_special_tokens is None else add_special_tokens
+        pad = tokenizer.pad_token_id
+        self.pad_token_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
+        self._cache: dict[int, EncodedPrompt] = {}
+        self.prompts: list[str] = [str(s[prompt_key]) for s in self.samples]  # raw prompt of each sample
+        self._refs: dict[int, list[str]] = {}
+        self._columns: dict[int, dict[str, Any]] = {}
+        self.prompt_ids: np.ndarray | None = None  # (M, P) int64 once encode_all() ran
+        self.prompt_mask: np.ndarray | None = None  # (M, P) int64
+        self.truncated_tokens: np.ndarray | None = None  # (M,) int64
+
+    def encode_all(self, batch_size: int = 1024) -> None:
+        """Tokenize every prompt now, in batches, into the ``(M, P)`` arrays
+        :attr:`prompt_ids` / :attr:`prompt_mask` (and :attr:`truncated_tokens`),
+        so resets copy rows instead of calling the tokenizer."""
+        m, p = len(self), self.max_prompt_length
+        ids = np.full((m, p), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((m, p), dtype=np.int64)
+        cut = np.zeros(m, dtype=np.int64)
+        for start in range(0, m, batch_size):
+            texts = [self.format(self.sample(i)) for i in range(start, min(m, start + batch_size))]
+            batch = self.tokenizer(texts, add_special_tokens=self.add_special_tokens)["input_ids"]
+            for j, (text, row) in enumerate(zip(texts, batch)):
+                enc = self._layout(text, row)
+                ids[start + j], mask[start + j], cut[start + j] = enc.input_ids, enc.attention_mask, enc.truncated_tokens
+                self._cache[start + j] = enc
+        self.prompt_ids, self.prompt_mask, self.truncated_tokens = ids, mask, cut
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def sample(self, index: int) -> Mapping[str, Any]:
+        """The raw sample ``index`` (a mapping)."""
+        return self.samples[int(index)]
+
+    def prompt(self, index: int) -> str:
+        """The raw (unformatted) prompt string of sample ``index``."""
+        return self.prompts[int(index)]
+
+    def references(self, index: int) -> list[str]:
+        """References of sample ``index`` as a list of strings (empty if none)."""
+        out = self._refs.get(index)
+        if out is None:
+            refs = self.sample(index).get("references")
+            out = [] if refs is None else [refs] if isinstance(refs, str) else [str(r) for r in refs]
+            self._refs[index] = out
+        return list(out)
+
+    def columns(self, index: int) -> dict[str, Any]:
+        """Extra columns of sample ``index`` (all but the prompt and references)."""
+        out = self._columns.get(index)
+        if out is None:
+            out = {k: v for k, v in self.sample(index).items() if k not in (self.prompt_key, "references")}
+            self._columns[index] = out
+        return dict(out)
+
+    def format(self, sample: Mapping[str, Any]) -> str:
+        """Apply the prompt format to one sample; returns the text to tokenize."""
+        fmt = self.prompt_format
+        prompt = str(sample[self.prompt_key])
+        if fmt is None:
+            return prompt
+        if fmt == "chat":
+            messages = [{"role": "user", "content": prompt}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if callable(fmt):
+            return str(fmt(sample))
+        try:
+            return fmt.format(**sample)
+        except KeyError as exc:
+            raise ValueError(
+                f"prompt_format {fmt!r} names column {exc.args[0]!r}, which the sample lacks "
+                f"(columns: {sorted(sample)})"
+            ) from None
+
+    def encode_text(self, text: str) -> EncodedPrompt:
+        """Tokenize ``text`` and lay it out left-padded in ``P`` slots (truncating if needed)."""
+        return self._layout(text, self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
+
+    def _layout(self, text: str, ids: list[int]) -> EncodedPrompt:
+        p = self.max_prompt_length
+        cut = max(0, len(ids) - p)
+        if cut:
+            ids = ids[cut:] if self.truncation_side == "left" else ids[:p]
+        input_ids = np.full(p, self.pad_token_id, dtype=np.int64)
+        mask = np.zeros(p, dtype=np.int64)
+        if ids:
+            input_ids[p - len(ids) :] = ids
+            mask[p - len(ids) :] = 1
+        return EncodedPrompt(input_ids, mask, text, cut)
+
+    def maybe_encode_all(self) -> None:
+        """:meth:`encode_all` if the data has at most :data:`EAGER_ENCODE_LIMIT` samples."""
+        if len(self) <= EAGER_ENCODE_LIMIT and self.prompt_ids is None:
+            self.encode_all()
+
+    def encode(self, index: int) -> EncodedPrompt:
+        """The encoded prompt of sample ``index`` (cached after the first call)."""
+        index = int(index)
+        enc = self._cache.get(index)
+        if enc is None:
+            enc = self.encode_text(self.format(self.sample(index)))
+            self._cache[index] = enc
+        return enc
+
+
+class SampleOrder:
+    """Which sample each reset takes: shuffled epochs (or in order) through ``n`` samples.
+
+    Each epoch is a fresh permutation drawn from the env's ``np_random``, so
+    two envs seeded alike visit the same samples in the same order.
+    """
+
+    def __init__(self, n: int, shuffle: bool = True):
+        self.n = n
+        self.shuffle = shuffle
+        self._order: np.ndarray | None = None
+        self._pos = 0
+
+    def restart(self) -> None:
+        """Forget the current epoch (called on ``reset(seed=...)``)."""
+        self._order, self._pos = None, 0
+
+    def next(self, rng: np.random.Generator) -> int:
+        """The next sample index, drawing a new epoch from ``rng`` when one ends."""
+        if self._order is None or self._pos >= self.n:
+            self._order = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+            self._pos = 0
+        i = int(self._order[self._pos])
+        self._pos += 1
+        return i
+
+    def state_dict(self) -> dict[str, Any]:
+        """Position in the current epoch, for checkpoints."""
+        return {"order": None if self._order is None else self._order.tolist(), "pos": self._pos}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        order = state["order"]
+        self._order = None if order is None else np.asarray(order, dtype=np.int64)
+        self._pos = int(state["pos"])
+
+
+def decode_completion(tokenizer: Any, token_ids: Sequence[int] | np.ndarray) -> str:
+    """Decode generated tokens to text, special tokens skipped, never splitting a multi-byte character.
+
+    A byte-level BPE prefix can end inside a UTF-8 character; that incomplete
+    character is dropped, so a partial completion never shows half a character.
+    """
+    return decode_completions(tokenizer, [token_ids])[0]
+
+
+def decode_completions(tokenizer: Any, token_ids: Sequence[Sequence[int] | np.ndarray]) -> list[str]:
+    """:func:`decode_completion` for many rows at once (one Rust call for fast tokenizers)."""
+    rows = [np.asarray(row).tolist() for row in token_ids]
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow (Python) tokenizer
+        texts = [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
+    else:
+        texts = backend.decode_batch(rows, skip_special_tokens=True)
+    return [t.rstrip("\ufffd") for t in texts]

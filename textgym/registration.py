@@ -1,0 +1,118 @@
+"""Registering textgym tasks with Gymnasium, and listing them.
+
+``register_task`` wraps ``gymnasium.register`` with both an ``entry_point``
+(a :class:`textgym.TextGenEnv`) and a ``vector_entry_point`` (a
+:class:`textgym.TextGenVectorEnv`), so::
+
+    gym.make("textgym/IMDB-v0", tokenizer="tiny-gpt2")
+    gym.make_vec("textgym/IMDB-v0", num_envs=64, vectorization_mode="vector_entry_point")
+
+both work, and records a short description for :func:`list_envs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from textgym.env import TextGenEnv
+from textgym.vector_env import TextGenVectorEnv
+
+__all__ = ["TaskSpec", "register_task", "list_envs", "task_spec", "build_env", "NAMESPACE"]
+
+NAMESPACE = "textgym"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What :func:`list_envs` shows about a registered task.
+
+    Attributes:
+        id: the Gymnasium id, e.g. ``"textgym/IMDB-v0"``.
+        task: one-line description of the task.
+        data: data set name and size.
+        reward: the default reward.
+        license: license of the data.
+        defaults: the default keyword arguments of the task's factory.
+    """
+
+    id: str
+    task: str
+    data: str
+    reward: str
+    license: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def build_env(
+    factory: Callable[..., tuple[Any, Sequence[Mapping[str, Any]], Any, dict[str, Any]]],
+    num_envs: int | None = None,
+    **kwargs: Any,
+) -> TextGenEnv | TextGenVectorEnv:
+    """Build a single env (``num_envs=None``) or a vector env from a task factory.
+
+    ``factory(**kwargs)`` returns ``(tokenizer, samples, reward_fn, env_kwargs)``;
+    the task modules in ``textgym.envs`` define such factories.
+    """
+    tokenizer, samples, reward_fn, env_kwargs = factory(**kwargs)
+    if num_envs is None:
+        env_kwargs.pop("autoreset_mode", None)
+        env_kwargs.pop("copy", None)
+        return TextGenEnv(tokenizer, samples, reward_fn, **env_kwargs)
+    env_kwargs.pop("decode_every_step", None)
+    return TextGenVectorEnv(tokenizer, samples, reward_fn, num_envs, **env_kwargs)
+
+
+def register_task(
+    spec: TaskSpec,
+    entry_point: str | Callable[..., Any],
+    vector_entry_point: str | Callable[..., Any],
+    *, max_episode_steps: int | None = None) -> None:
+    """Register ``spec.id`` with Gymnasium (single and vector entry points) and remember ``spec``.
+
+    Registering the same id twice (e.g. on module reload) replaces it.
+
+    Raises:
+        ValueError: the id is not under the ``textgym/`` namespace.
+    """
+    if not spec.id.startswith(NAMESPACE + "/"):
+        raise ValueError(f"textgym task ids live under {NAMESPACE!r}/, got {spec.id!r}")
+    if spec.id in gym.registry:
+        del gym.registry[spec.id]
+    gym.register(
+        id=spec.id,
+        entry_point=entry_point,
+        vector_entry_point=vector_entry_point,
+        kwargs=dict(spec.defaults),
+        max_episode_steps=max_episode_steps,
+        disable_env_checker=True,  # the envs are checked by the test suite instead
+        order_enforce=False,
+    )
+    _TASKS[spec.id] = spec
+
+
+def list_envs(details: bool = False) -> list[str] | list[TaskSpec]:
+    """The registered textgym ids (sorted), or their :class:`TaskSpec` with ``details=True``."""
+    ids = sorted(_TASKS)
+    return [_TASKS[i] for i in ids] if details else ids
+
+
+def task_spec(env_id: str) -> TaskSpec:
+    """The :class:`TaskSpec` of ``env_id``.
+
+    Raises:
+        KeyError: unknown id, listing the registered ones.
+    """
+    if env_id not in _TASKS:
+        import difflib
+
+        close = difflib.get_close_matches(env_id, list(_TASKS), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown textgym env {env_id!r}.{hint} Registered: {sorted(_TASKS)}")
+    return _TASKS[env_id]

@@ -1,0 +1,392 @@
+"""``TextGenVectorEnv``: ``N`` text-generation episodes stepped together with numpy.
+
+Row ``i`` behaves exactly like a :class:`textgym.TextGenEnv` reset with seed
+``seed + i`` and given the same actions (tested), but all rows live in two
+``(N, P+T)`` int64 arrays, a step is a handful of vectorised numpy operations,
+text is decoded only for rows that end on that step, and the reward function
+is called once per step for all of them (batched).
+
+Autoreset modes (``gymnasium.vector.AutoresetMode``):
+
+* ``NEXT_STEP`` (Gymnasium's default): the step after a row ends resets that
+  row; its action is ignored and it returns the new prompt with reward 0.
+* ``SAME_STEP``: a row that ends is reset in the same step; its last
+  observation and info are in ``info["final_obs"]`` / ``info["final_info"]``.
+* ``DISABLED``: a finished row stays finished until ``reset(options={"reset_mask": m})``
+  (or a full reset): its actions are ignored, its reward is 0, and its
+  ``terminated`` / ``truncated`` flags keep the values of its last step, so
+  ``np.all(terminated | truncated)`` tells when a synchronous batch is done.
+  This is the mode for episode-synchronous rollouts.
+
+Infos follow Gymnasium's vector convention: ``info[key]`` is an array over rows
+and ``info["_" + key]`` a bool mask of the rows that have it.  ``completion``,
+``score`` and ``reward_components`` are set on rows that end; ``prompt``,
+``references``, ``sample_index`` and ``prompt_truncated_tokens`` on rows that reset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from textgym.env import resolve_stop_ids, token_observation_space
+from textgym.prompts import PromptFormat, SampleOrder, TaskData, decode_completion, decode_completions
+from textgym.reward_api import RewardFunction, as_reward_function, call_reward
+
+__all__ = ["TextGenVectorEnv"]
+
+
+def _put(infos: dict[str, Any], key: str, rows: np.ndarray, values: Sequence[Any], n: int, dtype: Any = object) -> None:
+    """Write ``values`` for ``rows`` into ``infos[key]`` (an ``(n,)`` array) and set its mask."""
+    if key not in infos:
+        infos[key] = np.zeros(n, dtype=dtype) if dtype is not object else np.full(n, None, dtype=object)
+        infos["_" + key] = np.zeros(n, dtype=bool)
+    arr = infos[key]
+    if isinstance(values, np.ndarray):
+        arr[rows] = values
+    else:
+        for r, v in zip(rows, values):
+            arr[r] = v
+    infos["_" + key][rows] = True
+
+
+class TextGenVectorEnv(VectorEnv):
+    """Native batched version of :class:`textgym.TextGenEnv` (see the module docstring).
+
+    Args:
+        tokenizer, samples, reward_fn, max_prompt_length, max_new_tokens,
+        stop_token_ids, prompt_format, truncation_side, shuffle, vocab_size,
+        reward_on_error: as for :class:`textgym.TextGenEnv`.
+        num_envs: ``N``, the number of rows.
+        autoreset_mode: an ``AutoresetMode`` or its value (``"NextStep"``,
+            ``"SameStep"``, ``"Disabled"``).
+        copy: return copies of the observation arrays (default ``True``); with
+            ``False`` the arrays are views that the next step overwrites.
+        render_mode: ``None`` or ``"ansi"``.
+
+    Observations: ``{"input_ids": (N, P+T) int64, "attention_mask": (N, P+T) int64}``.
+    Actions: ``(N,)`` integer array.  Rewards: ``(N,)`` float64.
+
+    Raises:
+        ValueError: bad ``num_envs``, lengths, stop ids or autoreset mode.
+    """
+
+    metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        samples: Sequence[Mapping[str, Any]] | Any,
+        reward_fn: RewardFunction | Callable[..., Any] | str,
+        num_envs: int = 8,
+        *,
+        max_prompt_length: int = 64,
+        max_new_tokens: int = 32,
+        stop_token_ids: Sequence[int] | None = None,
+        prompt_format: PromptFormat = None,
+        truncation_side: str = "left",
+        shuffle: bool = True,
+        vocab_size: int | None = None,
+        reward_on_error: str = "raise",
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        copy: bool = True,
+        render_mode: str | None = None,
+    ):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        try:
+            mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            raise ValueError(
+                f"autoreset_mode must be one of {[m.value for m in AutoresetMode]}, got {autoreset_mode!r}"
+            ) from None
+        self.tokenizer = tokenizer
+        self.data = TaskData(
+            samples, tokenizer, max_prompt_length, prompt_format=prompt_format, truncation_side=truncation_side
+        )
+        self.data.maybe_encode_all()
+        self.reward_fn = as_reward_function(reward_fn)
+        self.num_envs = int(num_envs)
+        self.max_prompt_length = int(max_prompt_length)
+        self.max_new_tokens = int(max_new_tokens)
+        self.vocab_size = int(vocab_size if vocab_size is not None else len(tokenizer))
+        self.stop_token_ids = resolve_stop_ids(tokenizer, stop_token_ids, self.vocab_size)
+        self._is_stop = np.zeros(self.vocab_size, dtype=bool)  # (V,) look-up table, faster than np.isin
+        self._is_stop[self.stop_token_ids] = True
+        self.reward_on_error = reward_on_error
+        self.copy = copy
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
+        self.autoreset_mode = mode
+        length = self.max_prompt_length + self.max_new_tokens
+        self.single_observation_space = token_observation_space(self.vocab_size, length)
+        self.single_action_space = spaces.Discrete(self.vocab_size)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        n = self.num_envs
+        self._ids = np.full((n, length), self.data.pad_token_id, dtype=np.int64)
+        self._mask = np.zeros((n, length), dtype=np.int64)
+        self._t = np.zeros(n, dtype=np.int64)
+        self._done = np.ones(n, dtype=bool)  # finished rows (DISABLED: until reset)
+        self._needs_reset = np.zeros(n, dtype=bool)  # NEXT_STEP: reset on the next step
+        self._term = np.zeros(n, dtype=bool)
+        self._trunc = np.zeros(n, dtype=bool)
+        self._index = np.full(n, -1, dtype=np.int64)
+        self._raw_prompts: list[str] = [""] * n  # custom prompts (rows with index -1)
+        self._prompt_texts: list[str] = [""] * n
+        self._last_dense = np.zeros(n, dtype=np.float64)
+        self._rngs = [seeding.np_random(None)[0] for _ in range(n)]
+        self._orders = [SampleOrder(len(self.data), shuffle) for _ in range(n)]
+        self._rows = np.arange(n)
+        self.num_truncated_prompts = 0
+        self._started = False
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Reset all rows, or those in ``options["reset_mask"]``.
+
+        Args:
+            seed: an int (row ``i`` gets ``seed + i``, as Gymnasium's vector
+                envs do), a list of ``N`` seeds (``None`` entries keep a row's
+                generator), or ``None``.
+            options: ``reset_mask`` (``(N,)`` bool), ``sample_indices`` (``N``
+                ints, or ``None`` entries) or ``prompts`` (``N`` strings).
+
+        Returns:
+            ``(observations, infos)``.
+
+        Raises:
+            ValueError: a seed list or option of the wrong length.
+        """
+        options = dict(options or {})
+        n = self.num_envs
+        if seed is not None:
+            seeds = [seed + i for i in range(n)] if isinstance(seed, (int, np.integer)) else list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"got {len(seeds)} seeds for {n} envs")
+            for i, s in enumerate(seeds):
+                if s is not None:
+                    self._rngs[i], _ = seeding.np_random(int(s))
+                    self._orders[i].restart()
+        mask = np.asarray(options.get("reset_mask", np.ones(n, dtype=bool)), dtype=bool)
+        if mask.shape != (n,):
+            raise ValueError(f"reset_mask must have shape ({n},), got {mask.shape}")
+        if not self._started and not mask.all():
+            raise ValueError("the first reset must reset every row (no reset_mask)")
+        for key in ("sample_indices", "prompts"):
+            if key in options and len(options[key]) != n:
+                raise ValueError(f"options[{key!r}] must have {n} entries, got {len(options[key])}")
+        self._started = True
+        rows = np.flatnonzero(mask)
+        infos: dict[str, Any] = {}
+        self._reset_rows(rows, infos, options)
+        return self._obs(), infos
+
+    def _reset_rows(self, rows: np.ndarray, infos: dict[str, Any], options: Mapping[str, Any] | None = None) -> None:
+        p = self.max_prompt_length
+        options = options or {}
+        indices = options.get("sample_indices")
+        prompts = options.get("prompts")
+        data = self.data
+        self._ids[rows, p:] = data.pad_token_id
+        self._mask[rows, p:] = 0
+        trunc_counts = np.zeros(len(rows), dtype=np.int64)
+        for j, r in enumerate(rows):
+            if prompts is not None and prompts[r] is not None:
+                text = str(prompts[r])
+                enc = data.encode_text(data.format({data.prompt_key: text}))
+                self._ids[r, :p], self._mask[r, :p] = enc.input_ids, enc.attention_mask
+                self._index[r], self._raw_prompts[r] = -1, text
+                self._prompt_texts[r], trunc_counts[j] = enc.text, enc.truncated_tokens  # custom prompts only
+                continue
+            if indices is not None and indices[r] is not None:
+                i = int(indices[r])
+                if not 0 <= i < len(data):
+                    raise IndexError(f"sample index {i} out of range [0, {len(data)})")
+            else:
+                i = self._orders[r].next(self._rngs[r])
+            self._index[r] = i
+            if data.prompt_ids is None:
+                enc = data.encode(i)
+                self._ids[r, :p], self._mask[r, :p] = enc.input_ids, enc.attention_mask
+                trunc_counts[j] = enc.truncated_tokens
+        if data.prompt_ids is not None:  # fast path: copy pre-tokenized rows
+            idx = self._index[rows]
+            from_data = idx >= 0
+            if prompts is not None:
+                from_data &= np.array([prompts[r] is None for r in rows])
+            src, dst = idx[from_data], rows[from_data]
+            self._ids[dst, :p] = data.prompt_ids[src]
+            self._mask[dst, :p] = data.prompt_mask[src]
+            trunc_counts[from_data] = data.truncated_tokens[src]
+        self.num_truncated_prompts += int(np.count_nonzero(trunc_counts))
+        self._t[rows] = 0
+        self._done[rows] = False
+        self._needs_reset[rows] = False
+        self._term[rows] = False
+        self._trunc[rows] = False
+        self._last_dense[rows] = 0.0
+        n = self.num_envs
+        _put(infos, "prompt", rows, self._row_prompts(rows), n)
+        _put(infos, "references", rows, self._row_refs(rows), n)
+        _put(infos, "sample_index", rows, self._index[rows], n, np.int64)
+        _put(infos, "prompt_truncated_tokens", rows, trunc_counts, n, np.int64)
+
+    # ------------------------------------------------------------------ step
+    def step(self, actions: Any):
+        """Append one token per active row.
+
+        Args:
+            actions: ``(N,)`` integer array (entries of rows that are being
+                reset or are finished are ignored).
+
+        Returns:
+            ``(observations, rewards (N,) float64, terminated (N,) bool,
+            truncated (N,) bool, infos)``.
+
+        Raises:
+            RuntimeError: ``step`` before ``reset``.
+            ValueError: wrong shape, non-integer actions, or an active row's
+                action outside ``[0, V)``.
+        """
+        if not self._started:
+            raise RuntimeError("step() called before reset()")
+        n, p = self.num_envs, self.max_prompt_length
+        a = np.asarray(actions)
+        if a.shape != (n,):
+            raise ValueError(f"actions must have shape ({n},), got {a.shape}")
+        if a.dtype.kind not in "iu":
+            if a.dtype.kind == "f" and np.all(a == np.round(a)):
+                a = a.astype(np.int64)
+            else:
+                raise ValueError(f"actions must be integer token ids, got dtype {a.dtype}")
+        infos: dict[str, Any] = {}
+        rewards = np.zeros(n, dtype=np.float64)
+        mode = self.autoreset_mode
+
+        reset_now = self._needs_reset if mode == AutoresetMode.NEXT_STEP else None
+        active = ~self._done
+        if reset_now is not None and reset_now.any():
+            active &= ~reset_now
+        bad = active & ((a < 0) | (a >= self.vocab_size))
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"action {int(a[r])} of env {r} is not a token id in [0, {self.vocab_size})")
+        if reset_now is not None and reset_now.any():
+            self._reset_rows(np.flatnonzero(reset_now), infos)
+
+        # 1. write the tokens of active rows
+        all_active = bool(active.all())
+        rows = self._rows if all_active else np.flatnonzero(active)
+        cols = p + self._t[rows]
+        acts = a[rows] if not all_active else a
+        self._ids[rows, cols] = acts
+        self._mask[rows, cols] = 1
+        self._t[rows] += 1
+
+        # 2. episode ends
+        term = np.zeros(n, dtype=bool)
+        trunc = np.zeros(n, dtype=bool)
+        term[rows] = self._is_stop[acts]
+        trunc[rows] = ~term[rows] & (self._t[rows] >= self.max_new_tokens)
+        ended = term | trunc
+        ended_rows = np.flatnonzero(ended)
+
+        # 3. rewards: ended rows (or every active row for dense rewards), one batched call
+        score_rows = rows if self.reward_fn.dense else ended_rows
+        if len(score_rows):
+            completions = self._decode(score_rows, term[score_rows])
+            scores, comps = call_reward(
+                self.reward_fn,
+                self._row_prompts(score_rows),
+                completions,
+                references=self._row_refs(score_rows),
+                columns=self._column_batch(score_rows),
+                on_error=self.reward_on_error,
+            )
+            scores = scores.astype(np.float64)
+            if self.reward_fn.dense:
+                rewards[score_rows] = scores - self._last_dense[score_rows]
+                self._last_dense[score_rows] = scores
+            else:
+                rewards[score_rows] = scores
+            if len(ended_rows):
+                sel = ended[score_rows]
+                _put(infos, "completion", ended_rows, [c for c, s in zip(completions, sel) if s], n)
+                _put(infos, "score", ended_rows, scores[sel], n, np.float64)
+                comp_info: dict[str, Any] = {}
+                for k, v in comps.items():
+                    _put(comp_info, k, ended_rows, v[sel], n, np.float64)
+                if comp_info:
+                    infos["reward_components"] = comp_info
+                    infos["_reward_components"] = ended.copy()
+
+        # 4. bookkeeping per autoreset mode
+        if mode == AutoresetMode.NEXT_STEP:
+            self._needs_reset = ended  # reset on the next step, never "stuck"
+        elif mode == AutoresetMode.DISABLED:
+            self._done |= ended
+            self._term |= term
+            self._trunc |= trunc
+            term, trunc = self._term.copy(), self._trunc.copy()
+        else:  # SAME_STEP
+            if len(ended_rows):
+                final_obs = np.full(n, None, dtype=object)
+                for r in ended_rows:
+                    final_obs[r] = {"input_ids": self._ids[r].copy(), "attention_mask": self._mask[r].copy()}
+                final_info = {k: v for k, v in infos.items()}
+                infos = {"final_obs": final_obs, "_final_obs": ended.copy(), "final_info": final_info, "_final_info": ended.copy()}
+                self._reset_rows(ended_rows, infos)
+        return self._obs(), rewards, term, trunc, infos
+
+    # ------------------------------------------------------------------ helpers
+    def _decode(self, rows: np.ndarray, terminated: np.ndarray) -> list[str]:
+        p = self.max_prompt_length
+        ends = p + self._t[rows] - terminated.astype(np.int64)
+        return decode_completions(self.tokenizer, [self._ids[r, p:e] for r, e in zip(rows, ends)])
+
+    def _row_prompts(self, rows: np.ndarray) -> list[str]:
+        prompts = self.data.prompts
+        return [self._raw_prompts[r] if i < 0 else prompts[i] for r, i in zip(rows, self._index[rows].tolist())]
+
+    def _row_refs(self, rows: np.ndarray) -> list[list[str]]:
+        return [[] if i < 0 else self.data.references(i) for i in self._index[rows].tolist()]
+
+    def _column_batch(self, rows: np.ndarray) -> dict[str, list[Any]]:
+        cols = [{} if i < 0 else self.data.columns(i) for i in self._index[rows].tolist()]
+        keys = set().union(*(c.keys() for c in cols)) if cols else set()
+        return {k: [c.get(k) for c in cols] for k in keys}
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        if self.copy:
+            return {"input_ids": self._ids.copy(), "attention_mask": self._mask.copy()}
+        return {"input_ids": self._ids, "attention_mask": self._mask}
+
+    def render(self) -> tuple[str, ...] | None:
+        """With ``render_mode="ansi"``: one string per row, the prompt and the completion so far."""
+        if self.render_mode != "ansi":
+            return None
+        p = self.max_prompt_length
+        return tuple(
+            (self._prompt_texts[r] if self._index[r] < 0 else self.data.encode(self._index[r]).text)
+            + decode_completion(self.tokenizer, self._ids[r, p : p + self._t[r]])
+            for r in range(self.num_envs)
+        )
+
+    @property
+    def num_generated(self) -> np.ndarray:
+        """``(N,)`` int64: tokens generated in each row's current episode."""
+        return self._t.copy()
+
+    @property
+    def finished(self) -> np.ndarray:
+        """``(N,)`` bool: rows whose episode has ended and not been reset yet."""
+        return self._done | self._needs_reset
