@@ -21,9 +21,10 @@ the components are logged (``info["reward_components"]``).
 
 A plain per-sample function ``f(prompt, completion, **kw) -> float`` is
 accepted too: :func:`as_reward_function` wraps it.  A function is taken as
-per-sample when it is a plain function without ``batched = True`` whose first
-two parameters are not annotated as lists; pass ``batched=True/False`` to
-:func:`as_reward_function` to decide explicitly.
+batched when it has ``batched = True``, when its first parameter is annotated
+as a list/sequence, or when its first two parameters are named ``prompts`` and
+``completions``; otherwise it is taken as per-sample.  Pass
+``batched=True/False`` to :func:`as_reward_function` to decide explicitly.
 
 Dense rewards
 -------------
@@ -131,17 +132,62 @@ class FunctionReward(RewardFunction):
         self.batched = batched
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
         self.dense = bool(getattr(fn, "dense", False))
+        self._accepts = _accepted_keywords(fn)
+
+    def _keywords(self, kw: dict[str, Any]) -> dict[str, Any]:
+        # Columns the function does not name (and no **kwargs to catch them) are not passed,
+        # so `lambda prompt, completion: ...` works on data sets with extra columns.
+        if self._accepts is None:
+            return kw
+        return {k: v for k, v in kw.items() if k in self._accepts}
 
     def score(self, prompts, completions, *, references=None, **columns):
         if self.batched:
-            return self.fn(prompts, completions, references=references, **columns)
-        out = np.empty(len(prompts), dtype=np.float32)
+            return self.fn(prompts, completions, **self._keywords({"references": references, **columns}))
+        return self.score_samples(prompts, completions, references=references, columns=columns)[0]
+
+    def score_samples(self, prompts, completions, *, references=None, columns=None, on_error="raise", penalty=0.0):
+        """Call a per-sample ``fn`` on each sample.
+
+        Returns:
+            ``((B,) float32 scores, (B,) bool failed)``; with
+            ``on_error="penalty"`` a sample whose call raises or returns a
+            non-number scores ``penalty`` and is marked failed.
+
+        Raises:
+            RewardError: (``on_error="raise"``) naming the reward and the sample.
+        """
+        columns = columns or {}
+        out = np.empty(len(completions), dtype=np.float32)
+        failed = np.zeros(len(completions), dtype=bool)
         for i, (p, c) in enumerate(zip(prompts, completions)):
             kw = {k: v[i] for k, v in columns.items()}
             if references is not None:
                 kw["references"] = references[i]
-            out[i] = _as_float(self.fn(p, c, **kw), self.name, i)
-        return out
+            try:
+                out[i] = _as_float(self.fn(p, c, **self._keywords(kw)), self.name, i)
+            except Exception as exc:  # noqa: BLE001 - re-raised naming the sample, or penalised
+                if on_error == "penalty":
+                    out[i], failed[i] = penalty, True
+                    continue
+                if isinstance(exc, RewardError):
+                    raise
+                raise RewardError(
+                    f"reward {self.name!r} raised {type(exc).__name__} on sample {i} "
+                    f"(completion {str(c)[:80]!r}): {exc}"
+                ) from exc
+        return out, failed
+
+
+def _accepted_keywords(fn: Callable[..., Any]) -> set[str] | None:
+    """Keyword names ``fn`` accepts besides its first two parameters; ``None`` if it takes ``**kwargs``."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def _as_float(value: Any, name: str, index: int) -> float:
@@ -164,7 +210,8 @@ def _looks_batched(fn: Callable[..., Any]) -> bool:
     if params and params[0].annotation is not inspect.Parameter.empty:
         ann = str(params[0].annotation).lower()
         return "list" in ann or "sequence" in ann
-    return False
+    names = [p.name for p in params[:2]]
+    return names == ["prompts", "completions"]
 
 
 def as_reward_function(
@@ -215,7 +262,9 @@ def call_reward(
         columns: extra columns, each of length ``B``.
         on_error: ``"raise"`` (default) or ``"penalty"``: replace non-finite
             scores (or a raising reward) with ``penalty`` and report it in the
-            components under ``"reward_error"`` (1.0 where replaced).
+            components under ``"reward_error"`` (1.0 where replaced).  A
+            raising batched reward penalises the whole batch; a wrapped
+            per-sample function only the samples whose call failed.
         penalty: the score used with ``on_error="penalty"``.
 
     Returns:
@@ -224,24 +273,56 @@ def call_reward(
 
     Raises:
         RewardError: wrong shape, non-numeric, or non-finite output (with
-            ``on_error="raise"``), naming the reward and the first bad sample.
+            ``on_error="raise"``), naming the reward and the first bad sample;
+            prompts, references or a column whose length differs from the
+            completions'; components of the wrong shape.
+        ValueError: ``on_error`` is neither ``"raise"`` nor ``"penalty"``.
     """
+    if on_error not in ("raise", "penalty"):
+        raise ValueError(f"on_error must be 'raise' or 'penalty', got {on_error!r}")
     b = len(completions)
     name = getattr(reward_fn, "name", type(reward_fn).__name__)
-    refs = [list(r) for r in references] if references is not None else None
+    if len(prompts) != b:
+        raise RewardError(f"reward {name!r} got {len(prompts)} prompts for {b} completions; pass one prompt each")
+    refs = None
+    if references is not None:
+        # a bare string is one reference, not a list of characters
+        refs = [[r] if isinstance(r, str) else list(r or []) for r in references]
+        if len(refs) != b:
+            raise RewardError(f"reward {name!r} got {len(refs)} reference lists for {b} completions")
     cols = {k: list(v) for k, v in (columns or {}).items()}
+    for k, v in cols.items():
+        if len(v) != b:
+            raise RewardError(f"reward {name!r}: column {k!r} has {len(v)} rows for {b} completions")
+    failed = None
     try:
-        out = reward_fn(list(prompts), list(completions), references=refs, **cols)
-    except RewardError:
-        raise
+        if on_error == "penalty" and isinstance(reward_fn, FunctionReward) and not reward_fn.batched:
+            # per-sample function: penalise only the samples that fail
+            out, failed = reward_fn.score_samples(
+                list(prompts), list(completions), references=refs, columns=cols, on_error="penalty", penalty=penalty
+            )
+        else:
+            out = reward_fn(list(prompts), list(completions), references=refs, **cols)
     except Exception as exc:  # noqa: BLE001 - re-raised with context or turned into a penalty
         if on_error == "penalty":
             return np.full(b, penalty, np.float32), {"reward_error": np.ones(b, np.float32)}
+        if isinstance(exc, RewardError):
+            raise
         raise RewardError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from exc
     components: dict[str, np.ndarray] = {}
     if isinstance(out, tuple):
+        if len(out) != 2 or not isinstance(out[1], Mapping):
+            raise RewardError(f"reward {name!r} returned a tuple; expected (scores, components: dict of arrays)")
         out, comps = out
-        components = {k: np.asarray(v, dtype=np.float32).reshape(b) for k, v in comps.items()}
+        for k, v in comps.items():
+            arr = np.asarray(v, dtype=np.float32)
+            if arr.size != b:
+                raise RewardError(
+                    f"reward {name!r}: component {k!r} has shape {arr.shape} for {b} completions; expected ({b},)"
+                )
+            components[k] = arr.reshape(b)
+    if failed is not None and failed.any():
+        components["reward_error"] = failed.astype(np.float32)
     try:
         scores = np.asarray(out, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -264,7 +345,7 @@ def call_reward(
                 "Fix the reward, or pass on_error='penalty' to score such samples with a penalty."
             )
         scores = np.where(bad, np.float32(penalty), scores).astype(np.float32)
-        components["reward_error"] = bad.astype(np.float32)
+        components["reward_error"] = np.maximum(components.get("reward_error", 0.0), bad).astype(np.float32)
     return scores, components
 
 
@@ -306,17 +387,21 @@ def make(name: str, **kwargs: Any) -> RewardFunction:
     if isinstance(obj, type) and issubclass(obj, RewardFunction):
         return obj(**kwargs)
     if isinstance(obj, RewardFunction):
+        if kwargs:
+            raise TypeError(f"reward {name!r} is a registered instance and takes no arguments, got {sorted(kwargs)}")
         return obj
     made = obj(**kwargs) if kwargs or _is_factory(obj) else obj
     return as_reward_function(made)
 
 
 def _is_factory(obj: Callable[..., Any]) -> bool:
+    # A factory can be called with no arguments (every parameter optional, e.g. a
+    # functools.partial of a reward class); a reward function needs (prompt(s), completion(s)).
     try:
-        params = inspect.signature(obj).parameters
+        params = inspect.signature(obj).parameters.values()
     except (TypeError, ValueError):
         return False
-    return len(params) == 0
+    return all(p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
 
 
 def list_rewards() -> list[str]:

@@ -1,0 +1,123 @@
+"""Reward throughput: completions scored per second for each built-in reward.
+
+Scores batches of 64 synthetic completions (about 20 words, one or two
+references each) with every built-in metric, rule and lexicon reward, with
+tiny randomly initialised model rewards (CPU), and runs the code-execution
+sandbox with parallel workers.  Prints one table.  Runs offline.
+
+    python benchmarks/reward_throughput.py            # full run (a few minutes on 2 cores)
+    python benchmarks/reward_throughput.py --quick    # fewer repeats, smaller sandbox batch
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+
+for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+import textgym.rewards as R  # noqa: E402
+from textgym.reward_api import call_reward  # noqa: E402
+
+WORDS = ("the a cat dog sat ran on under mat park quickly slowly big small red blue house car tree river "
+         "saw found gave took happy sad old new good bad movie plot actor scene").split()
+
+
+def synthetic_batch(n: int, seed: int = 0):
+    rng = random.Random(seed)
+    completions, references = [], []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(12, 28))]
+        completions.append(" ".join(words))
+        ref = list(words)
+        for _ in range(len(ref) // 4):
+            ref[rng.randrange(len(ref))] = rng.choice(WORDS)
+        references.append([" ".join(ref)] + ([" ".join(reversed(ref))] if rng.random() < 0.5 else []))
+    return ["Write a sentence:"] * n, completions, references
+
+
+def tiny_models():
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForSequenceClassification
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "</s>", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>")
+    torch.manual_seed(0)
+    bert = BertForSequenceClassification(BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2,
+                                                     num_attention_heads=2, intermediate_size=128, num_labels=2))
+    llama = LlamaForSequenceClassification(LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128,
+                                                       num_hidden_layers=2, num_attention_heads=2,
+                                                       num_key_value_heads=2, num_labels=1, pad_token_id=0))
+    return [("classifier (tiny BERT)", R.ClassifierReward(bert, hf)),
+            ("reward-model (tiny Llama)", R.RewardModelReward(llama, hf))]
+
+
+def measure(reward, prompts, completions, references, columns=None, repeats=3):
+    call_reward(reward, prompts[:2], completions[:2], references=references[:2],
+                columns={k: v[:2] for k, v in (columns or {}).items()} or None)  # warm-up (lazy loads)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        scores, _ = call_reward(reward, prompts, completions, references=references, columns=columns)
+        times.append(time.perf_counter() - start)
+        assert scores.shape == (len(completions),) and np.isfinite(scores).all()
+    best = min(times)
+    return len(completions) / best, best * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 timed repeat, 16-sample sandbox batch")
+    parser.add_argument("--batch", type=int, default=64, help="completions per batch (default 64)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="sandbox worker processes")
+    parser.add_argument("--no-models", action="store_true", help="skip the tiny model rewards (no torch import)")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else 3
+    prompts, completions, references = synthetic_batch(args.batch)
+    concepts = [["cat", "dog", "run"]] * args.batch
+
+    rows = []
+    rewards = [(name, R.make(name)) for name in
+               ["bleu", "sacrebleu", "chrf", "rouge1", "rouge2", "rougeL", "meteor", "exact-match", "token-f1"]]
+    rewards += [
+        ("sentiment-vader", R.make("sentiment-vader")),
+        ("length", R.make("length", target=20)),
+        ("repetition", R.make("repetition")),
+        ("regex", R.make("regex", pattern=r"\bcat\b")),
+        ("constant", R.make("constant")),
+    ]
+    for name, reward in rewards:
+        rows.append((name, args.batch, *measure(reward, prompts, completions, references, repeats=repeats)))
+    rows.append(("keyword-coverage", args.batch, *measure(R.make("keyword-coverage"), prompts, completions,
+                                                          references, {"concepts": concepts}, repeats)))
+    if not args.no_models:
+        for name, reward in tiny_models():
+            rows.append((name, args.batch, *measure(reward, prompts, completions, references, repeats=repeats)))
+
+    n_code = 16 if args.quick else args.batch
+    code = ["def add(a, b):\n    return a + b\n" if i % 2 == 0 else "def add(a, b):\n    return a - b\n"
+            for i in range(n_code)]
+    sandbox = R.CodeExecutionReward(timeout=10.0, workers=args.workers)
+    rows.append((f"code-exec ({args.workers} workers)", n_code,
+                 *measure(sandbox, ["# add\n"] * n_code, code, [[""]] * n_code,
+                          {"test_list": [["assert add(1, 2) == 3", "assert add(0, 0) == 0"]] * n_code}, repeats)))
+
+    width = max(len(r[0]) for r in rows)
+    print(f"\nReward throughput ({'quick' if args.quick else 'full'} run, CPU, best of {repeats})")
+    print(f"{'reward':<{width}}  {'batch':>5}  {'completions/s':>13}  {'ms/batch':>9}")
+    print(f"{'-' * width}  {'-' * 5}  {'-' * 13}  {'-' * 9}")
+    for name, batch, rate, ms in rows:
+        print(f"{name:<{width}}  {batch:>5}  {rate:>13,.0f}  {ms:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()
