@@ -28,6 +28,7 @@ ENV_KWARGS = (
     "render_mode",
     "autoreset_mode",
     "copy",
+    "info_completions",
 )
 
 

@@ -280,6 +280,7 @@ class ConstantReward(RewardFunction):
     """
 
     name = "constant"
+    needs_text = False
 
     def __init__(self, value: float = 0.0):
         if not np.isfinite(value):

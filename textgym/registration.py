@@ -64,6 +64,7 @@ def build_env(
     if num_envs is None:
         env_kwargs.pop("autoreset_mode", None)
         env_kwargs.pop("copy", None)
+        env_kwargs.pop("info_completions", None)
         return TextGenEnv(tokenizer, samples, reward_fn, **env_kwargs)
     env_kwargs.pop("decode_every_step", None)
     return TextGenVectorEnv(tokenizer, samples, reward_fn, num_envs, **env_kwargs)

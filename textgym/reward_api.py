@@ -70,11 +70,16 @@ class RewardFunction:
     Attributes:
         name: short identifier used in logs and errors.
         dense: ``False`` here; see :class:`DenseRewardFunction`.
+        needs_text: whether the reward reads the completion text (default ``True``).
     """
 
     name: str = "reward"
     dense: bool = False
     batched: bool = True
+    #: ``False`` for rewards that never read the completion text (e.g. a constant);
+    #: vector envs built with ``info_completions=False`` then skip decoding and pass
+    #: empty strings as ``completions``.
+    needs_text: bool = True
 
     def score(
         self,

@@ -20,8 +20,8 @@ Autoreset modes (``gymnasium.vector.AutoresetMode``):
 
 Infos follow Gymnasium's vector convention: ``info[key]`` is an array over rows
 and ``info["_" + key]`` a bool mask of the rows that have it.  ``completion``,
-``score`` and ``reward_components`` are set on rows that end; ``prompt``,
-``references``, ``sample_index`` and ``prompt_truncated_tokens`` on rows that reset.
+``references``, ``score`` and ``reward_components`` are set on rows that end;
+``prompt``, ``sample_index`` and ``prompt_truncated_tokens`` on rows that reset.
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ class TextGenVectorEnv(VectorEnv):
             ``"SameStep"``, ``"Disabled"``).
         copy: return copies of the observation arrays (default ``True``); with
             ``False`` the arrays are views that the next step overwrites.
+        info_completions: put each finished completion's text in
+            ``info["completion"]`` (default ``True``).  With ``False`` and a
+            reward whose ``needs_text`` is ``False`` no text is decoded at all.
         render_mode: ``None`` or ``"ansi"``.
 
     Observations: ``{"input_ids": (N, P+T) int64, "attention_mask": (N, P+T) int64}``.
@@ -96,6 +99,7 @@ class TextGenVectorEnv(VectorEnv):
         reward_on_error: str = "raise",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         copy: bool = True,
+        info_completions: bool = True,
         render_mode: str | None = None,
     ):
         if num_envs < 1:
@@ -123,6 +127,7 @@ class TextGenVectorEnv(VectorEnv):
         self._is_stop[self.stop_token_ids] = True
         self.reward_on_error = reward_on_error
         self.copy = copy
+        self.info_completions = info_completions
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.autoreset_mode = mode
@@ -199,7 +204,18 @@ class TextGenVectorEnv(VectorEnv):
         self._ids[rows, p:] = data.pad_token_id
         self._mask[rows, p:] = 0
         trunc_counts = np.zeros(len(rows), dtype=np.int64)
-        for j, r in enumerate(rows):
+        if indices is None and prompts is None and data.prompt_ids is not None:
+            # hot path (autoreset): next sample of each row's shuffled order, copy its tokens
+            orders, rngs = self._orders, self._rngs
+            idx = np.fromiter((orders[r].next(rngs[r]) for r in rows.tolist()), np.int64, len(rows))
+            self._index[rows] = idx
+            self._ids[rows, :p] = data.prompt_ids[idx]
+            self._mask[rows, :p] = data.prompt_mask[idx]
+            trunc_counts = data.truncated_tokens[idx]
+            rows_iter: Any = ()
+        else:
+            rows_iter = enumerate(rows)
+        for j, r in rows_iter:
             if prompts is not None and prompts[r] is not None:
                 text = str(prompts[r])
                 enc = data.encode_text(data.format({data.prompt_key: text}))
@@ -218,7 +234,7 @@ class TextGenVectorEnv(VectorEnv):
                 enc = data.encode(i)
                 self._ids[r, :p], self._mask[r, :p] = enc.input_ids, enc.attention_mask
                 trunc_counts[j] = enc.truncated_tokens
-        if data.prompt_ids is not None:  # fast path: copy pre-tokenized rows
+        if data.prompt_ids is not None and rows_iter != ():  # copy pre-tokenized rows
             idx = self._index[rows]
             from_data = idx >= 0
             if prompts is not None:
@@ -236,7 +252,6 @@ class TextGenVectorEnv(VectorEnv):
         self._last_dense[rows] = 0.0
         n = self.num_envs
         _put(infos, "prompt", rows, self._row_prompts(rows), n)
-        _put(infos, "references", rows, self._row_refs(rows), n)
         _put(infos, "sample_index", rows, self._index[rows], n, np.int64)
         _put(infos, "prompt_truncated_tokens", rows, trunc_counts, n, np.int64)
 
@@ -303,12 +318,16 @@ class TextGenVectorEnv(VectorEnv):
         # 3. rewards: ended rows (or every active row for dense rewards), one batched call
         score_rows = rows if self.reward_fn.dense else ended_rows
         if len(score_rows):
-            completions = self._decode(score_rows, term[score_rows])
+            if self.info_completions or getattr(self.reward_fn, "needs_text", True):
+                completions = self._decode(score_rows, term[score_rows])
+            else:
+                completions = [""] * len(score_rows)
+            refs = self._row_refs(score_rows)
             scores, comps = call_reward(
                 self.reward_fn,
                 self._row_prompts(score_rows),
                 completions,
-                references=self._row_refs(score_rows),
+                references=refs,
                 columns=self._column_batch(score_rows),
                 on_error=self.reward_on_error,
             )
@@ -320,7 +339,9 @@ class TextGenVectorEnv(VectorEnv):
                 rewards[score_rows] = scores
             if len(ended_rows):
                 sel = ended[score_rows]
-                _put(infos, "completion", ended_rows, [c for c, s in zip(completions, sel) if s], n)
+                if self.info_completions:
+                    _put(infos, "completion", ended_rows, [c for c, s in zip(completions, sel) if s], n)
+                    _put(infos, "references", ended_rows, [r for r, s in zip(refs, sel) if s], n)
                 _put(infos, "score", ended_rows, scores[sel], n, np.float64)
                 comp_info: dict[str, Any] = {}
                 for k, v in comps.items():

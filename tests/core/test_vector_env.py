@@ -58,6 +58,7 @@ def test_vector_env_equals_n_single_envs_with_next_step_autoreset(char_tok):
                     needs_reset[i] = True
                     ended += 1
                     assert vinfo["_completion"][i] and vinfo["completion"][i] == info["completion"]
+                    assert vinfo["references"][i] == info["references"] and vinfo["score"][i] == info["score"]
             np.testing.assert_array_equal(vobs["input_ids"][i], obs["input_ids"])
             np.testing.assert_array_equal(vobs["attention_mask"][i], obs["attention_mask"])
             assert (vrew[i], vterm[i], vtrunc[i]) == (pytest.approx(rew), term, trunc)
@@ -113,6 +114,17 @@ def test_same_step_autoreset_reports_final_obs(char_tok):
     assert final["attention_mask"].sum() > obs["attention_mask"][1].sum()  # the final obs held the EOS
     assert obs["attention_mask"][1][5:].sum() == 0  # the row already holds a fresh prompt
     assert info["final_info"]["completion"][1] == ""
+
+
+def test_constant_reward_without_text_skips_decoding(char_tok):
+    from textgym.rewards import ConstantReward
+
+    venv = TextGenVectorEnv(char_tok, SAMPLES, ConstantReward(2.0), 2, max_prompt_length=5, max_new_tokens=2,
+                            info_completions=False)
+    venv.reset(seed=0)
+    venv._decode = None  # any decoding would now fail
+    _, r, term, _, info = venv.step(np.array([char_tok.eos_token_id, 4]))
+    assert r.tolist() == [2.0, 0.0] and term.tolist() == [True, False] and "completion" not in info
 
 
 def test_bad_actions_raise(char_tok):
