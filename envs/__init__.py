@@ -2,14 +2,19 @@
 
 Importing ``textgym`` imports this package, which registers every id below
 with ``gymnasium.register`` (single-env ``entry_point`` and native
-``vector_entry_point``).  ``textgym.list_envs(details=True)`` describes them.
+``vector_entry_point``).  ``textgym.list_envs(details=True)`` describes them;
+``envs/TASKS_TABLE.md`` is the same list as a table.  The task modules import
+their data, rewards and tokenizers only when an env is built, so importing
+textgym stays cheap.
 """
 
-from textgym.envs import sentiment
+from textgym.envs import code, commongen, dialogue, instruction, qa, sentiment, summarization, synthetic, translation
 from textgym.envs.common import entry_points
 from textgym.registration import TaskSpec, register_task
 
-__all__ = ["sentiment"]
+__all__ = [
+    "sentiment", "summarization", "translation", "qa", "instruction", "dialogue", "commongen", "code", "synthetic",
+]  # fmt: skip
 
 register_task(
     TaskSpec(
@@ -22,3 +27,179 @@ register_task(
     ),
     *entry_points(sentiment.make_imdb),
 )
+
+_NEWS = "unclear (article copyright CNN / Daily Mail / BBC): research use only"
+_TASKS = [
+    (
+        TaskSpec(
+            id="textgym/CNNDailyMail-v0",
+            task="summarize a news article into its highlights",
+            data="CNN/DailyMail 3.0.0 (first 200 of T0's sample): 162 train / 18 validation / 20 test",
+            reward="rougeL (ROUGE-L F1 vs the highlights, [0, 1])",
+            license=_NEWS,
+            defaults={"max_prompt_length": 512, "max_new_tokens": 128},
+        ),
+        summarization.make_cnn_dailymail,
+    ),
+    (
+        TaskSpec(
+            id="textgym/XSum-v0",
+            task="summarize a BBC article in one sentence",
+            data="XSum (first 200 of T0's sample): 151 train / 26 validation / 23 test",
+            reward="rougeL (ROUGE-L F1 vs the summary, [0, 1])",
+            license=_NEWS,
+            defaults={"max_prompt_length": 512, "max_new_tokens": 64},
+        ),
+        summarization.make_xsum,
+    ),
+    (
+        TaskSpec(
+            id="textgym/Translation-en-de-v0",
+            task="translate an English sentence into German",
+            data="Tatoeba v2021-08-07 en-de: 4008 train / 513 validation / 479 tatoeba-test; "
+            "test = FLORES-200 devtest 1012; ntrex = NTREX-128 1997",
+            reward="chrf (chrF vs the reference, [0, 1])",
+            license="CC BY 2.0 FR (Tatoeba); CC BY-SA 4.0 (FLORES-200, NTREX-128)",
+            defaults={"max_prompt_length": 128, "max_new_tokens": 128},
+        ),
+        translation.make_en_de,
+    ),
+    (
+        TaskSpec(
+            id="textgym/Translation-en-fr-v0",
+            task="translate an English sentence into French",
+            data="Tatoeba v2021-08-07 en-fr: 4012 train / 491 validation / 497 tatoeba-test; "
+            "test = FLORES-200 devtest 1012; ntrex = NTREX-128 1997",
+            reward="chrf (chrF vs the reference, [0, 1])",
+            license="CC BY 2.0 FR (Tatoeba); CC BY-SA 4.0 (FLORES-200, NTREX-128)",
+            defaults={"max_prompt_length": 128, "max_new_tokens": 128},
+        ),
+        translation.make_en_fr,
+    ),
+    (
+        TaskSpec(
+            id="textgym/XQuAD-v0",
+            task="answer a question with a span of a Wikipedia passage",
+            data="XQuAD English (SQuAD v1.1 dev questions): 962 train / 102 validation / 126 test",
+            reward="token-f1 (SQuAD token F1 vs the answers, [0, 1])",
+            license="CC BY-SA 4.0",
+            defaults={"max_prompt_length": 512, "max_new_tokens": 32},
+        ),
+        qa.make_xquad,
+    ),
+    (
+        TaskSpec(
+            id="textgym/SelfInstruct-v0",
+            task="follow a human-written instruction",
+            data="Self-Instruct seed tasks: 139 train / 17 validation / 19 test; eval = 252 user-oriented "
+            "instructions (evaluation only)",
+            reward="reward-model if reward_model= is given, else rougeL vs the reference output ([0, 1])",
+            license="Apache-2.0",
+            defaults={"max_prompt_length": 512, "max_new_tokens": 256},
+        ),
+        instruction.make_self_instruct,
+    ),
+    (
+        TaskSpec(
+            id="textgym/HHDialogue-v0",
+            task="write the next assistant turn of a red-team conversation",
+            data="Anthropic HH-RLHF harmless-base: dialogue = 302 held-out prompts (pairs: 1610 train / "
+            "201 validation / 197 test prompts)",
+            reward="reward-model if reward_model= is given, else a placeholder: length + repetition ([-1, 1])",
+            license="MIT (offensive content)",
+            defaults={"max_prompt_length": 512, "max_new_tokens": 128},
+        ),
+        dialogue.make_hh_dialogue,
+    ),
+    (
+        TaskSpec(
+            id="textgym/CommonGen-v0",
+            task="write one sentence using all given concepts",
+            data="CommonGen v1.0: 1497 train (upstream test) / 418 validation / 575 test (upstream dev)",
+            reward="0.5 keyword coverage + 0.5 rougeL ([0, 1])",
+            license="MIT",
+            defaults={"max_prompt_length": 64, "max_new_tokens": 48},
+        ),
+        commongen.make_commongen,
+    ),
+    (
+        TaskSpec(
+            id="textgym/MBPP-v0",
+            task="write a Python function from a description and an example test",
+            data="MBPP: 374 train / 90 validation / 500 test / 10 prompt",
+            reward="code-exec (pass fraction of 3 asserts, sandboxed, [0, 1])",
+            license="CC BY 4.0",
+            defaults={"max_prompt_length": 256, "max_new_tokens": 256},
+        ),
+        code.make_mbpp,
+    ),
+    (
+        TaskSpec(
+            id="textgym/HumanEval-v0",
+            task="complete a Python function from its signature and docstring (evaluation only)",
+            data="HumanEval: 164 test",
+            reward="code-exec (check(candidate) passes, sandboxed, {0, 1})",
+            license="MIT",
+            defaults={"max_prompt_length": 768, "max_new_tokens": 384},
+        ),
+        code.make_humaneval,
+    ),
+]
+
+_SYNTH = "generated (seeded); train ~90% / test ~10% of inputs by prompt hash"
+_TASKS += [
+    (
+        TaskSpec(
+            id="textgym/Copy-v0",
+            task="copy a string: 'copy:k3x9=' -> 'k3x9' (tiny-char tokenizer)",
+            data=f"{_SYNTH}: 2000 train / 200 test, lengths 3-6",
+            reward="char-match (per-character credit, optimum 1.0)",
+            license="none (generated)",
+        ),
+        synthetic.make_copy,
+    ),
+    (
+        TaskSpec(
+            id="textgym/Reverse-v0",
+            task="reverse a string: 'reverse:k3x9=' -> '9x3k' (tiny-char tokenizer)",
+            data=f"{_SYNTH}: 2000 train / 200 test, lengths 3-6",
+            reward="char-match (per-character credit, optimum 1.0)",
+            license="none (generated)",
+        ),
+        synthetic.make_reverse,
+    ),
+    (
+        TaskSpec(
+            id="textgym/Sort-v0",
+            task="sort digits: 'sort:3141=' -> '1134' (tiny-char tokenizer)",
+            data=f"{_SYNTH}: 2000 train / 200 test, lengths 3-6",
+            reward="char-match (per-character credit, optimum 1.0)",
+            license="none (generated)",
+        ),
+        synthetic.make_sort,
+    ),
+    (
+        TaskSpec(
+            id="textgym/Addition-v0",
+            task="add two numbers: '12+7=' -> '19' (tiny-char tokenizer)",
+            data=f"{_SYNTH}: 2000 train / 200 test, addends < 100",
+            reward="char-match (per-character credit, optimum 1.0)",
+            license="none (generated)",
+        ),
+        synthetic.make_addition,
+    ),
+    (
+        TaskSpec(
+            id="textgym/TokenCount-v0",
+            task="emit exactly k tokens then EOS: 'count:5=' (tiny-char tokenizer)",
+            data="generated: k = 1..8; train k in {1,2,4,5,6,8} / test k in {3,7}",
+            reward="token-count (2 ** -|n - k|, optimum 1.0)",
+            license="none (generated)",
+        ),
+        synthetic.make_token_count,
+    ),
+]
+
+for _spec, _factory in _TASKS:
+    register_task(_spec, *entry_points(_factory))
+del _spec, _factory

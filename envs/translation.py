@@ -1,0 +1,142 @@
+"""English→German and English→French: ``textgym/Translation-en-de-v0``, ``textgym/Translation-en-fr-v0``.
+
+* **Observation / action**: as :class:`textgym.TextGenEnv` (``input_ids`` /
+  ``attention_mask`` of shape ``(P + T,)`` int64; the next token id).
+* **Prompt**: ``"Translate from English to German: {en}\\nGerman:"`` (French
+  likewise).  A source sentence too long for ``P`` tokens is cut (whole words,
+  marked ``" ..."``) so that the ``German:`` cue survives.
+* **Reward**: sentence-level chrF in ``[0, 1]`` against the reference
+  translation (default ``"chrf"``; ``reward="sacrebleu"`` gives SacreBLEU on
+  its 0-100 scale, ``"bleu"`` BLEU in ``[0, 1]``).  The reference scores 1.0.
+* **Episode end**: EOS (terminated) or ``max_new_tokens`` tokens (truncated).
+* **Data and splits** (``split=``):
+
+  - ``"train"`` / ``"validation"`` / ``"tatoeba-test"``: the first 5000 pairs
+    of the Tatoeba Challenge test set v2021-08-07 (short everyday sentences),
+    split by hash of the English sentence (en-de 4008 / 513 / 479, en-fr 4012
+    / 491 / 497; a repeated source sentence stays in one split).  CC BY 2.0 FR.
+  - ``"test"``: FLORES-200 devtest, 1012 sentences (Wikinews, Wikijunior,
+    Wikivoyage).  CC BY-SA 4.0.
+  - ``"ntrex"``: NTREX-128, the 1997 sentences of WMT newstest2019 with
+    professional translations (news).  CC BY-SA 4.0.
+
+  The two evaluation sets are other domains than the Tatoeba training pairs
+  (out-of-domain test, as for WMT-style evaluation).
+* **Defaults**: ``max_prompt_length=128``, ``max_new_tokens=128``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textgym.envs._task import check_split, count_words, cut_words, env_kwargs_for, fit_prompts
+from textgym.envs.common import resolve_tokenizer
+
+__all__ = ["make_en_de", "make_en_fr", "translation_samples", "SPLITS", "LANGUAGES"]
+
+#: Target language code -> its English name, used in the prompt.
+LANGUAGES = {"de": "German", "fr": "French"}
+#: split -> (data set, its split); "{tgt}" is the target language code.
+SPLITS = {
+    "train": ("tatoeba-en-{tgt}", "train"),
+    "validation": ("tatoeba-en-{tgt}", "validation"),
+    "tatoeba-test": ("tatoeba-en-{tgt}", "test"),
+    "test": ("flores200", "test"),
+    "ntrex": ("ntrex128", "test"),
+}
+DEFAULTS = {"max_prompt_length": 128, "max_new_tokens": 128}
+
+
+def translation_samples(
+    target: str,
+    split: str,
+    tokenizer: Any,
+    max_prompt_length: int = 128,
+    prompt_format: Any = None,
+) -> list[dict[str, Any]]:
+    """Samples of English→``target`` translation.
+
+    Args:
+        target: ``"de"`` or ``"fr"``.
+        split: a key of :data:`SPLITS`.
+        tokenizer: tokenizer object (the fit is measured in its tokens).
+        max_prompt_length: the env's ``P``.
+        prompt_format: the env's prompt format.
+
+    Returns:
+        A list of dicts: ``prompt``, ``references`` (``[translation]``),
+        ``source`` (the English sentence as shown), ``id``.
+
+    Raises:
+        ValueError: unknown target language or split.
+    """
+    from textgym.envs.datasets import load
+
+    if target not in LANGUAGES:
+        raise ValueError(f"target language must be one of {sorted(LANGUAGES)}, got {target!r}")
+    check_split(split, SPLITS, f"translation en-{target}")
+    name, data_split = SPLITS[split]
+    rows = load(name.format(tgt=target), data_split).to_list()
+    instruction = f"Translate from English to {LANGUAGES[target]}: {{source}}\n{LANGUAGES[target]}:"
+
+    def build(row: dict[str, Any], n: int | None) -> dict[str, Any]:
+        source = cut_words(row["en"].strip(), n)
+        return {
+            "prompt": instruction.format(source=source),
+            "references": [row[target].strip()],
+            "source": source,
+            "id": row["id"],
+        }
+
+    return fit_prompts(rows, build, lambda r: count_words(r["en"]), tokenizer, max_prompt_length, prompt_format,
+                       cache_key=(target, split))
+
+
+def _make(target: str, tokenizer: Any, reward: Any, split: str, samples: Any, kwargs: dict[str, Any]):
+    task_id = f"textgym/Translation-en-{target}-v0"
+    env_kwargs = env_kwargs_for(task_id, kwargs, DEFAULTS)
+    check_split(split, SPLITS, task_id)
+    tok = resolve_tokenizer(tokenizer)
+    if samples is None:
+        samples = translation_samples(
+            target, split, tok, env_kwargs["max_prompt_length"], env_kwargs.get("prompt_format")
+        )
+    return tok, samples, "chrf" if reward is None else reward, env_kwargs
+
+
+def make_en_de(
+    tokenizer: Any = "smollm2-135m-instruct",
+    reward: Any = None,
+    split: str = "train",
+    samples: Any = None,
+    **kwargs: Any,
+):
+    """Factory of ``textgym/Translation-en-de-v0``; keyword arguments are ``gym.make`` overrides.
+
+    Args:
+        tokenizer: model name/path (its tokenizer is loaded) or a tokenizer object.
+        reward: reward name, object or callable (default ``"chrf"``).
+        split: ``"train"``, ``"validation"``, ``"tatoeba-test"``, ``"test"``
+            (FLORES-200 devtest) or ``"ntrex"`` (NTREX-128).
+        samples: your own samples (``prompt`` column) instead of the data; used as given.
+        **kwargs: env arguments (``max_prompt_length`` default 128,
+            ``max_new_tokens`` default 128, ``prompt_format``, ...).
+
+    Returns:
+        ``(tokenizer, samples, reward, env_kwargs)`` for :func:`textgym.registration.build_env`.
+
+    Raises:
+        ValueError: unknown split or bad lengths.  TypeError: unknown argument.
+    """
+    return _make("de", tokenizer, reward, split, samples, kwargs)
+
+
+def make_en_fr(
+    tokenizer: Any = "smollm2-135m-instruct",
+    reward: Any = None,
+    split: str = "train",
+    samples: Any = None,
+    **kwargs: Any,
+):
+    """Factory of ``textgym/Translation-en-fr-v0``: as :func:`make_en_de`, into French."""
+    return _make("fr", tokenizer, reward, split, samples, kwargs)
