@@ -16,20 +16,20 @@ __all__ = [
     "sentiment", "summarization", "translation", "qa", "instruction", "dialogue", "commongen", "code", "synthetic",
 ]  # fmt: skip
 
-register_task(
-    TaskSpec(
-        id="textgym/IMDB-v0",
-        task="continue a movie-review prefix with positive sentiment",
-        data="movie-reviews (Pang & Lee 2004): 1600 train / 200 validation / 200 test prompts",
-        reward="sentiment-vader (positive score in [0, 1])",
-        license="CC BY 4.0",
-        defaults={"max_prompt_length": 64, "max_new_tokens": 32},
-    ),
-    *entry_points(sentiment.make_imdb),
-)
-
 _NEWS = "unclear (article copyright CNN / Daily Mail / BBC): research use only"
+#: (spec, factory) of every task, registered in this order by the loop at the end.
 _TASKS = [
+    (
+        TaskSpec(
+            id="textgym/IMDB-v0",
+            task="continue a movie-review prefix with positive sentiment",
+            data="movie-reviews (Pang & Lee 2004): 1600 train / 200 validation / 200 test prompts",
+            reward="sentiment-vader (positive score in [0, 1])",
+            license="CC BY 4.0",
+            defaults={"max_prompt_length": 64, "max_new_tokens": 32},
+        ),
+        sentiment.make_imdb,
+    ),
     (
         TaskSpec(
             id="textgym/CNNDailyMail-v0",

@@ -1,8 +1,8 @@
-"""Helpers shared by the task factories: argument checks, prompt fitting, word cutting.
+"""Helpers shared by the task factories: the factory steps, argument checks, prompt fitting, word cutting.
 
 Private to ``textgym.envs``; the public pattern is the one of
 :mod:`textgym.envs.common` (a factory returns ``(tokenizer, samples, reward,
-env_kwargs)``).
+env_kwargs)``, which :func:`build_task` assembles).
 
 Prompt fitting
 --------------
@@ -25,9 +25,11 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
-from textgym.envs.common import split_env_kwargs
+from textgym.envs.common import resolve_tokenizer, split_env_kwargs
 
-__all__ = ["check_split", "env_kwargs_for", "cut_words", "count_words", "fit_prompts", "CUT_MARK"]
+__all__ = [
+    "build_task", "check_split", "env_kwargs_for", "cut_words", "count_words", "fit_prompts", "CUT_MARK",
+]  # fmt: skip
 
 #: Appended to a text that :func:`cut_words` shortened.
 CUT_MARK = " ..."
@@ -70,6 +72,65 @@ def env_kwargs_for(task_id: str, kwargs: Mapping[str, Any], defaults: Mapping[st
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{task_id}: {key} must be a positive int, got {value!r}")
     return env
+
+
+def build_task(
+    task_id: str,
+    *,
+    tokenizer: Any,
+    reward: Any,
+    default_reward: Any,
+    split: str,
+    splits: Iterable[str],
+    samples: Any,
+    kwargs: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    make_samples: Callable[[Any, int, Any], list[dict[str, Any]]],
+    reward_model: Any = None,
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """The ``(tokenizer, samples, reward, env_kwargs)`` of a task factory call.
+
+    In order: fills in the env arguments (:func:`env_kwargs_for`), checks the
+    split (:func:`check_split`) and that not both ``reward`` and
+    ``reward_model`` are given, loads the tokenizer
+    (:func:`~textgym.envs.common.resolve_tokenizer`), builds the samples
+    unless ``samples`` are given, and picks the reward.
+
+    Args:
+        task_id: the registered id, used in error messages.
+        tokenizer, reward, split, samples: the factory's arguments.
+        default_reward: the reward when ``reward`` and ``reward_model`` are
+            ``None``: a reward name, or a function without arguments that
+            returns the reward (called only then).
+        splits: the task's valid splits.
+        kwargs: the factory's ``**kwargs`` (env arguments only).
+        defaults: the task's env argument defaults.
+        make_samples: ``make_samples(tokenizer, max_prompt_length,
+            prompt_format)`` -> the samples of ``split`` (called only when
+            ``samples is None``).
+        reward_model: the factory's ``reward_model`` (local directory or loaded
+            model of a reward model), for tasks that take one; when given, the
+            default reward is ``"reward-model"`` on it.
+
+    Raises:
+        TypeError: unknown argument.
+        ValueError: unknown split, bad lengths, or both ``reward`` and ``reward_model``.
+    """
+    env_kwargs = env_kwargs_for(task_id, kwargs, defaults)
+    check_split(split, splits, task_id)
+    if reward is not None and reward_model is not None:
+        raise ValueError(f"{task_id}: pass either reward= or reward_model=, not both")
+    tok = resolve_tokenizer(tokenizer)
+    if samples is None:
+        samples = make_samples(tok, env_kwargs["max_prompt_length"], env_kwargs.get("prompt_format"))
+    if reward is None:
+        if reward_model is not None:
+            from textgym.reward_api import make
+
+            reward = make("reward-model", model=reward_model)
+        else:
+            reward = default_reward() if callable(default_reward) else default_reward
+    return tok, samples, reward, env_kwargs
 
 
 def count_words(text: str) -> int:

@@ -38,8 +38,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textgym.envs._task import check_split, count_words, cut_words, env_kwargs_for, fit_prompts
-from textgym.envs.common import resolve_tokenizer
+from textgym.envs._task import build_task, check_split, count_words, cut_words, fit_prompts
 
 __all__ = ["make_mbpp", "make_humaneval", "mbpp_samples", "humaneval_samples", "format_mbpp", "MBPP_SPLITS"]
 
@@ -140,13 +139,11 @@ def make_mbpp(
     Raises:
         ValueError: unknown split or bad lengths.  TypeError: unknown argument.
     """
-    task_id = "textgym/MBPP-v0"
-    env_kwargs = env_kwargs_for(task_id, kwargs, MBPP_DEFAULTS)
-    check_split(split, MBPP_SPLITS, task_id)
-    tok = resolve_tokenizer(tokenizer)
-    if samples is None:
-        samples = mbpp_samples(split, tok, env_kwargs["max_prompt_length"], env_kwargs.get("prompt_format"))
-    return tok, samples, "code-exec" if reward is None else reward, env_kwargs
+    return build_task(
+        "textgym/MBPP-v0", tokenizer=tokenizer, reward=reward, default_reward="code-exec", split=split,
+        splits=MBPP_SPLITS, samples=samples, kwargs=kwargs, defaults=MBPP_DEFAULTS,
+        make_samples=lambda tok, p, fmt: mbpp_samples(split, tok, p, fmt),
+    )
 
 
 def make_humaneval(
@@ -172,10 +169,8 @@ def make_humaneval(
     Raises:
         ValueError: a split other than ``"test"`` or bad lengths.  TypeError: unknown argument.
     """
-    task_id = "textgym/HumanEval-v0"
-    env_kwargs = env_kwargs_for(task_id, kwargs, HUMANEVAL_DEFAULTS)
-    check_split(split, ("test",), task_id)
-    tok = resolve_tokenizer(tokenizer)
-    if samples is None:
-        samples = humaneval_samples()
-    return tok, samples, "code-exec" if reward is None else reward, env_kwargs
+    return build_task(
+        "textgym/HumanEval-v0", tokenizer=tokenizer, reward=reward, default_reward="code-exec", split=split,
+        splits=("test",), samples=samples, kwargs=kwargs, defaults=HUMANEVAL_DEFAULTS,
+        make_samples=lambda tok, p, fmt: humaneval_samples(),  # prompts are never cut
+    )

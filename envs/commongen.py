@@ -25,8 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textgym.envs._task import check_split, env_kwargs_for
-from textgym.envs.common import resolve_tokenizer
+from textgym.envs._task import build_task, check_split
 
 __all__ = ["make_commongen", "commongen_samples", "commongen_reward", "PROMPT", "SPLITS"]
 
@@ -113,10 +112,8 @@ def make_commongen(
     Raises:
         ValueError: unknown split or bad lengths.  TypeError: unknown argument.
     """
-    task_id = "textgym/CommonGen-v0"
-    env_kwargs = env_kwargs_for(task_id, kwargs, DEFAULTS)
-    check_split(split, SPLITS, task_id)
-    tok = resolve_tokenizer(tokenizer)
-    if samples is None:
-        samples = commongen_samples(split)
-    return tok, samples, commongen_reward() if reward is None else reward, env_kwargs
+    return build_task(
+        "textgym/CommonGen-v0", tokenizer=tokenizer, reward=reward, default_reward=commongen_reward, split=split,
+        splits=SPLITS, samples=samples, kwargs=kwargs, defaults=DEFAULTS,
+        make_samples=lambda tok, p, fmt: commongen_samples(split),  # short prompts: no fitting
+    )

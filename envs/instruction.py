@@ -28,8 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textgym.envs._task import check_split, count_words, cut_words, env_kwargs_for, fit_prompts
-from textgym.envs.common import resolve_tokenizer
+from textgym.envs._task import build_task, check_split, count_words, cut_words, fit_prompts
 
 __all__ = ["make_self_instruct", "self_instruct_samples", "format_instruction", "SPLITS"]
 
@@ -123,19 +122,8 @@ def make_self_instruct(
         ValueError: unknown split, bad lengths, or both ``reward`` and ``reward_model``.
         TypeError: unknown argument.
     """
-    task_id = "textgym/SelfInstruct-v0"
-    env_kwargs = env_kwargs_for(task_id, kwargs, DEFAULTS)
-    check_split(split, SPLITS, task_id)
-    if reward is not None and reward_model is not None:
-        raise ValueError(f"{task_id}: pass either reward= or reward_model=, not both")
-    tok = resolve_tokenizer(tokenizer)
-    if samples is None:
-        samples = self_instruct_samples(split, tok, env_kwargs["max_prompt_length"], env_kwargs.get("prompt_format"))
-    if reward is None:
-        if reward_model is not None:
-            from textgym.reward_api import make
-
-            reward = make("reward-model", model=reward_model)
-        else:
-            reward = "rougeL"
-    return tok, samples, reward, env_kwargs
+    return build_task(
+        "textgym/SelfInstruct-v0", tokenizer=tokenizer, reward=reward, default_reward="rougeL",
+        reward_model=reward_model, split=split, splits=SPLITS, samples=samples, kwargs=kwargs, defaults=DEFAULTS,
+        make_samples=lambda tok, p, fmt: self_instruct_samples(split, tok, p, fmt),
+    )

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textgym.envs._task import check_split, count_words, cut_words, env_kwargs_for, fit_prompts
-from textgym.envs.common import resolve_tokenizer
+from textgym.envs._task import build_task, check_split, count_words, cut_words, fit_prompts
 
 __all__ = ["make_xquad", "xquad_samples", "PROMPT", "SPLITS"]
 
@@ -99,10 +98,8 @@ def make_xquad(
     Raises:
         ValueError: unknown split or bad lengths.  TypeError: unknown argument.
     """
-    task_id = "textgym/XQuAD-v0"
-    env_kwargs = env_kwargs_for(task_id, kwargs, DEFAULTS)
-    check_split(split, SPLITS, task_id)
-    tok = resolve_tokenizer(tokenizer)
-    if samples is None:
-        samples = xquad_samples(split, tok, env_kwargs["max_prompt_length"], env_kwargs.get("prompt_format"))
-    return tok, samples, "token-f1" if reward is None else reward, env_kwargs
+    return build_task(
+        "textgym/XQuAD-v0", tokenizer=tokenizer, reward=reward, default_reward="token-f1", split=split,
+        splits=SPLITS, samples=samples, kwargs=kwargs, defaults=DEFAULTS,
+        make_samples=lambda tok, p, fmt: xquad_samples(split, tok, p, fmt),
+    )

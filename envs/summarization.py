@@ -29,8 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textgym.envs._task import check_split, count_words, cut_words, env_kwargs_for, fit_prompts
-from textgym.envs.common import resolve_tokenizer
+from textgym.envs._task import build_task, check_split, count_words, cut_words, fit_prompts
 
 __all__ = ["make_cnn_dailymail", "make_xsum", "summarization_samples", "PROMPT", "SPLITS"]
 
@@ -87,14 +86,11 @@ def summarization_samples(
 
 def _make(task_id: str, tokenizer: Any, reward: Any, split: str, samples: Any, kwargs: dict[str, Any]):
     dataset, defaults = _SETS[task_id]
-    env_kwargs = env_kwargs_for(task_id, kwargs, defaults)
-    check_split(split, SPLITS, task_id)
-    tok = resolve_tokenizer(tokenizer)
-    if samples is None:
-        samples = summarization_samples(
-            dataset, split, tok, env_kwargs["max_prompt_length"], env_kwargs.get("prompt_format")
-        )
-    return tok, samples, "rougeL" if reward is None else reward, env_kwargs
+    return build_task(
+        task_id, tokenizer=tokenizer, reward=reward, default_reward="rougeL", split=split, splits=SPLITS,
+        samples=samples, kwargs=kwargs, defaults=defaults,
+        make_samples=lambda tok, p, fmt: summarization_samples(dataset, split, tok, p, fmt),
+    )
 
 
 def make_cnn_dailymail(

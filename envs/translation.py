@@ -29,8 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textgym.envs._task import check_split, count_words, cut_words, env_kwargs_for, fit_prompts
-from textgym.envs.common import resolve_tokenizer
+from textgym.envs._task import build_task, check_split, count_words, cut_words, fit_prompts
 
 __all__ = ["make_en_de", "make_en_fr", "translation_samples", "SPLITS", "LANGUAGES"]
 
@@ -93,15 +92,11 @@ def translation_samples(
 
 
 def _make(target: str, tokenizer: Any, reward: Any, split: str, samples: Any, kwargs: dict[str, Any]):
-    task_id = f"textgym/Translation-en-{target}-v0"
-    env_kwargs = env_kwargs_for(task_id, kwargs, DEFAULTS)
-    check_split(split, SPLITS, task_id)
-    tok = resolve_tokenizer(tokenizer)
-    if samples is None:
-        samples = translation_samples(
-            target, split, tok, env_kwargs["max_prompt_length"], env_kwargs.get("prompt_format")
-        )
-    return tok, samples, "chrf" if reward is None else reward, env_kwargs
+    return build_task(
+        f"textgym/Translation-en-{target}-v0", tokenizer=tokenizer, reward=reward, default_reward="chrf",
+        split=split, splits=SPLITS, samples=samples, kwargs=kwargs, defaults=DEFAULTS,
+        make_samples=lambda tok, p, fmt: translation_samples(target, split, tok, p, fmt),
+    )
 
 
 def make_en_de(
