@@ -24,6 +24,7 @@ ENV_KWARGS = (
     "shuffle",
     "vocab_size",
     "reward_on_error",
+    "skip_special_tokens",
     "decode_every_step",
     "render_mode",
     "autoreset_mode",

@@ -244,8 +244,11 @@ def _make(task: str, tokenizer: Any, reward: Any, split: str, samples: Any, kwar
     task_id = {"copy": "Copy", "reverse": "Reverse", "sort": "Sort", "addition": "Addition",
                "token-count": "TokenCount"}[task]
     task_id = f"textgym/{task_id}-v0"
+    # Special tokens stay in the scored text: a policy must not pad its answer with <pad>/<unk>,
+    # which a plain decode would hide from the reward.
     env_kwargs = env_kwargs_for(task_id, kwargs, {"max_prompt_length": prompt_chars + 2,
-                                                  "max_new_tokens": answer_chars + 2})
+                                                  "max_new_tokens": answer_chars + 2,
+                                                  "skip_special_tokens": False})
     check_split(split, SPLITS, task_id)
     if tokenizer == "tiny-char":  # the preset's tokenizer, without importing torch via textgym.models
         from textgym.tokenizers import char_tokenizer

@@ -82,6 +82,9 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         shuffle: visit samples in shuffled epochs (``True``) or in order.
         vocab_size: size of the action space (default ``len(tokenizer)``).
         reward_on_error: ``"raise"`` or ``"penalty"`` (see :func:`call_reward`).
+        skip_special_tokens: drop special tokens (pad, unk, ...) from the
+            decoded completion (default ``True``); ``False`` keeps them in the
+            text the reward scores, so a policy cannot hide tokens from it.
         decode_every_step: put the partial completion in ``info`` on every step
             (default ``True``); ``False`` decodes only at the episode end.
         render_mode: ``None`` or ``"ansi"``.
@@ -106,6 +109,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         shuffle: bool = True,
         vocab_size: int | None = None,
         reward_on_error: str = "raise",
+        skip_special_tokens: bool = True,
         decode_every_step: bool = True,
         render_mode: str | None = None,
     ):
@@ -124,6 +128,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         self.vocab_size = int(vocab_size if vocab_size is not None else len(tokenizer))
         self.stop_token_ids = resolve_stop_ids(tokenizer, stop_token_ids, self.vocab_size)
         self.reward_on_error = reward_on_error
+        self.skip_special_tokens = skip_special_tokens
         self.decode_every_step = decode_every_step
         self.render_mode = render_mode
         self.observation_space = token_observation_space(self.vocab_size, self.max_prompt_length + self.max_new_tokens)
@@ -242,7 +247,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
     def _decode(self, terminated: bool) -> str:
         p = self.max_prompt_length
         end = p + self._t - (1 if terminated else 0)  # drop the stop token
-        return decode_completion(self.tokenizer, self._ids[p:end])
+        return decode_completion(self.tokenizer, self._ids[p:end], self.skip_special_tokens)
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {"input_ids": self._ids.copy(), "attention_mask": self._mask.copy()}

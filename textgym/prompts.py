@@ -247,21 +247,27 @@ class SampleOrder:
         self._pos = int(state["pos"])
 
 
-def decode_completion(tokenizer: Any, token_ids: Sequence[int] | np.ndarray) -> str:
-    """Decode generated tokens to text, special tokens skipped, never splitting a multi-byte character.
+def decode_completion(
+    tokenizer: Any, token_ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = True
+) -> str:
+    """Decode generated tokens to text, never splitting a multi-byte character.
 
-    A byte-level BPE prefix can end inside a UTF-8 character; that incomplete
-    character is dropped, so a partial completion never shows half a character.
+    A byte-level BPE prefix can end inside a UTF-8 character, which decodes to
+    U+FFFD; trailing U+FFFD characters are dropped, so a partial completion
+    never shows half a character.  With ``skip_special_tokens=False`` special
+    tokens (pad, unk, ...) are kept in the text, so a reward can see them.
     """
-    return decode_completions(tokenizer, [token_ids])[0]
+    return decode_completions(tokenizer, [token_ids], skip_special_tokens)[0]
 
 
-def decode_completions(tokenizer: Any, token_ids: Sequence[Sequence[int] | np.ndarray]) -> list[str]:
+def decode_completions(
+    tokenizer: Any, token_ids: Sequence[Sequence[int] | np.ndarray], skip_special_tokens: bool = True
+) -> list[str]:
     """:func:`decode_completion` for many rows at once (one Rust call for fast tokenizers)."""
     rows = [np.asarray(row).tolist() for row in token_ids]
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:  # a slow (Python) tokenizer
-        texts = [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
+        texts = [tokenizer.decode(row, skip_special_tokens=skip_special_tokens) for row in rows]
     else:
-        texts = backend.decode_batch(rows, skip_special_tokens=True)
+        texts = backend.decode_batch(rows, skip_special_tokens=skip_special_tokens)
     return [t.rstrip("\ufffd") for t in texts]

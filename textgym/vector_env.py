@@ -62,7 +62,7 @@ class TextGenVectorEnv(VectorEnv):
     Args:
         tokenizer, samples, reward_fn, max_prompt_length, max_new_tokens,
         stop_token_ids, prompt_format, truncation_side, shuffle, vocab_size,
-        reward_on_error: as for :class:`textgym.TextGenEnv`.
+        reward_on_error, skip_special_tokens: as for :class:`textgym.TextGenEnv`.
         num_envs: ``N``, the number of rows.
         autoreset_mode: an ``AutoresetMode`` or its value (``"NextStep"``,
             ``"SameStep"``, ``"Disabled"``).
@@ -97,6 +97,7 @@ class TextGenVectorEnv(VectorEnv):
         shuffle: bool = True,
         vocab_size: int | None = None,
         reward_on_error: str = "raise",
+        skip_special_tokens: bool = True,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         copy: bool = True,
         info_completions: bool = True,
@@ -126,6 +127,7 @@ class TextGenVectorEnv(VectorEnv):
         self._is_stop = np.zeros(self.vocab_size, dtype=bool)  # (V,) look-up table, faster than np.isin
         self._is_stop[self.stop_token_ids] = True
         self.reward_on_error = reward_on_error
+        self.skip_special_tokens = skip_special_tokens
         self.copy = copy
         self.info_completions = info_completions
         self.render_mode = render_mode
@@ -372,7 +374,9 @@ class TextGenVectorEnv(VectorEnv):
     def _decode(self, rows: np.ndarray, terminated: np.ndarray) -> list[str]:
         p = self.max_prompt_length
         ends = p + self._t[rows] - terminated.astype(np.int64)
-        return decode_completions(self.tokenizer, [self._ids[r, p:e] for r, e in zip(rows, ends)])
+        return decode_completions(
+            self.tokenizer, [self._ids[r, p:e] for r, e in zip(rows, ends)], self.skip_special_tokens
+        )
 
     def _row_prompts(self, rows: np.ndarray) -> list[str]:
         prompts = self.data.prompts
@@ -398,7 +402,7 @@ class TextGenVectorEnv(VectorEnv):
         p = self.max_prompt_length
         return tuple(
             (self._prompt_texts[r] if self._index[r] < 0 else self.data.encode(self._index[r]).text)
-            + decode_completion(self.tokenizer, self._ids[r, p : p + self._t[r]])
+            + decode_completion(self.tokenizer, self._ids[r, p : p + self._t[r]], self.skip_special_tokens)
             for r in range(self.num_envs)
         )
 

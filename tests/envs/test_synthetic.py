@@ -151,3 +151,16 @@ def test_vector_env_and_speed():
         if terminated or truncated:
             env.reset()
     assert time.perf_counter() - start < 10.0  # ~0.1 ms a step when idle; generous for a loaded machine
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_special_tokens_cannot_hide_from_the_reward(env_id):
+    """Padding the answer with <pad>/<unk> tokens (dropped by a plain decode) must not pay."""
+    env = gym.make(env_id).unwrapped
+    tok = env.tokenizer
+    answer = env.data.references(0)[0]
+    ids = answer_ids(tok, answer)[:-1]  # the answer without EOS
+    ids += [tok.pad_token_id, tok.unk_token_id] * env.max_new_tokens
+    total, info, terminated = run_episode(env, lambda info, t: ids[t], options={"sample_index": 0})
+    assert not terminated and info["completion"].startswith(answer + "<pad>")
+    assert total < synthetic.OPTIMAL_REWARD
