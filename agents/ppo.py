@@ -1,0 +1,256 @@
+"""Token-level PPO for language models (RLHF-style), on textgym's vector envs.
+
+Each generated token is an action; the per-token reward is
+
+    r_t = env_reward_t - beta * KL_t        on every real token t,
+
+where ``env_reward_t`` is the episode's score on its last real token (the
+stop token included) for sparse rewards (per-step increments for dense ones),
+``KL_t`` is a per-token estimate of ``KL(pi || pi_ref)`` (``config.kl_estimator``)
+and ``beta`` is fixed or adapted (Ziegler et al. 2019).  Advantages come from
+GAE (Schulman et al. 2016) with a bootstrap ``V(s_T)`` on truncated episodes
+only; the losses are PPO's clipped surrogate and clipped value loss (Schulman
+et al. 2017) plus an entropy bonus, token-averaged over each minibatch.
+
+Read :meth:`PPO.update` top to bottom: its numbered steps are the algorithm.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from textgym.agents.base import OnPolicyAlgorithm, OnPolicyConfig
+from textgym.agents.functional import (
+    KL_ESTIMATORS,
+    clipped_policy_loss,
+    clipped_value_loss,
+    compute_gae,
+    explained_variance,
+    kl_penalized_rewards,
+    masked_mean,
+    masked_sum,
+    masked_whiten,
+)
+from textgym.agents.rollout import RolloutBatch, trim_to_content
+from textgym.agents.sampling import entropy_of, logprobs_of, process_logits
+
+__all__ = ["PPO", "PPOConfig"]
+
+
+@dataclass
+class PPOConfig(OnPolicyConfig):
+    """PPO settings (the shared ones are documented in :class:`OnPolicyConfig`).
+
+    Attributes:
+        n_epochs: passes over each rollout batch.
+        minibatch_size: episodes per optimizer step (``None``: the whole batch).
+        micro_batch_size: episodes per forward/backward; gradients are accumulated
+            over a minibatch's micro-batches (``None``: the whole minibatch at once).
+        gamma: discount per token.
+        lam: GAE lambda.
+        clip_range: PPO ratio clip ``eps``.
+        clip_range_value: value clip around the rollout values (``None``: no clipping).
+        vf_coef: weight of the value loss.
+        ent_coef: weight of the entropy bonus (entropy of the sampling distribution).
+        whiten_advantages: normalise advantages to mean 0, std 1 over the batch's real tokens.
+        target_kl: stop the epochs early once a minibatch's ``approx_kl`` exceeds it (``None``: never).
+    """
+
+    n_epochs: int = 4
+    minibatch_size: int | None = None
+    micro_batch_size: int | None = None
+    gamma: float = 1.0
+    lam: float = 0.95
+    clip_range: float = 0.2
+    clip_range_value: float | None = 0.2
+    vf_coef: float = 0.1
+    ent_coef: float = 0.0
+    whiten_advantages: bool = True
+    target_kl: float | None = None
+
+    def __post_init__(self):
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
+        for name in ("minibatch_size", "micro_batch_size"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {v}")
+        if self.n_epochs < 1:
+            raise ValueError(f"n_epochs must be >= 1, got {self.n_epochs}")
+        self.sampling()  # validates temperature / top_k / top_p
+
+
+class PPO(OnPolicyAlgorithm):
+    """Token-level PPO with a KL penalty to a frozen reference.
+
+    Args:
+        policy: an :class:`LMActorCritic` or a model name (``config.lora`` / ``config.adapter`` apply).
+        env: a ``TextGenVectorEnv`` with ``autoreset_mode="Disabled"``; ``env.num_envs`` episodes per rollout.
+        config: :class:`PPOConfig`.
+
+    Example::
+
+        env = gym.make_vec("textgym/TokenCount-v0", num_envs=32, vectorization_mode="vector_entry_point",
+                           autoreset_mode="Disabled")
+        algo = PPO("tiny-char", env, PPOConfig(learning_rate=1e-3))
+        algo.learn(iterations=100)
+    """
+
+    config_class = PPOConfig
+    config: PPOConfig
+    minibatch_log: list[dict[str, float]]  # per-minibatch stats of the last update (see optimize_minibatch)
+
+    def update(self, batch: RolloutBatch) -> dict[str, Any]:
+        """One PPO update on a batch of finished episodes; returns metrics (see the module docstring)."""
+        cfg = self.config
+        # 1. rollout: `batch` was collected by OnPolicyAlgorithm.collect_rollouts (N episodes, T slots)
+        mask = batch.mask  # (N, T) bool, real tokens
+
+        # 2. rewards: -beta * KL_t on every real token, plus the env's reward (the score on the last token)
+        beta = self.kl_ctl.value
+        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, beta,
+                                           cfg.kl_estimator)  # (N, T) each, 0 on padding
+
+        # 3. advantages: GAE, bootstrapped with V(s_T) on truncation only, then whitened
+        advantages, returns = compute_gae(rewards, batch.values, mask, batch.bootstrap_values, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = masked_whiten(advantages, mask)
+
+        # 4. optimise: epochs x minibatches (each one optimizer step, gradients accumulated over micro-batches)
+        n = mask.shape[0]
+        mb_size = cfg.minibatch_size or n
+        totals: dict[str, float] = defaultdict(float)
+        self.minibatch_log = []
+        early_stop = False
+        for epoch in range(cfg.n_epochs):
+            perm = torch.randperm(n, generator=self.update_generator)
+            for start in range(0, n, mb_size):
+                stats = self.optimize_minibatch(batch, advantages, returns, perm[start : start + mb_size])
+                self.minibatch_log.append(stats)
+                for k, v in stats.items():
+                    totals[k] += v * (stats["tokens"] if k not in ("tokens", "skipped", "grad_norm") else 1)
+                if cfg.target_kl is not None and stats["approx_kl"] > cfg.target_kl:
+                    early_stop = True
+                    break
+            if early_stop:
+                break
+
+        # 5. KL coefficient: the adaptive controller sees the KL that was applied (per episode)
+        kl_per_episode = kl.sum(-1)  # (N,)
+        self.kl_ctl.update(float(kl_per_episode.mean()), n)
+
+        # 6. metrics
+        tok = max(totals["tokens"], 1.0)
+        steps = len(self.minibatch_log)
+        return {
+            "reward/score": float(batch.scores.mean()),
+            "reward/score_std": float(batch.scores.std(unbiased=False)),
+            "reward/total": float(rewards.sum(-1).mean()),
+            "reward/kl_penalty": float(-beta * kl_per_episode.mean()),
+            "stats/kl_ref": float(kl_per_episode.mean()),
+            "stats/kl_ref_per_token": float(masked_mean(kl, mask)),
+            "stats/kl_ref_estimator": cfg.kl_estimator,
+            "stats/kl_coef": beta,
+            "stats/approx_kl": totals["approx_kl"] / tok,
+            "stats/clipfrac": totals["clipfrac"] / tok,
+            "stats/value_clipfrac": totals["value_clipfrac"] / tok,
+            "stats/entropy": totals["entropy"] / tok,
+            "loss/policy": totals["policy_loss"] / tok,
+            "loss/value": totals["value_loss"] / tok,
+            "loss/total": totals["loss"] / tok,
+            "stats/grad_norm": totals["grad_norm"] / max(steps, 1),
+            "stats/skipped_steps": totals["skipped"],
+            "stats/optimizer_steps": steps - totals["skipped"],
+            "stats/epochs": steps * mb_size / n if n else 0.0,
+            "stats/early_stopped": float(early_stop),
+            "stats/explained_variance": explained_variance(batch.values, returns, mask),
+            "stats/episode_length": float(batch.lengths.float().mean()),
+            "stats/terminated_frac": float(batch.terminated.float().mean()),
+            "stats/truncated_frac": float(batch.truncated.float().mean()),
+        }
+
+    def optimize_minibatch(self, batch: RolloutBatch, advantages: torch.Tensor, returns: torch.Tensor,
+                           rows: torch.Tensor) -> dict[str, float]:
+        """One optimizer step on ``rows`` of the batch, with gradient accumulation and safety checks.
+
+        The loss of each micro-batch is its token *sum* divided by the real-token
+        count of the whole minibatch, so the accumulated gradient equals the
+        full-minibatch token-mean gradient.  A non-finite loss or gradient norm
+        skips the step (weights and optimizer state untouched; ``skipped = 1``).
+
+        Returns:
+            Per-minibatch means (``approx_kl``, ``clipfrac``, ``entropy``, losses,
+            ``ratio_max_dev``) plus ``tokens``, ``grad_norm`` and ``skipped``.
+        """
+        cfg = self.config
+        params = self.policy.trainable_parameters()
+        n_tok = batch.mask[rows].sum().clamp(min=1)
+        micro = cfg.micro_batch_size or len(rows)
+        sums: dict[str, float] = defaultdict(float)
+        ratio_dev = 0.0
+        finite = True
+        self.optimizer.zero_grad(set_to_none=True)
+        for chunk in rows.split(micro):
+            loss, s = self.compute_loss(batch.index(chunk), advantages[chunk], returns[chunk], n_tok)
+            if not bool(torch.isfinite(loss)):
+                finite = False
+                break
+            loss.backward()
+            ratio_dev = max(ratio_dev, s.pop("ratio_max_dev"))
+            for k, v in s.items():
+                sums[k] += v
+        grad_norm = float("nan")
+        if finite:
+            max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            finite = bool(torch.isfinite(torch.tensor(grad_norm)))
+        if finite:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        t = float(n_tok)
+        out = {k: v / t for k, v in sums.items()}
+        out.update({"tokens": t, "grad_norm": grad_norm if finite else 0.0, "skipped": 0.0 if finite else 1.0,
+                    "ratio_max_dev": ratio_dev})
+        return out
+
+    def compute_loss(self, mb: RolloutBatch, advantages: torch.Tensor, returns: torch.Tensor,
+                     normalizer: torch.Tensor | float) -> tuple[torch.Tensor, dict[str, float]]:
+        """PPO loss of a (micro-)batch: ``policy + vf_coef * value - ent_coef * entropy``, token sums / ``normalizer``.
+
+        Args:
+            mb: the rows of the batch.
+            advantages, returns: ``(n, T)`` float32 for those rows.
+            normalizer: real-token count of the enclosing minibatch.
+
+        Returns:
+            ``(loss, sums)``: the scalar loss (with grad) and, as floats, the
+            token sums of ``approx_kl``, ``clipfrac``, ``value_clipfrac``,
+            ``entropy``, ``policy_loss``, ``value_loss``, ``loss`` (divide by the
+            token count for means) and ``ratio_max_dev`` = max ``|ratio - 1|``.
+        """
+        cfg, dev = self.config, self.policy.device
+        ids, am, t = trim_to_content(mb.input_ids, mb.attention_mask, mb.mask)
+        m = mb.mask[:, :t].to(dev)  # (n, t)
+        out = self.policy.score(ids.to(dev), am.to(dev), t)  # logits (n, t, V), values (n, t+1)
+        processed = process_logits(out.logits, self.collector.sampling)  # the distribution sampled from
+        logp = logprobs_of(processed, mb.actions[:, :t].to(dev))  # (n, t)
+        values = out.values[:, :t]  # (n, t): V(s_0..s_{t-1})
+        pg_loss, pg = clipped_policy_loss(logp, mb.logprobs[:, :t].to(dev), advantages[:, :t].to(dev), m,
+                                          cfg.clip_range, normalizer)
+        vf_loss, vf = clipped_value_loss(values, mb.values[:, :t].to(dev), returns[:, :t].to(dev), m,
+                                         cfg.clip_range_value, normalizer)
+        with torch.set_grad_enabled(cfg.ent_coef != 0 and torch.is_grad_enabled()):
+            entropy = masked_sum(entropy_of(processed), m) / normalizer
+        loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
+        nz = float(normalizer)
+        ratio_max_dev = float(torch.where(m, (pg["ratio"] - 1.0).abs(), 0.0).max()) if bool(m.any()) else 0.0
+        sums = {"approx_kl": float(pg["approx_kl"]), "clipfrac": float(pg["clipfrac"]),
+                "value_clipfrac": float(vf["clipfrac"]), "entropy": float(entropy.detach()) * nz,
+                "policy_loss": float(pg_loss.detach()) * nz, "value_loss": float(vf_loss.detach()) * nz,
+                "loss": float(loss.detach()) * nz,
+                "ratio_max_dev": ratio_max_dev}
+        return loss, sums
