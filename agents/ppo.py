@@ -8,7 +8,7 @@ where ``env_reward_t`` is the episode's score on its last real token (the
 stop token included) for sparse rewards (per-step increments for dense ones),
 ``KL_t`` is a per-token estimate of ``KL(pi || pi_ref)`` (``config.kl_estimator``)
 and ``beta`` is fixed or adapted (Ziegler et al. 2019).  Advantages come from
-GAE (Schulman et al. 2016) with a bootstrap ``V(s_T)`` on truncated episodes
+GAE (Schulman et al. 2016), optionally with a bootstrap ``V(s_T)`` on truncated episodes
 only; the losses are PPO's clipped surrogate and clipped value loss (Schulman
 et al. 2017) plus an entropy bonus, token-averaged over each minibatch.
 
@@ -58,6 +58,10 @@ class PPOConfig(OnPolicyConfig):
         ent_coef: weight of the entropy bonus (entropy of the sampling distribution).
         whiten_advantages: normalise advantages to mean 0, std 1 over the batch's real tokens.
         target_kl: stop the epochs early once a minibatch's ``approx_kl`` exceeds it (``None``: never).
+        bootstrap_truncated: add ``V(s_T)`` after the last token of truncated episodes in GAE.
+            Default ``False``: textgym envs pay the final score on the truncating step, so
+            nothing follows it and a bootstrap would count the future twice (and teach the
+            policy to avoid EOS).  Set ``True`` for an env whose truncation is a pure time limit.
     """
 
     n_epochs: int = 4
@@ -71,6 +75,7 @@ class PPOConfig(OnPolicyConfig):
     ent_coef: float = 0.0
     whiten_advantages: bool = True
     target_kl: float | None = None
+    bootstrap_truncated: bool = False
 
     def __post_init__(self):
         if self.kl_estimator not in KL_ESTIMATORS:
@@ -115,8 +120,9 @@ class PPO(OnPolicyAlgorithm):
         rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, beta,
                                            cfg.kl_estimator)  # (N, T) each, 0 on padding
 
-        # 3. advantages: GAE, bootstrapped with V(s_T) on truncation only, then whitened
-        advantages, returns = compute_gae(rewards, batch.values, mask, batch.bootstrap_values, cfg.gamma, cfg.lam)
+        # 3. advantages: GAE (bootstrapped with V(s_T) on truncation only if configured), then whitened
+        bootstrap = batch.bootstrap_values if cfg.bootstrap_truncated else torch.zeros_like(batch.bootstrap_values)
+        advantages, returns = compute_gae(rewards, batch.values, mask, bootstrap, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
             advantages = masked_whiten(advantages, mask)
 

@@ -239,3 +239,29 @@ def test_learns_token_count():
     scores = []
     algo.learn(iterations=80, callback=lambda a, m: scores.append(m["reward/score"]) or np.mean(scores[-10:]) < 0.35)
     assert np.mean(scores[:3]) < 0.2 and np.mean(scores[-10:]) >= 0.35, scores
+
+
+@pytest.mark.parametrize("bootstrap_truncated", [False, True])
+def test_truncated_episodes_are_bootstrapped_only_when_configured(bootstrap_truncated, monkeypatch):
+    """textgym envs pay the score on the truncating step, so by default GAE gets no V(s_T) there."""
+    import textgym.agents.ppo as ppo_module
+
+    seen = {}
+    real_gae = ppo_module.compute_gae
+
+    def spy(rewards, values, mask, bootstrap, gamma, lam):
+        seen["bootstrap"] = bootstrap.clone()
+        return real_gae(rewards, values, mask, bootstrap, gamma, lam)
+
+    monkeypatch.setattr(ppo_module, "compute_gae", spy)
+    policy = LMActorCritic(*tiny_char())
+    env = char_env(4, stop_token_ids=[0])  # only <pad> stops: random episodes nearly always truncate
+    algo = PPO(policy, env, PPOConfig(**QUIET, bootstrap_truncated=bootstrap_truncated, learning_rate=0.0))
+    batch = algo.collect_rollouts()
+    assert bool(batch.truncated.any())
+    algo.update(batch)
+    trunc = batch.truncated
+    expected = torch.where(trunc, batch.bootstrap_values, 0.0) if bootstrap_truncated else torch.zeros(len(trunc))
+    torch.testing.assert_close(seen["bootstrap"], expected)
+    if bootstrap_truncated:
+        assert bool((batch.bootstrap_values[trunc] != 0).all())  # the value head's V(s_T) was really used
