@@ -86,6 +86,10 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     import textgym  # noqa: F401  (registers the ids)
     from textgym.models import load
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     print(f"loading {args.model} ...", flush=True)
     model, tok = load(args.model)
@@ -127,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chat", action="store_true", help="format prompts with the model's chat template")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; use 1 on a machine busy with other jobs)")
     p.set_defaults(func=_cmd_rollout)
     return parser
 
