@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/textgym rollout --env textgym/IMDB-v0 --model smollm2-135m-instruct --episodes 3
+	$(BIN)/textgym rollout --env textgym/IMDB-v0 --model smollm2-135m-instruct --episodes 3 --threads 1
 
 test: install
 	$(BIN)/python -m pytest -q
