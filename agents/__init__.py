@@ -18,6 +18,15 @@ _EXPORTS = {
     "PPO": ("textgym.agents.ppo", "PPO"),
     "PPOConfig": ("textgym.agents.ppo", "PPOConfig"),
     "Logger": ("textgym.agents.logger", "Logger"),
+    # supervised stages: SFT warm start, reward model, sentiment classifier
+    "SFTTrainer": ("textgym.agents.sft", "SFTTrainer"),
+    "SFTConfig": ("textgym.agents.sft", "SFTConfig"),
+    "RewardModelTrainer": ("textgym.agents.reward_model", "RewardModelTrainer"),
+    "RewardModelConfig": ("textgym.agents.reward_model", "RewardModelConfig"),
+    "ClassifierTrainer": ("textgym.agents.sentiment_classifier", "ClassifierTrainer"),
+    "ClassifierConfig": ("textgym.agents.sentiment_classifier", "ClassifierConfig"),
+    "train_sentiment_classifier": ("textgym.agents.sentiment_classifier", "train_sentiment_classifier"),
+    "sentiment_classifier_path": ("textgym.agents.sentiment_classifier", "sentiment_classifier_path"),
 }
 
 __all__ = list(_EXPORTS)

@@ -28,7 +28,8 @@ from textgym.reward_api import RewardFunction
 
 from ._text import clean_text
 
-__all__ = ["ClassifierReward", "RewardModelReward", "SentimentReward", "VaderSentimentReward"]
+__all__ = ["ClassifierReward", "RewardModelReward", "SentimentReward", "VaderSentimentReward",
+           "default_sentiment_model_dir", "SENTIMENT_MODEL_NAME"]
 
 
 def _load(model: Any, tokenizer: Any, device: Any):
@@ -266,18 +267,31 @@ class RewardModelReward(ClassifierReward):
         return first, second
 
 
+#: Folder name, under ``textgym.models.cache_dir() / "models"``, of textgym's trained sentiment classifier.
+SENTIMENT_MODEL_NAME = "sentiment-minilm"
+
+
+def default_sentiment_model_dir():
+    """Where ``textgym.agents.sentiment_classifier`` caches its trained model (a ``pathlib.Path``;
+    it may not exist yet).  The ``"sentiment"`` reward loads it when given no ``model=``."""
+    from textgym.models import cache_dir
+
+    return cache_dir() / "models" / SENTIMENT_MODEL_NAME
+
+
 class SentimentReward(ClassifierReward):
     """P(positive) from a sentiment classifier, registered as ``"sentiment"``.
 
     A :class:`ClassifierReward` whose label defaults to the positive class:
     the first label whose name contains ``"pos"`` (``POSITIVE``,
-    ``positive``...), else index 1.  textgym's own trained sentiment
-    classifier will be shipped separately; until then pass ``model=`` a local
-    model directory or object (e.g. a DistilBERT fine-tuned on SST-2).  For a
-    model-free scorer use ``"sentiment-vader"``.
+    ``positive``...), else index 1.  Without ``model=`` it loads textgym's
+    own sentiment classifier (MiniLM fine-tuned on Rotten Tomatoes snippets)
+    from :func:`default_sentiment_model_dir`, which
+    ``python -m textgym.agents.sentiment_classifier`` trains and caches once.
+    For a model-free scorer use ``"sentiment-vader"``.
 
     Args:
-        model: local directory or model object (required).
+        model: local directory or model object (default: textgym's trained classifier).
         tokenizer: tokenizer or path (default: from ``model``'s directory).
         positive_label: label name or index overriding the default.
         **kwargs: other :class:`ClassifierReward` arguments.
@@ -285,7 +299,8 @@ class SentimentReward(ClassifierReward):
     Returns (when called): ``(B,)`` float32 in [0, 1].
 
     Raises:
-        ValueError: no ``model`` given.
+        ValueError: no ``model`` given and textgym's classifier is not trained
+            yet (the message says how to train it).
     """
 
     name = "sentiment"
@@ -293,11 +308,14 @@ class SentimentReward(ClassifierReward):
     def __init__(self, model: Any = None, tokenizer: Any = None, *, positive_label: int | str | None = None,
                  **kwargs: Any):
         if model is None:
-            raise ValueError(
-                "SentimentReward needs model=: a local sequence-classification model directory or a model "
-                "object (textgym's trained sentiment classifier is not shipped yet). For a model-free "
-                "sentiment score use make('sentiment-vader')."
-            )
+            model = default_sentiment_model_dir()
+            if not (model / "config.json").is_file():
+                raise ValueError(
+                    f"SentimentReward: textgym's sentiment classifier is not trained yet (expected at {model}). "
+                    "Train it once (about 5 minutes on a CPU) with: python -m textgym.agents.sentiment_classifier "
+                    "-- or pass model= a local sequence-classification model directory or object. For a "
+                    "model-free sentiment score use make('sentiment-vader')."
+                )
         super().__init__(model, tokenizer, label=0, **kwargs)
         if positive_label is None:
             labels = {int(k): str(v).lower() for k, v in (self.model.config.id2label or {}).items()}

@@ -143,12 +143,18 @@ def test_reward_model_rejects_multi_label_models(bert):
         R.RewardModelReward(model, tok)
 
 
-def test_sentiment_reward_picks_positive_label_and_requires_model(bert):
+def test_sentiment_reward_picks_positive_label_and_defaults_to_cached_classifier(bert, tmp_path, monkeypatch):
     model, tok = bert
     s = R.make("sentiment", model=model, tokenizer=tok)
     assert s.label_index == 1  # "POSITIVE"
-    with pytest.raises(ValueError, match="sentiment-vader"):
-        R.make("sentiment")
+    monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path))
+    with pytest.raises(ValueError, match="sentiment_classifier.*sentiment-vader"):
+        R.make("sentiment")  # not trained yet in this cache: the message says how to train it
+    model.save_pretrained(tmp_path / "models" / "sentiment-minilm")
+    tok.save_pretrained(tmp_path / "models" / "sentiment-minilm")
+    default = R.make("sentiment")  # now found in the cache without model=
+    assert default.label_index == 1
+    assert default(["p"], ["good movie"]) == pytest.approx(s(["p"], ["good movie"]), abs=1e-6)
 
 
 def test_vader_sentiment_lexicon_values():
