@@ -15,6 +15,7 @@ model where a reader expects a complete one.
 
 from __future__ import annotations
 
+import abc
 import math
 import os
 import shutil
@@ -109,7 +110,7 @@ def _lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]
     return factor
 
 
-class SupervisedTrainer:
+class SupervisedTrainer(abc.ABC):
     """Base class: the optimisation loop over groups of micro-batches.
 
     Subclasses implement:
@@ -144,12 +145,15 @@ class SupervisedTrainer:
         self.train_cpu_seconds = 0.0
 
     # ------------------------------------------------------------------ to implement
+    @abc.abstractmethod
     def _num_train_items(self) -> int:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _micro_batch(self, indices: np.ndarray) -> Any:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _accumulate(self, micro_batches: Sequence[Any]) -> dict[str, float]:
         raise NotImplementedError
 

@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+import abc
+
 import torch
 from torch import nn
 
@@ -72,27 +74,32 @@ class ScoreOutput(NamedTuple):
     values: torch.Tensor | None
 
 
-class ActorCriticPolicy(nn.Module):
+class ActorCriticPolicy(nn.Module, abc.ABC):
     """What rollouts and algorithms need from a policy (see the module docstring)."""
 
     action_size: int
     tokenizer: Any
 
+    @abc.abstractmethod
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StepOutput:  # pragma: no cover
         raise NotImplementedError
 
+    @abc.abstractmethod
     def decode_step(self, tokens: torch.Tensor, attention_mask: torch.Tensor,
                     cache: Any) -> StepOutput:  # pragma: no cover
         raise NotImplementedError
 
+    @abc.abstractmethod
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_tokens: int,
               with_values: bool = True) -> ScoreOutput:  # pragma: no cover
         raise NotImplementedError
 
+    @abc.abstractmethod
     def reference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                          num_tokens: int) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    @abc.abstractmethod
     def next_token_logits(self, input_ids: torch.Tensor,
                           attention_mask: torch.Tensor) -> StepOutput:  # pragma: no cover
         raise NotImplementedError
