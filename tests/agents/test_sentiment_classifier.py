@@ -44,11 +44,12 @@ def test_review_chunks_cover_the_whole_review():
 
 
 def test_quick_training_caches_a_model_the_sentiment_reward_loads(tmp_path, monkeypatch):
+    monkeypatch.delenv("TEXTGYM_SENTIMENT_MODEL", raising=False)
     monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="sentiment_classifier"):
         sentiment_classifier_path(train_if_missing=False)
     with pytest.raises(ValueError, match="python -m textgym.agents.sentiment_classifier"):
-        R.make("sentiment")
+        R.make("sentiment", train_if_missing=False)
     model, tok = tiny_bert(load("rt-polarity", "train").to_list())
     cfg = ClassifierConfig(learning_rate=1e-2, max_steps=40, batch_size=16, warmup_ratio=0.0, progress=False)
     result = train_sentiment_classifier(model=model, tokenizer=tok, config=cfg, train_limit=200, eval_limit=40,
