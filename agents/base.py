@@ -28,7 +28,7 @@ from textgym.agents import checkpoint
 from textgym.agents.functional import make_kl_controller
 from textgym.agents.logger import Logger
 from textgym.agents.policy import ActorCriticPolicy, LMActorCritic
-from textgym.agents.rollout import RolloutBatch, RolloutCollector, check_env
+from textgym.agents.rollout import LogitsProcessor, RolloutBatch, RolloutCollector, check_env
 from textgym.agents.sampling import SamplingParams
 
 __all__ = ["OnPolicyConfig", "Config", "OnPolicyAlgorithm"]
@@ -142,7 +142,8 @@ class OnPolicyAlgorithm(abc.ABC):
             policy.to(cfg.device)
         self.policy = policy
         self.collector = RolloutCollector(policy, self.env, cfg.sampling(), seed=cfg.seed,
-                                          score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy)
+                                          score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
+                                          logits_processor=self.make_logits_processor())
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         self.kl_ctl = make_kl_controller(cfg.kl_coef, cfg.target_kl_ref, cfg.kl_horizon)
@@ -161,6 +162,18 @@ class OnPolicyAlgorithm(abc.ABC):
     def update(self, batch: RolloutBatch) -> dict[str, Any]:
         """Learn from one batch of finished episodes; return the metrics to log."""
 
+    def make_logits_processor(self) -> LogitsProcessor | None:
+        """The :class:`LogitsProcessor` every rollout, evaluation and update applies (``None``: none).
+
+        Called once in ``__init__``, after ``self.policy`` is set and before the
+        optimizer is built (NLPO's action mask overrides it).
+        """
+        return None
+
+    def reset_options(self) -> dict[str, Any] | None:
+        """``options`` for the training env's next reset (``None``: its own sample order; GRPO/RLOO groups)."""
+        return None
+
     def extra_state(self) -> dict[str, Any]:
         """Algorithm-specific state to checkpoint (override with :meth:`load_extra_state`)."""
         return {}
@@ -174,7 +187,7 @@ class OnPolicyAlgorithm(abc.ABC):
         batches = []
         for _ in range(self.config.rollouts_per_iteration):
             seed = None if self._env_seeded else self.config.seed
-            batches.append(self.collector.collect(seed=seed))
+            batches.append(self.collector.collect(seed=seed, options=self.reset_options()))
             self._env_seeded = True
         return batches[0] if len(batches) == 1 else RolloutBatch.cat(batches)
 
@@ -269,7 +282,8 @@ class OnPolicyAlgorithm(abc.ABC):
         sp = SamplingParams(temperature or cfg.temperature, cfg.top_k if top_k is None else top_k,
                             cfg.top_p if top_p is None else top_p, greedy)
         col = RolloutCollector(self.policy, env, sp, seed=cfg.seed + 1 if seed is None else seed,
-                               score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy)
+                               score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
+                               logits_processor=self.collector.logits_processor)
         batches, n = [], 0
         while n < n_episodes:
             batches.append(col.collect())
@@ -288,7 +302,8 @@ class OnPolicyAlgorithm(abc.ABC):
 
         Args:
             observation: ``{"input_ids": (N, L), "attention_mask": (N, L)}`` (or one row ``(L,)``).
-            deterministic: arg-max instead of sampling (training temperature / top-k / top-p).
+            deterministic: arg-max instead of sampling (training temperature / top-k / top-p,
+                after the logits processor if the algorithm has one, e.g. NLPO's mask).
 
         Returns:
             ``(actions (N,) int64, None)`` (a scalar array for a single row).
@@ -300,10 +315,13 @@ class OnPolicyAlgorithm(abc.ABC):
         single = ids.ndim == 1
         if single:
             ids, am = ids[None], am[None]
-        out = self.policy.next_token_logits(ids.to(self.policy.device), am.to(self.policy.device))
+        ids, am = ids.to(self.policy.device), am.to(self.policy.device)
+        out = self.policy.next_token_logits(ids, am)
+        proc = self.collector.logits_processor
+        logits = out.logits if proc is None else proc.next_token(out.logits, ids, am)
         if not hasattr(self, "_predict_generator"):  # its own stream: predict never shifts training samples
             self._predict_generator = torch.Generator(device=self.policy.device).manual_seed(self.config.seed + 3)
-        tok = sample_tokens(process_logits(out.logits, self.config.sampling()), self._predict_generator,
+        tok = sample_tokens(process_logits(logits, self.config.sampling()), self._predict_generator,
                             deterministic).cpu().numpy()
         return (tok[0] if single else tok), None
 
@@ -329,7 +347,8 @@ class OnPolicyAlgorithm(abc.ABC):
                                truncation_side=e.data.truncation_side, shuffle=False, vocab_size=e.vocab_size,
                                autoreset_mode="Disabled", info_completions=False)
         sp = dataclasses.replace(self.config.sampling(), greedy=greedy)
-        col = RolloutCollector(self.policy, tmp, sp, seed=self.config.seed + 2 if seed is None else seed)
+        col = RolloutCollector(self.policy, tmp, sp, seed=self.config.seed + 2 if seed is None else seed,
+                               logits_processor=self.collector.logits_processor)
         b = col.collect(options={"sample_indices": list(range(len(prompts)))})
         stop = torch.from_numpy(e.stop_token_ids)
         keep = b.mask & ~torch.isin(b.actions, stop)

@@ -13,6 +13,15 @@ Sources:
     http://joschu.net/blog/kl-approx.html (2020).
   * Adaptive KL coefficient: Ziegler et al., "Fine-Tuning Language Models from
     Human Preferences", 2019, section 2.2 (proportional controller on log KL).
+  * Discounted returns: Williams, "Simple Statistical Gradient-Following
+    Algorithms for Connectionist Reinforcement Learning", Machine Learning 1992;
+    n-step returns: Mnih et al., "Asynchronous Methods for Deep Reinforcement
+    Learning", ICML 2016, Algorithm S3.
+  * Leave-one-out baseline: Ahmadian et al., "Back to Basics: Revisiting
+    REINFORCE Style Optimization for Learning from Human Feedback in LLMs", ACL 2024, eq. 7.
+  * Group-normalised advantages: Shao et al., "DeepSeekMath", 2024, section 4.1.2.
+  * Top-p action mask: Ramamurthy et al., "Is Reinforcement Learning (Not) for
+    Natural Language Processing", ICLR 2023 (NLPO), after Holtzman et al. 2020.
 """
 
 from __future__ import annotations
@@ -37,6 +46,11 @@ __all__ = [
     "clipped_policy_loss",
     "clipped_value_loss",
     "kl_penalized_rewards",
+    "discounted_returns",
+    "nstep_returns",
+    "rloo_baseline",
+    "group_advantages",
+    "top_p_mask",
 ]
 
 #: Names accepted by :func:`kl_estimate`.
@@ -243,7 +257,7 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor, mask: torch.Ten
 
 def clipped_policy_loss(
     logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-    clip_range: float, normalizer: float | torch.Tensor,
+    clip_range: float, normalizer: float | torch.Tensor, weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO's clipped surrogate (Schulman et al. 2017, "Proximal Policy Optimization Algorithms", eq. 7), as a loss.
 
@@ -255,23 +269,27 @@ def clipped_policy_loss(
     Args:
         logp, old_logp, advantages: ``(N, T)`` float.
         mask: ``(N, T)`` bool.
-        clip_range: ``eps``.
+        clip_range: ``eps`` (``float("inf")``: no clipping).
         normalizer: divisor of the sums (token count of the full minibatch).
+        weights: optional ``(N, T)`` per-token weights (>= 0) of the loss and of the
+            ``approx_kl`` / ``clipfrac`` sums (e.g. ``1 / |o_i|`` for GRPO's
+            per-sequence mean); ``None``: 1.
 
     Returns:
-        ``(loss, sums)``: scalar loss; ``sums`` holds the masked *sums* (not
-        means) of ``approx_kl`` (Schulman's k3 of the ratio: ``(r - 1) - log r``)
+        ``(loss, sums)``: scalar loss; ``sums`` holds the masked (weighted) *sums*
+        (not means) of ``approx_kl`` (Schulman's k3 of the ratio: ``(r - 1) - log r``)
         and ``clipfrac``, and ``ratio`` ``(N, T)`` detached.
     """
     log_ratio = torch.where(mask, logp - old_logp, 0.0)
     ratio = torch.exp(log_ratio)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * advantages
-    loss = masked_sum(-torch.minimum(unclipped, clipped), mask) / normalizer
+    w = 1.0 if weights is None else weights
+    loss = masked_sum(-torch.minimum(unclipped, clipped) * w, mask) / normalizer
     with torch.no_grad():
         sums = {
-            "approx_kl": masked_sum((ratio - 1.0) - log_ratio, mask),
-            "clipfrac": masked_sum(((ratio - 1.0).abs() > clip_range).float(), mask),
+            "approx_kl": masked_sum(((ratio - 1.0) - log_ratio) * w, mask),
+            "clipfrac": masked_sum(((ratio - 1.0).abs() > clip_range).float() * w, mask),
             "ratio": ratio.detach(),
         }
     return loss, sums
@@ -354,3 +372,149 @@ def make_kl_controller(kl_coef: float, target_kl_ref: float | None, horizon: flo
     if target_kl_ref is None:
         return FixedKLController(kl_coef)
     return AdaptiveKLController(kl_coef, target_kl_ref, horizon)
+
+
+def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """Monte-Carlo return of every token: ``G_t = sum_{k >= t} gamma^(k - t) r_k`` over the row's real tokens.
+
+    The REINFORCE return (Williams 1992); it equals GAE with ``V = 0``,
+    ``lambda = 1`` and no bootstrap, which is how it is computed.
+
+    Args:
+        rewards: ``(N, T)`` float, per-token rewards.
+        mask: ``(N, T)`` bool/0-1, real tokens (a prefix of each row).
+        gamma: discount per token, in ``[0, 1]``.
+
+    Returns:
+        ``(N, T)`` float32, 0 on padding.
+    """
+    zeros = torch.zeros(rewards.shape[0], dtype=torch.float32, device=rewards.device)
+    returns, _ = compute_gae(rewards, torch.zeros_like(rewards, dtype=torch.float32), mask, zeros, gamma, 1.0)
+    return returns
+
+
+@torch.no_grad()
+def nstep_returns(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, bootstrap_values: torch.Tensor,
+                  gamma: float, n: int) -> torch.Tensor:
+    """n-step bootstrapped targets (Mnih et al. 2016, A3C): for a row with real tokens ``0..L-1``::
+
+        R_t = sum_{k < m} gamma^k r_{t+k} + gamma^m V_{t+m},    m = min(n, L - t),
+
+    with ``V_L`` = ``bootstrap_values`` (``V(s_L)`` after a truncated episode, 0
+    after a terminated one).  ``n >= T`` gives the Monte-Carlo return plus the
+    discounted bootstrap.
+
+    Args:
+        rewards, values: ``(N, T)`` float (``values[i, t]`` = ``V(s_t)``).
+        mask: ``(N, T)`` bool/0-1, real tokens (a prefix of each row).
+        bootstrap_values: ``(N,)`` float.
+        gamma: discount per token.
+        n: steps before bootstrapping (>= 1).
+
+    Returns:
+        ``(N, T)`` float32, 0 on padding.
+
+    Raises:
+        ValueError: ``n < 1`` or shape mismatch.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if rewards.shape != values.shape or rewards.shape != mask.shape:
+        raise ValueError(f"rewards {tuple(rewards.shape)}, values {tuple(values.shape)} and mask "
+                         f"{tuple(mask.shape)} must have the same (N, T) shape")
+    m = mask.bool()
+    r = torch.where(m, rewards.float(), 0.0)
+    n_rows, t_max = r.shape
+    lengths = m.sum(-1)  # (N,)
+    sums = torch.zeros_like(r)
+    for k in range(min(n, t_max)):  # rewards after a row's end are 0, so the window stops at L by itself
+        sums[:, : t_max - k] += gamma**k * r[:, k:]
+    # V_0..V_{L-1}, then V_L = bootstrap at index L (a padding slot, or the extra column when L = T)
+    v_ext = torch.cat([torch.where(m, values.float(), 0.0), torch.zeros(n_rows, 1, device=r.device)], 1)
+    v_ext.scatter_(1, lengths[:, None], bootstrap_values.float()[:, None])
+    t = torch.arange(t_max, device=r.device)[None, :]
+    end = torch.minimum(t + n, lengths[:, None])  # (N, T): t + m
+    boot = gamma ** (end - t).float() * v_ext.gather(1, end)
+    return torch.where(m, sums + boot, 0.0)
+
+
+def _groups(x: torch.Tensor, group_size: int) -> torch.Tensor:
+    if x.ndim != 1:
+        raise ValueError(f"expected a (N,) tensor of per-episode rewards, got shape {tuple(x.shape)}")
+    if group_size < 2:
+        raise ValueError(f"group_size must be >= 2 (a group needs other samples to compare with), got {group_size}")
+    if x.shape[0] % group_size:
+        raise ValueError(f"{x.shape[0]} rewards do not split into groups of {group_size}; the rows of a group "
+                         "must be adjacent and N a multiple of group_size")
+    return x.float().reshape(-1, group_size)
+
+
+def rloo_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Leave-one-out baseline: each sample's baseline is the mean reward of the other ``k - 1`` in its group.
+
+    ``b_i = (sum_j r_j - r_i) / (k - 1)`` (Ahmadian et al. 2024, eq. 7); the
+    RLOO advantage is ``r_i - b_i``.  Groups are ``k = group_size`` adjacent rows.
+
+    Args:
+        rewards: ``(N,)`` float, one reward per sample, ``N`` a multiple of ``k``.
+        group_size: ``k >= 2``.
+
+    Returns:
+        ``(N,)`` float32.
+
+    Raises:
+        ValueError: ``k < 2``, ``N`` not a multiple of ``k``, or not 1-D.
+    """
+    g = _groups(rewards, group_size)
+    return ((g.sum(-1, keepdim=True) - g) / (group_size - 1)).reshape(-1)
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """GRPO's advantage: ``(r_i - mean(group)) / (std(group) + eps)`` (Shao et al. 2024, section 4.1.2).
+
+    ``std`` is the sample standard deviation (Bessel-corrected).  A group whose
+    rewards are all equal gets exactly 0 (it carries no learning signal), never
+    NaN and not a float-noise residue divided by ``eps``.
+
+    Args:
+        rewards: ``(N,)`` float, ``N`` a multiple of ``k``; groups are ``k`` adjacent rows.
+        group_size: ``k >= 2``.
+        eps: added to the standard deviation (> 0).
+
+    Returns:
+        ``(N,)`` float32.
+
+    Raises:
+        ValueError: ``k < 2``, ``N`` not a multiple of ``k``, not 1-D, or ``eps <= 0``.
+    """
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    g = _groups(rewards, group_size)
+    adv = (g - g.mean(-1, keepdim=True)) / (g.std(-1, keepdim=True) + eps)
+    same = g.amax(-1, keepdim=True) == g.amin(-1, keepdim=True)
+    return torch.where(same, 0.0, adv).reshape(-1)
+
+
+def top_p_mask(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """The top-p (nucleus) set of each distribution: the smallest set of most likely tokens with mass ``>= p``.
+
+    NLPO's action mask (Ramamurthy et al. 2023) applies this to the masking
+    policy's logits.  Same rule as sampling's top-p
+    (:func:`textgym.agents.sampling.process_logits`): the most likely token is
+    always kept; ``-inf`` logits are never kept.
+
+    Args:
+        logits: ``(..., V)`` float (temperature already applied, if any).
+        p: probability mass in ``(0, 1]``.
+
+    Returns:
+        ``(..., V)`` bool, True on kept tokens.
+
+    Raises:
+        ValueError: ``p`` outside ``(0, 1]``.
+    """
+    from textgym.agents.sampling import SamplingParams, process_logits
+
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"top-p mass must be in (0, 1], got {p}")
+    return torch.isfinite(process_logits(logits, SamplingParams(top_p=p)))

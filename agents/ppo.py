@@ -17,7 +17,6 @@ Read :meth:`PPO.update` top to bottom: its numbered steps are the algorithm.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,18 +24,25 @@ import torch
 
 from textgym.agents.base import OnPolicyAlgorithm, OnPolicyConfig
 from textgym.agents.functional import (
-    KL_ESTIMATORS,
     clipped_policy_loss,
     clipped_value_loss,
     compute_gae,
     explained_variance,
     kl_penalized_rewards,
-    masked_mean,
-    masked_sum,
     masked_whiten,
 )
-from textgym.agents.rollout import RolloutBatch, trim_to_content
-from textgym.agents.sampling import entropy_of, logprobs_of, process_logits
+from textgym.agents.rollout import RolloutBatch
+from textgym.agents.updates import (
+    average_minibatches,
+    check_config,
+    entropy_sum,
+    loss_metrics,
+    minibatch_epochs,
+    optimize_rows,
+    optimizer_metrics,
+    policy_forward,
+    rollout_metrics,
+)
 
 __all__ = ["PPO", "PPOConfig"]
 
@@ -78,15 +84,9 @@ class PPOConfig(OnPolicyConfig):
     bootstrap_truncated: bool = False
 
     def __post_init__(self):
-        if self.kl_estimator not in KL_ESTIMATORS:
-            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
-        for name in ("minibatch_size", "micro_batch_size"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {v}")
+        check_config(self, sizes=("minibatch_size", "micro_batch_size"))
         if self.n_epochs < 1:
             raise ValueError(f"n_epochs must be >= 1, got {self.n_epochs}")
-        self.sampling()  # validates temperature / top_k / top_p
 
 
 class PPO(OnPolicyAlgorithm):
@@ -128,55 +128,25 @@ class PPO(OnPolicyAlgorithm):
 
         # 4. optimise: epochs x minibatches (each one optimizer step, gradients accumulated over micro-batches)
         n = mask.shape[0]
-        mb_size = cfg.minibatch_size or n
-        totals: dict[str, float] = defaultdict(float)
-        self.minibatch_log = []
-        early_stop = False
-        for epoch in range(cfg.n_epochs):
-            perm = torch.randperm(n, generator=self.update_generator)
-            for start in range(0, n, mb_size):
-                stats = self.optimize_minibatch(batch, advantages, returns, perm[start : start + mb_size])
-                self.minibatch_log.append(stats)
-                for k, v in stats.items():
-                    totals[k] += v * (stats["tokens"] if k not in ("tokens", "skipped", "grad_norm") else 1)
-                if cfg.target_kl is not None and stats["approx_kl"] > cfg.target_kl:
-                    early_stop = True
-                    break
-            if early_stop:
-                break
+        self.minibatch_log, early_stop = minibatch_epochs(
+            n, cfg.n_epochs, cfg.minibatch_size, self.update_generator,
+            lambda rows: self.optimize_minibatch(batch, advantages, returns, rows), cfg.target_kl)
 
         # 5. KL coefficient: the adaptive controller sees the KL that was applied (per episode)
-        kl_per_episode = kl.sum(-1)  # (N,)
-        self.kl_ctl.update(float(kl_per_episode.mean()), n)
+        self.kl_ctl.update(float(kl.sum(-1).mean()), n)
 
         # 6. metrics
-        tok = max(totals["tokens"], 1.0)
-        steps = len(self.minibatch_log)
+        avg = average_minibatches(self.minibatch_log)
         return {
-            "reward/score": float(batch.scores.mean()),
-            "reward/score_std": float(batch.scores.std(unbiased=False)),
-            "reward/total": float(rewards.sum(-1).mean()),
-            "reward/kl_penalty": float(-beta * kl_per_episode.mean()),
-            "stats/kl_ref": float(kl_per_episode.mean()),
-            "stats/kl_ref_per_token": float(masked_mean(kl, mask)),
-            "stats/kl_ref_estimator": cfg.kl_estimator,
-            "stats/kl_coef": beta,
-            "stats/approx_kl": totals["approx_kl"] / tok,
-            "stats/clipfrac": totals["clipfrac"] / tok,
-            "stats/value_clipfrac": totals["value_clipfrac"] / tok,
-            "stats/entropy": totals["entropy"] / tok,
-            "loss/policy": totals["policy_loss"] / tok,
-            "loss/value": totals["value_loss"] / tok,
-            "loss/total": totals["loss"] / tok,
-            "stats/grad_norm": totals["grad_norm"] / max(steps, 1),
-            "stats/skipped_steps": totals["skipped"],
-            "stats/optimizer_steps": steps - totals["skipped"],
-            "stats/epochs": steps * mb_size / n if n else 0.0,
+            **rollout_metrics(batch, kl, beta, cfg.kl_estimator),
+            "stats/approx_kl": avg["approx_kl"],
+            "stats/clipfrac": avg["clipfrac"],
+            "stats/value_clipfrac": avg["value_clipfrac"],
+            **loss_metrics(avg),
+            **optimizer_metrics(avg),
+            "stats/epochs": avg["steps"] * (cfg.minibatch_size or n) / n if n else 0.0,
             "stats/early_stopped": float(early_stop),
             "stats/explained_variance": explained_variance(batch.values, returns, mask),
-            "stats/episode_length": float(batch.lengths.float().mean()),
-            "stats/terminated_frac": float(batch.terminated.float().mean()),
-            "stats/truncated_frac": float(batch.truncated.float().mean()),
         }
 
     def optimize_minibatch(self, batch: RolloutBatch, advantages: torch.Tensor, returns: torch.Tensor,
@@ -186,42 +156,17 @@ class PPO(OnPolicyAlgorithm):
         The loss of each micro-batch is its token *sum* divided by the real-token
         count of the whole minibatch, so the accumulated gradient equals the
         full-minibatch token-mean gradient.  A non-finite loss or gradient norm
-        skips the step (weights and optimizer state untouched; ``skipped = 1``).
+        skips the step (weights and optimizer state untouched; ``skipped = 1``);
+        see :func:`textgym.agents.updates.optimize_rows`.
 
         Returns:
             Per-minibatch means (``approx_kl``, ``clipfrac``, ``entropy``, losses,
-            ``ratio_max_dev``) plus ``tokens``, ``grad_norm`` and ``skipped``.
+            ``ratio_max_dev``) plus ``weight`` (real tokens), ``grad_norm`` and ``skipped``.
         """
-        cfg = self.config
-        params = self.policy.trainable_parameters()
         n_tok = batch.mask[rows].sum().clamp(min=1)
-        micro = cfg.micro_batch_size or len(rows)
-        sums: dict[str, float] = defaultdict(float)
-        ratio_dev = 0.0
-        finite = True
-        self.optimizer.zero_grad(set_to_none=True)
-        for chunk in rows.split(micro):
-            loss, s = self.compute_loss(batch.index(chunk), advantages[chunk], returns[chunk], n_tok)
-            if not bool(torch.isfinite(loss)):
-                finite = False
-                break
-            loss.backward()
-            ratio_dev = max(ratio_dev, s.pop("ratio_max_dev"))
-            for k, v in s.items():
-                sums[k] += v
-        grad_norm = float("nan")
-        if finite:
-            max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-            finite = bool(torch.isfinite(torch.tensor(grad_norm)))
-        if finite:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        t = float(n_tok)
-        out = {k: v / t for k, v in sums.items()}
-        out.update({"tokens": t, "grad_norm": grad_norm if finite else 0.0, "skipped": 0.0 if finite else 1.0,
-                    "ratio_max_dev": ratio_dev})
-        return out
+        return optimize_rows(self.optimizer, self.policy.trainable_parameters(), rows, self.config.micro_batch_size,
+                             lambda c: self.compute_loss(batch.index(c), advantages[c], returns[c], n_tok),
+                             n_tok, self.config.max_grad_norm)
 
     def compute_loss(self, mb: RolloutBatch, advantages: torch.Tensor, returns: torch.Tensor,
                      normalizer: torch.Tensor | float) -> tuple[torch.Tensor, dict[str, float]]:
@@ -239,18 +184,13 @@ class PPO(OnPolicyAlgorithm):
             token count for means) and ``ratio_max_dev`` = max ``|ratio - 1|``.
         """
         cfg, dev = self.config, self.policy.device
-        ids, am, t = trim_to_content(mb.input_ids, mb.attention_mask, mb.mask)
-        m = mb.mask[:, :t].to(dev)  # (n, t)
-        out = self.policy.score(ids.to(dev), am.to(dev), t)  # logits (n, t, V), values (n, t+1)
-        processed = process_logits(out.logits, self.collector.sampling)  # the distribution sampled from
-        logp = logprobs_of(processed, mb.actions[:, :t].to(dev))  # (n, t)
-        values = out.values[:, :t]  # (n, t): V(s_0..s_{t-1})
-        pg_loss, pg = clipped_policy_loss(logp, mb.logprobs[:, :t].to(dev), advantages[:, :t].to(dev), m,
+        f = policy_forward(self.collector, mb)  # logp (n, t), values (n, t), processed (n, t, V)
+        t, m = f.t, f.mask
+        pg_loss, pg = clipped_policy_loss(f.logp, mb.logprobs[:, :t].to(dev), advantages[:, :t].to(dev), m,
                                           cfg.clip_range, normalizer)
-        vf_loss, vf = clipped_value_loss(values, mb.values[:, :t].to(dev), returns[:, :t].to(dev), m,
+        vf_loss, vf = clipped_value_loss(f.values, mb.values[:, :t].to(dev), returns[:, :t].to(dev), m,
                                          cfg.clip_range_value, normalizer)
-        with torch.set_grad_enabled(cfg.ent_coef != 0 and torch.is_grad_enabled()):
-            entropy = masked_sum(entropy_of(processed), m) / normalizer
+        entropy = entropy_sum(f.processed, m, cfg.ent_coef != 0) / normalizer
         loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
         nz = float(normalizer)
         ratio_max_dev = float(torch.where(m, (pg["ratio"] - 1.0).abs(), 0.0).max()) if bool(m.any()) else 0.0

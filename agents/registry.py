@@ -17,6 +17,13 @@ __all__ = ["ALGORITHMS", "list_algorithms", "get_algorithm", "get_config_class"]
 # name -> (module, algorithm class); the config class is the algorithm's ``config_class``
 ALGORITHMS: dict[str, tuple[str, str]] = {
     "ppo": ("textgym.agents.ppo", "PPO"),
+    "reinforce": ("textgym.agents.reinforce", "REINFORCE"),
+    "a2c": ("textgym.agents.a2c", "A2C"),
+    "nlpo": ("textgym.agents.nlpo", "NLPO"),
+    "rloo": ("textgym.agents.rloo", "RLOO"),
+    "grpo": ("textgym.agents.grpo", "GRPO"),
+    "sb3-ppo": ("textgym.agents.sb3_algos", "SB3PPO"),
+    "sb3-a2c": ("textgym.agents.sb3_algos", "SB3A2C"),
 }
 
 

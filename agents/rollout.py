@@ -22,10 +22,16 @@
 
 The env must be built with ``autoreset_mode="Disabled"`` (finished rows stay
 finished until the next reset).
+
+An optional :class:`LogitsProcessor` changes the policy's raw logits before
+temperature / top-k / top-p, the same way during generation, in the scoring
+pass and (through :meth:`RolloutCollector.sampling_logits`) in an algorithm's
+update; NLPO's action mask is one.
 """
 
 from __future__ import annotations
 
+import abc
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -39,7 +45,7 @@ from textgym.agents.sampling import (
     sample_tokens,
 )
 
-__all__ = ["RolloutBatch", "RolloutCollector", "trim_to_content", "check_env"]
+__all__ = ["RolloutBatch", "RolloutCollector", "LogitsProcessor", "trim_to_content", "check_env"]
 
 
 class RolloutBatch(NamedTuple):
@@ -117,6 +123,48 @@ def check_env(env: Any) -> Any:
     return inner
 
 
+class LogitsProcessor(abc.ABC):
+    """Changes the policy's raw next-token logits identically in generation, scoring and the update.
+
+    The collector calls :meth:`start` after the reset, :meth:`step` on each
+    step's logits before sampling, :meth:`advance` after each env step that is
+    followed by another one, and :meth:`end` when generation stops.
+    :meth:`sequence` serves the scoring pass and the update (full sequences),
+    :meth:`next_token` single observations (``predict``).  A processor may hold
+    per-rollout state (e.g. a KV cache) between :meth:`start` and :meth:`end`.
+    The processed logits are raw logits with some entries set to ``-inf``
+    (or changed otherwise); the sampled token must keep a finite logit.
+    """
+
+    @abc.abstractmethod
+    def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        """A rollout begins: the prompts, ``(N, P)`` int64 each (left-padded), on the policy's device."""
+
+    @abc.abstractmethod
+    def step(self, logits: torch.Tensor) -> torch.Tensor:
+        """The current step's raw logits ``(N, V)`` -> processed ``(N, V)``."""
+
+    @abc.abstractmethod
+    def advance(self, tokens: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        """``tokens (N,)`` were appended; ``attention_mask (N, L)`` covers everything so far (0 on finished rows)."""
+
+    @abc.abstractmethod
+    def end(self) -> None:
+        """Generation is over (release per-rollout state)."""
+
+    @abc.abstractmethod
+    def sequence(self, logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 actions: torch.Tensor) -> torch.Tensor:
+        """Raw logits ``(n, t, V)`` of the last ``t`` tokens of full sequences ``(n, S)`` -> processed ``(n, t, V)``.
+
+        ``actions (n, t)`` are the tokens that were generated there (they must stay allowed).
+        """
+
+    @abc.abstractmethod
+    def next_token(self, logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Raw next-token logits ``(N, V)`` of env observations ``(N, L)`` (prompt, response, padding) -> processed."""
+
+
 def trim_to_content(input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Drop columns no row uses: prompt padding shared by all rows and response slots after the longest episode.
@@ -149,15 +197,19 @@ class RolloutCollector:
             (default).  ``False`` keeps the generation-time ones (cached forwards; they
             match to ~1e-6) and saves one batched forward per rollout; the KL to the
             reference then shows float noise (~1e-7) instead of exactly 0 at the start.
-            Ignored with top-k/top-p (the reference needs the policy's kept set).
+            Ignored with top-k/top-p or a logits processor (the reference needs the policy's kept set).
+        logits_processor: a :class:`LogitsProcessor` applied to the raw logits before
+            temperature / top-k / top-p (``None``: none).
 
     Raises:
         TypeError / ValueError: see :func:`check_env`; the env's action space is larger than the policy's.
     """
 
     def __init__(self, policy: ActorCriticPolicy, env: Any, sampling: SamplingParams | None = None,
-                 seed: int | None = None, score_batch_size: int = 16, rescore_policy: bool = True):
+                 seed: int | None = None, score_batch_size: int = 16, rescore_policy: bool = True,
+                 logits_processor: LogitsProcessor | None = None):
         self.policy = policy
+        self.logits_processor = logits_processor
         self.env = check_env(env)
         self.sampling = sampling or SamplingParams()
         self.score_batch_size = int(score_batch_size)
@@ -199,9 +251,13 @@ class RolloutCollector:
 
         # generation: one prefill, then one cached forward per token
         ids = torch.from_numpy(obs["input_ids"][:, :p]).to(dev)
-        out = policy.prefill(ids, torch.from_numpy(obs["attention_mask"][:, :p]).to(dev))  # logits (N, V)
+        prompt_mask = torch.from_numpy(obs["attention_mask"][:, :p]).to(dev)
+        out = policy.prefill(ids, prompt_mask)  # logits (N, V)
+        proc = self.logits_processor
+        if proc is not None:
+            proc.start(ids, prompt_mask)
         for t in range(t_max):
-            processed = process_logits(out.logits, sp)  # (N, V) float32
+            processed = process_logits(out.logits if proc is None else proc.step(out.logits), sp)  # (N, V) float32
             tok = sample_tokens(processed, self.generator, sp.greedy)  # (N,)
             tok = torch.where(active.to(dev), tok, self.pad_id)
             act_cpu = tok.cpu()
@@ -217,11 +273,16 @@ class RolloutCollector:
             active = torch.from_numpy(~(term | trunc))
             if not bool(active.any()):
                 break
-            out = policy.decode_step(tok, torch.from_numpy(obs["attention_mask"][:, : p + t + 1]).to(dev), out.cache)
+            step_mask = torch.from_numpy(obs["attention_mask"][:, : p + t + 1]).to(dev)
+            out = policy.decode_step(tok, step_mask, out.cache)
+            if proc is not None:
+                proc.advance(tok, step_mask)
+        if proc is not None:
+            proc.end()
         terminated, truncated = torch.from_numpy(term.copy()), torch.from_numpy(trunc.copy())
         input_ids = torch.from_numpy(obs["input_ids"].copy())
         attention_mask = torch.from_numpy(obs["attention_mask"].copy())
-        rescore = self.rescore_policy or sp.truncates  # top-k/top-p: the reference needs the policy's kept set
+        rescore = self.rescore_policy or self._truncates(sp)  # the reference needs the policy's kept set
 
         if rescore:
             del out
@@ -272,8 +333,9 @@ class RolloutCollector:
         """
         sp = sp or self.sampling
         with_policy, policy, dev = policy, self.policy, self.policy.device
-        if sp.truncates and not with_policy:
-            raise ValueError("with top-k/top-p the reference pass needs the policy's logits (policy=True)")
+        if self._truncates(sp) and not with_policy:
+            raise ValueError("with top-k/top-p or a logits processor the reference pass needs the policy's logits "
+                             "(policy=True)")
         n, t_max = actions.shape
         logprobs, values, ref_logprobs = (torch.zeros(n, t_max) for _ in range(3))
         bootstrap = torch.zeros(n)
@@ -284,8 +346,8 @@ class RolloutCollector:
             ref = process_logits(policy.reference_logits(ids, am, t), SamplingParams(sp.temperature))  # (n, t, V)
             if with_policy:
                 out = policy.score(ids, am, t)  # logits (n, t, V), values (n, t + 1)
-                processed = process_logits(out.logits, sp)
-                if sp.truncates:
+                processed = self.sampling_logits(out.logits, ids, am, a, sp)
+                if self._truncates(sp):
                     ref = ref.masked_fill(torch.isinf(processed), float("-inf"))
                 logprobs[rows, :t] = torch.where(m, logprobs_of(processed, a), 0.0).cpu()
                 values[rows, :t] = torch.where(m, out.values[:, :t].float(), 0.0).cpu()
@@ -294,6 +356,29 @@ class RolloutCollector:
                 del out, processed
             ref_logprobs[rows, :t] = torch.where(m, logprobs_of(ref, a), 0.0).cpu()
         return logprobs, values, bootstrap, ref_logprobs
+
+    def sampling_logits(self, logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        actions: torch.Tensor, sp: SamplingParams | None = None) -> torch.Tensor:
+        """Logits of the distribution tokens were drawn from, for full sequences (the scoring pass and updates).
+
+        The logits processor (if any), then temperature / top-k / top-p.
+
+        Args:
+            logits: ``(n, t, V)`` raw policy logits of the last ``t`` tokens.
+            input_ids, attention_mask: ``(n, S)`` int64, the (trimmed) sequences.
+            actions: ``(n, t)`` int64, the generated tokens.
+            sp: sampling parameters (default: the collector's).
+
+        Returns:
+            ``(n, t, V)`` float32, ``-inf`` outside the kept set.
+        """
+        if self.logits_processor is not None:
+            logits = self.logits_processor.sequence(logits, input_ids, attention_mask, actions)
+        return process_logits(logits, sp or self.sampling)
+
+    def _truncates(self, sp: SamplingParams) -> bool:
+        """Whether the sampling distribution can drop tokens (top-k, top-p or a logits processor)."""
+        return sp.truncates or self.logits_processor is not None
 
     def state_dict(self) -> dict[str, Any]:
         """The sampling generator's state (for exact resume)."""
