@@ -106,6 +106,11 @@ class OnPolicyConfig:
 Config = OnPolicyConfig
 
 
+def _stop_requested(result: Any) -> bool:
+    """A ``learn`` callback's answer: ``False`` (also NumPy's ``False_``) stops; ``None`` / ``True`` go on."""
+    return result is not None and not bool(result)
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -241,7 +246,7 @@ class OnPolicyAlgorithm(abc.ABC):
                 before = self.num_timesteps
                 metrics = self.train_step()
                 self.logger.advance(1 if iterations is not None else self.num_timesteps - before)
-                if callback is not None and callback(self, metrics) is False:
+                if callback is not None and _stop_requested(callback(self, metrics)):
                     break
         finally:
             self.logger.close_progress()

@@ -53,6 +53,7 @@ from stable_baselines3.common.logger import Logger as SB3Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from textgym.agents.base import _stop_requested
 from textgym.agents import checkpoint
 from textgym.agents.logger import Logger
 from textgym.agents.rollout import RolloutBatch, RolloutCollector, check_env
@@ -381,7 +382,7 @@ class SB3Algorithm:
                     break
                 metrics = self.train_step()
                 self.logger.advance(1 if iterations is not None else self.tokens_per_iteration)
-                if callback is not None and callback(self, metrics) is False:
+                if callback is not None and _stop_requested(callback(self, metrics)):
                     break
         finally:
             self.logger.close_progress()
