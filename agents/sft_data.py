@@ -73,7 +73,8 @@ def task_rows(task: Any, tokenizer: Any, split: str = "train", **env_kwargs: Any
         uses ``prompt_format="chat"``), ``completion`` the first reference,
         preceded by a space when the prompt ends in a non-space character and
         the env is not chat-formatted (``"Response:"`` + ``" Yes..."``, as a
-        model would generate it).  Chat-formatted rows carry
+        model would generate it) -- except after ``"="``, the synthetic tasks' cue, whose
+        answer follows directly (``"copy:k3x9="`` + ``"k3x9"``).  Chat-formatted rows carry
         ``"prompt_is_formatted": True`` (no extra special tokens are added).
 
     Raises:
@@ -96,7 +97,8 @@ def task_rows(task: Any, tokenizer: Any, split: str = "train", **env_kwargs: Any
             continue
         prompt = data.format(data.sample(i))
         completion = refs[0]
-        if not chat and prompt and not prompt[-1].isspace() and completion and not completion[0].isspace():
+        if (not chat and prompt and not prompt[-1].isspace() and prompt[-1] != "="
+                and completion and not completion[0].isspace()):
             completion = " " + completion
         rows.append({"prompt": prompt, "completion": completion, "prompt_is_formatted": chat})
     if not rows:

@@ -163,6 +163,13 @@ def test_task_rows_use_the_env_prompt_and_reference(tiny_llama):
     assert all(r["prompt"].endswith("Response:") and r["completion"].startswith(" ") for r in rows)
 
 
+def test_task_rows_of_synthetic_tasks_have_no_space_after_the_cue(char_tok):
+    rows = task_rows("textgym/Copy-v0", char_tok, split="test")
+    for r in rows[:20]:
+        assert r["prompt"].startswith("copy:") and r["prompt"].endswith("=")
+        assert r["completion"] == r["prompt"][len("copy:"):-1]  # the answer follows the "=" directly
+
+
 def test_dataset_and_chat_rows_are_accepted(tiny_llama):
     import datasets
 
