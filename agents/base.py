@@ -384,7 +384,8 @@ class OnPolicyAlgorithm(abc.ABC):
             path: the checkpoint folder.
             env: an env built like the saved run's (same task, ``num_envs``); its
                 RNGs and sample order are restored.
-            **config_overrides: config fields to change (e.g. ``run_dir``).
+            **config_overrides: config fields to change (e.g. ``run_dir``; ``device="cpu"`` or ``device=None``
+                to resume a checkpoint written on a GPU on a machine without one).
 
         Raises:
             FileNotFoundError: no checkpoint at ``path``.
@@ -393,8 +394,10 @@ class OnPolicyAlgorithm(abc.ABC):
         path = Path(path)
         if not (path / "trainer_state.pt").is_file():
             raise FileNotFoundError(f"no checkpoint at {path} (trainer_state.pt missing)")
-        # our own file: contains NumPy / Python RNG states, which weights_only loading rejects
-        state = torch.load(path / "trainer_state.pt", weights_only=False)
+        # our own file: contains NumPy / Python RNG states, which weights_only loading rejects.
+        # map_location="cpu": a checkpoint written on a GPU holds CUDA optimizer tensors; the optimizer's
+        # load_state_dict moves them to the parameters' device, so the file loads on a CPU-only machine too.
+        state = torch.load(path / "trainer_state.pt", weights_only=False, map_location="cpu")
         if state["algorithm"] != cls.__name__:
             raise ValueError(f"{path} holds a {state['algorithm']} checkpoint, not {cls.__name__}")
         cfg_dict = dict(state["config"])
