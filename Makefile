@@ -14,6 +14,10 @@ export HF_EVALUATE_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
+# torch CPU threads for `make demo` (empty: torch's default, one per core). On a machine busy with
+# other jobs, THREADS=1 is faster: more OpenMP threads than free cores stall each other.
+THREADS ?=
+
 .PHONY: install demo test test-all bench clean
 
 $(VENV)/.installed: pyproject.toml
@@ -29,8 +33,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The flagship pipeline: sentiment classifier (trained once) -> SFT warm start -> PPO -> before/after
+# evaluation, written to runs/imdb-smollm2/ (replaced on each `make demo`).
 demo: install
-	$(BIN)/textgym rollout --env textgym/IMDB-v0 --model smollm2-135m-instruct --episodes 3 --threads 1
+	$(BIN)/textgym train examples/configs/imdb_smollm2.yaml --overwrite $(if $(THREADS),--threads $(THREADS))
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -39,7 +45,7 @@ test-all: install
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 bench: install
-	$(BIN)/python benchmarks/env_throughput.py
+	$(BIN)/textgym bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info
