@@ -111,6 +111,40 @@ def _stop_requested(result: Any) -> bool:
     return result is not None and not bool(result)
 
 
+def run_learn_loop(algo: Any, total_timesteps: int | None, iterations: int | None,
+                   callback: Callable[[Any, dict[str, Any]], bool | None] | None) -> Any:
+    """The ``learn`` loop every textgym algorithm (and the SB3 adapters) shares.
+
+    Calls ``algo.train_step()`` until ``iterations`` more iterations or ``total_timesteps``
+    more generated tokens (``algo.num_timesteps``) are done, advancing ``algo.logger``'s
+    progress bar, and stops early when ``callback(algo, metrics)`` returns ``False``.
+
+    Returns:
+        ``algo``.
+
+    Raises:
+        ValueError: neither or both of ``total_timesteps`` and ``iterations``.
+    """
+    if (total_timesteps is None) == (iterations is None):
+        raise ValueError("give exactly one of total_timesteps or iterations")
+    start_steps, start_iter = algo.num_timesteps, algo.iteration
+    total, unit = (iterations, "it") if iterations is not None else (total_timesteps, "tok")
+    algo.logger.start_progress(total, unit)
+    try:
+        while True:
+            done = (algo.iteration - start_iter) if iterations is not None else (algo.num_timesteps - start_steps)
+            if done >= total:
+                break
+            before = algo.num_timesteps
+            metrics = algo.train_step()
+            algo.logger.advance(1 if iterations is not None else algo.num_timesteps - before)
+            if callback is not None and _stop_requested(callback(algo, metrics)):
+                break
+    finally:
+        algo.logger.close_progress()
+    return algo
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -233,24 +267,7 @@ class OnPolicyAlgorithm(abc.ABC):
         Raises:
             ValueError: neither or both of ``total_timesteps`` and ``iterations``.
         """
-        if (total_timesteps is None) == (iterations is None):
-            raise ValueError("give exactly one of total_timesteps or iterations")
-        start_steps, start_iter = self.num_timesteps, self.iteration
-        total, unit = (iterations, "it") if iterations is not None else (total_timesteps, "tok")
-        self.logger.start_progress(total, unit)
-        try:
-            while True:
-                done = (self.iteration - start_iter) if iterations is not None else (self.num_timesteps - start_steps)
-                if done >= total:
-                    break
-                before = self.num_timesteps
-                metrics = self.train_step()
-                self.logger.advance(1 if iterations is not None else self.num_timesteps - before)
-                if callback is not None and _stop_requested(callback(self, metrics)):
-                    break
-        finally:
-            self.logger.close_progress()
-        return self
+        return run_learn_loop(self, total_timesteps, iterations, callback)
 
     def _log_samples(self, batch: RolloutBatch) -> None:
         k = self.config.log_samples

@@ -53,7 +53,7 @@ from stable_baselines3.common.logger import Logger as SB3Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from textgym.agents.base import _stop_requested
+from textgym.agents.base import run_learn_loop
 from textgym.agents import checkpoint
 from textgym.agents.logger import Logger
 from textgym.agents.rollout import RolloutBatch, RolloutCollector, check_env
@@ -370,23 +370,7 @@ class SB3Algorithm:
         Raises:
             ValueError: neither or both of ``total_timesteps`` and ``iterations``.
         """
-        if (total_timesteps is None) == (iterations is None):
-            raise ValueError("give exactly one of total_timesteps or iterations")
-        start_steps, start_iter = self.num_timesteps, self.iteration
-        total, unit = (iterations, "it") if iterations is not None else (total_timesteps, "tok")
-        self.logger.start_progress(total, unit)
-        try:
-            while True:
-                done = (self.iteration - start_iter) if iterations is not None else (self.num_timesteps - start_steps)
-                if done >= total:
-                    break
-                metrics = self.train_step()
-                self.logger.advance(1 if iterations is not None else self.tokens_per_iteration)
-                if callback is not None and _stop_requested(callback(self, metrics)):
-                    break
-        finally:
-            self.logger.close_progress()
-        return self
+        return run_learn_loop(self, total_timesteps, iterations, callback)
 
     # ------------------------------------------------------------------ using the policy
     def evaluate(self, env: Any, n_episodes: int = 64, *, greedy: bool = False,
