@@ -51,7 +51,8 @@ def test_quick_training_caches_a_model_the_sentiment_reward_loads(tmp_path, monk
     with pytest.raises(ValueError, match="python -m textgym.agents.sentiment_classifier"):
         R.make("sentiment", train_if_missing=False)
     model, tok = tiny_bert(load("rt-polarity", "train").to_list())
-    cfg = ClassifierConfig(learning_rate=1e-2, max_steps=40, batch_size=16, warmup_ratio=0.0, progress=False)
+    cfg = ClassifierConfig(learning_rate=1e-2, max_steps=40, batch_size=16, warmup_ratio=0.0, progress=False,
+                           freeze_embeddings=False)  # the random tiny model needs its embeddings trained
     result = train_sentiment_classifier(model=model, tokenizer=tok, config=cfg, train_limit=200, eval_limit=40,
                                         review_tokens=64)
     path = sentiment_classifier_path(train_if_missing=False)
