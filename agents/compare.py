@@ -356,7 +356,17 @@ def _write_state(run_dir: Path, spec: dict[str, Any], points: list[dict[str, Any
 
 
 def _save_checkpoint(algo: Any, path: Path) -> None:
-    algo.save(path)
+    """``algo.save(path)`` without transformers' per-save "Writing model shards" bar (one per evaluation would
+    bury the comparison's own progress bar and print even with ``progress=False``); the bar setting is restored."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        algo.save(path)
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def _run_spec(cfg: CompareConfig, label: str, algorithm: str, seed: int, algo_cfg: Any) -> dict[str, Any]:
@@ -497,6 +507,11 @@ def _protocol_text(cfg: CompareConfig) -> str:
             "KL to the reference is nats per episode.")
 
 
+def _plural(n: int, word: str) -> str:
+    """``"1 seed"``, ``"3 seeds"``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _write_outputs(cfg: CompareConfig, out: Path, runs: list[RunResult]) -> ComparisonResult:
     import yaml
 
@@ -513,7 +528,8 @@ def _write_outputs(cfg: CompareConfig, out: Path, runs: list[RunResult]) -> Comp
     write_text(files["table_md"], table_markdown(table, cfg.confidence))
     if curves:
         plot_learning_curves(curves, files["curves"], xlabel="generated tokens", ylabel="eval score (mean over seeds)",
-                             title=f"{cfg.env_id}, {len(cfg.seed_list())} seeds, {cfg.confidence * 100:g}% CI")
+                             title=f"{cfg.env_id}, {_plural(len(cfg.seed_list()), 'seed')}, "
+                                   f"{cfg.confidence * 100:g}% CI")
     else:
         del files["curves"]
     env_kw = f" with {cfg.to_dict()['env_kwargs']}" if cfg.env_kwargs else ""

@@ -24,31 +24,14 @@ cache (an uncached loop would grow linearly).
 from __future__ import annotations
 
 import argparse
+import re
 import time
 
-import numpy as np
 import torch
+from _common import Table, machine_info, quiet, set_threads, sync
+from _common import synthetic_env as make_env
 
 from textgym.agents import LMActorCritic, RolloutCollector, SamplingParams
-
-from textgym import TextGenVectorEnv
-from textgym.reward_api import FunctionReward
-
-WORDS = "the a movie film was very good bad plot actor scene story great boring long short music".split()
-
-
-def zero_reward(prompts, completions, **kw):
-    return np.zeros(len(completions), np.float32)
-
-
-def make_env(tok, batch: int, p: int, t: int, vocab: int) -> TextGenVectorEnv:
-    rng = np.random.default_rng(0)
-    # prompts longer than P tokens, truncated on the left: every prompt fills exactly P slots
-    samples = [{"prompt": " ".join(rng.choice(WORDS, 4 * p))} for _ in range(batch)]
-    reward = FunctionReward(zero_reward, batched=True, name="zero")
-    reward.needs_text = False
-    return TextGenVectorEnv(tok, samples, reward, num_envs=batch, max_prompt_length=p, max_new_tokens=t,
-                            stop_token_ids=[], vocab_size=vocab, autoreset_mode="Disabled", info_completions=False)
 
 
 def time_textgym(policy, env, sp, repeats: int, rescore: bool = True) -> tuple[float, float]:
@@ -97,12 +80,7 @@ def time_generate(model, tok, env, sp, t: int, repeats: int) -> float:
     return best
 
 
-def sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="tiny-llama",
                     help="tiny-llama (default), tiny-gpt2, smollm2-135m-instruct or a model path")
@@ -110,22 +88,25 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--prompt-length", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=64, help="T for table 1")
-    ap.add_argument("--lengths", default="32,128,512", help="completion lengths for table 2")
+    ap.add_argument("--lengths", default="32,128,512", help="completion lengths for table 2 ('' to skip it)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-k", type=int, default=0)
     ap.add_argument("--top-p", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    ap.add_argument("--out-dir", default=None, help="where to write the tables (default benchmarks/results)")
+    args = ap.parse_args(argv)
+    quiet()
+    set_threads(args.threads)
 
     policy = LMActorCritic.from_pretrained(args.model, device=args.device)
     model, tok = policy.lm, policy.tokenizer
     sp = SamplingParams(args.temperature, args.top_k or None, args.top_p)
     b, p, t = args.batch, args.prompt_length, args.new_tokens
-    print(f"model={args.model} device={args.device} batch={b} P={p} T={t} temperature={sp.temperature} "
-          f"top_k={sp.top_k} top_p={sp.top_p} threads={torch.get_num_threads()}")
+    header = (f"model={args.model} device={args.device} batch={b} P={p} T={t} temperature={sp.temperature} "
+              f"top_k={sp.top_k} top_p={sp.top_p} threads={torch.get_num_threads()}\nmachine: {machine_info()}")
+    print(header, flush=True)
+    tag = re.sub(r"[^A-Za-z0-9_.-]", "_", args.model.rstrip("/").split("/")[-1])
 
     env = make_env(tok, b, p, t, policy.action_size)
     gen_s, score_s = time_textgym(policy, env, sp, args.repeats)
@@ -136,18 +117,22 @@ def main() -> None:
             ("textgym rollout: generation", min(gen_s, gen2_s)),
             ("  + reference pass (rescore_policy=False)", gen2_s + ref_s),
             ("  + policy & reference pass (default)", gen_s + score_s)]
-    print("\n| method                                    | tokens/s | ratio vs generate |")
-    print("|-------------------------------------------|---------:|------------------:|")
+    t1 = Table(f"rollout_throughput-{tag}", ["method", "tokens/s", "ratio vs generate"], {"tokens/s": 0})
     for name, sec in rows:
-        print(f"| {name:41s} | {n_tok / sec:8.0f} | {hf_s / sec:17.2f} |")
+        t1.add(name, n_tok / sec, hf_s / sec)
+    t1.emit(f"### Rollout vs model.generate ({args.model})\n\n{header}", out_dir=args.out_dir,
+            notes="Target: ratio >= 0.9. Best of the repeats after one warm-up rollout.")
 
-    print("\n| completion length | ms per token step (textgym) | ms per token step (generate) |")
-    print("|------------------:|----------------------------:|-----------------------------:|")
-    for length in (int(x) for x in args.lengths.split(",")):
-        env = make_env(tok, b, p, length, policy.action_size)
-        g, _ = time_textgym(policy, env, sp, 1)
-        h = time_generate(model, tok, env, sp, length, 1)
-        print(f"| {length:17d} | {1000 * g / length:27.3f} | {1000 * h / length:28.3f} |")
+    lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
+    if lengths:
+        t2 = Table(f"rollout_length-{tag}", ["completion length", "ms per token step (textgym)",
+                                              "ms per token step (generate)"])
+        for length in lengths:
+            env = make_env(tok, b, p, length, policy.action_size)
+            g, _ = time_textgym(policy, env, sp, 1)
+            h = time_generate(model, tok, env, sp, length, 1)
+            t2.add(length, 1000 * g / length, 1000 * h / length)
+        t2.emit(f"### Time per token step vs completion length ({args.model}, batch {b})", out_dir=args.out_dir)
 
 
 if __name__ == "__main__":

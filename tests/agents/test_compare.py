@@ -152,6 +152,34 @@ def test_cli_flags_and_set_reach_the_runs(tmp_path, capsys):
     assert "already holds a comparison" in capsys.readouterr().err
 
 
+def test_checkpoints_print_no_transformers_bar_and_keep_its_setting(tmp_path, capfd):
+    """--no-progress is quiet: no "Writing model shards" bar per checkpoint; the user's HF bar setting survives."""
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    code = main(["--algos", "ppo", "--seeds", "1", "--budget", "12", "--eval-every", "6", "--eval-episodes", "2",
+                 "--num-envs", "2", "--set", "env.max_count=4", "--out", str(tmp_path / "q"), "--no-progress"])
+    err = capfd.readouterr().err
+    assert code == 0, err
+    assert len(list((tmp_path / "q" / "ppo" / "seed0" / "checkpoint").iterdir())) > 0  # it did save (3 times)
+    assert "Writing model shards" not in err
+    assert hf_logging.is_progress_bar_enabled()
+
+    class Saver:  # records the bar setting while saving
+        def save(self, path):
+            seen.append(hf_logging.is_progress_bar_enabled())
+
+    seen = []
+    hf_logging.disable_progress_bar()  # a user who turned the bars off keeps them off
+    try:
+        compare_module._save_checkpoint(Saver(), tmp_path)
+        assert seen == [False] and not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()
+    compare_module._save_checkpoint(Saver(), tmp_path)
+    assert seen == [False, False] and hf_logging.is_progress_bar_enabled()
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--algos", "ppo,nope"], "unknown algorithm 'nope'"),
     (["--set", "algo.ppo.learning_rte=0.1"], "learning_rte"),
