@@ -73,10 +73,10 @@ def evaluate(model: Any, tok: Any, prompts: list[str], reward: Any, new_tokens: 
 
     torch.manual_seed(seed)
     tok.padding_side = "left"
-    enc = tok(prompts, return_tensors="pt", padding=True)
+    enc = {k: v.to(model.device) for k, v in tok(prompts, return_tensors="pt", padding=True).items()}
     out = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=new_tokens,
                          pad_token_id=tok.pad_token_id)
-    texts = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    texts = tok.batch_decode(out[:, enc["input_ids"].shape[1]:].cpu(), skip_special_tokens=True)
     scores, _ = call_reward(reward, prompts, texts)
     return float(np.mean(scores))
 
@@ -93,7 +93,8 @@ def run_textgym_ppo(args: argparse.Namespace, reward_name: str) -> dict[str, Any
     env = gym.make_vec("textgym/IMDB-v0", num_envs=args.batch, vectorization_mode="vector_entry_point",
                        autoreset_mode="Disabled", tokenizer=load_tokenizer(args.model_dir), reward=reward_name,
                        split="train", max_new_tokens=args.new_tokens)
-    policy = LMActorCritic.from_pretrained(args.model_dir, lora=dict(LORA), action_size=env.single_action_space.n)
+    policy = LMActorCritic.from_pretrained(args.model_dir, lora=dict(LORA), action_size=env.single_action_space.n,
+                                           device=args.device)
     cfg = PPOConfig(seed=0, learning_rate=args.lr, kl_coef=0.05, target_kl_ref=4.0, kl_estimator="k3", n_epochs=2,
                     minibatch_size=8, micro_batch_size=4, temperature=1.0, progress_bar=False, tensorboard=False,
                     run_dir=None, log_samples=0)
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reward", default="auto", help="auto, sentiment or sentiment-vader")
     ap.add_argument("--eval-prompts", type=int, default=32, help="test-split prompts in the held-out evaluation")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--device", default="cpu", help="cpu only for now (TRL's device follows use_cpu)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (TRL uses the GPU when not cpu)")
     ap.add_argument("--out-dir", default=None, help="where to write the table (default benchmarks/results)")
     args = ap.parse_args(argv)
     if args.batch % 4:
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
               f"machine: {machine_info()}")
     print(header, flush=True)
 
-    base, tok = load(args.model_dir)
+    base, tok = load(args.model_dir, device=args.device)
     before = evaluate(base, tok, eval_prompts, reward, args.new_tokens)
     print(f"  held-out reward of the starting model: {before:.3f}", flush=True)
     del base
