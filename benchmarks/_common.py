@@ -173,9 +173,7 @@ def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
 
 
 def machine_info() -> str:
-    """One line: CPU model, logical cores, RAM, torch version and threads, load average, date."""
-    import torch
-
+    """One line: CPU model, logical cores, RAM, torch version and threads (if torch is loaded), load average, date."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -192,12 +190,14 @@ def machine_info() -> str:
         pass
     load = ""
     if hasattr(os, "getloadavg"):
-        load = ", load average {:.1f}".format(os.getloadavg()[0])
-    gpu = ""
-    if torch.cuda.is_available():
-        gpu = f", GPU {torch.cuda.get_device_name(0)}"
-    return (f"{cpu}, {os.cpu_count()} logical cores{mem}{gpu}; torch {torch.__version__} with "
-            f"{torch.get_num_threads()} thread(s){load}; {time.strftime('%Y-%m-%d %H:%M')}")
+        load = f", load average {os.getloadavg()[0]:.1f}"
+    gpu = torch_part = ""
+    torch = sys.modules.get("torch")  # not imported here: model-free benchmarks stay torch-free
+    if torch is not None:
+        if torch.cuda.is_available():
+            gpu = f", GPU {torch.cuda.get_device_name(0)}"
+        torch_part = f"; torch {torch.__version__} with {torch.get_num_threads()} thread(s)"
+    return f"{cpu}, {os.cpu_count()} logical cores{mem}{gpu}{torch_part}{load}; {time.strftime('%Y-%m-%d %H:%M')}"
 
 
 def fmt(x: Any, digits: int = 2) -> str:
@@ -258,19 +258,24 @@ class Table:
         w.writerows(self.rows)
         return buf.getvalue()
 
-    def emit(self, header: str = "", notes: str = "", out_dir: Path | None = None) -> Path:
-        """Print ``header``, the table and ``notes``; write ``<out_dir>/<name>.md`` and ``.csv``.
+    def write(self, header: str = "", notes: str = "", out_dir: Path | None = None) -> tuple[Path, str]:
+        """Write ``<out_dir>/<name>.md`` (``header``, the table, ``notes``) and ``.csv`` (default ``benchmarks/results``).
 
         Returns:
-            The path of the Markdown file.
+            ``(path of the Markdown file, its text)``.
         """
         out = Path(out_dir) if out_dir is not None else RESULTS_DIR
         out.mkdir(parents=True, exist_ok=True)
         text = "\n\n".join(x for x in (header.strip(), self.markdown(), notes.strip()) if x) + "\n"
-        print("\n" + text, flush=True)
         md = out / f"{self.name}.md"
         md.write_text(text)
         (out / f"{self.name}.csv").write_text(self.csv_text())
+        return md, text
+
+    def emit(self, header: str = "", notes: str = "", out_dir: Path | None = None) -> Path:
+        """:meth:`write` the table and print it; returns the path of the Markdown file."""
+        md, text = self.write(header, notes, out_dir)
+        print("\n" + text, flush=True)
         return md
 
 

@@ -20,6 +20,7 @@ import argparse
 import time
 
 import numpy as np
+from _common import Table, machine_info
 
 from textgym import TextGenEnv, TextGenVectorEnv
 from textgym.envs.sentiment import imdb_samples
@@ -59,12 +60,13 @@ def bench_vector(tok, samples, n: int, steps: int, kw, text: bool) -> float:
     return steps * n / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=32)
-    args = parser.parse_args()
+    parser.add_argument("--out-dir", default=None, help="where to write the table (default benchmarks/results)")
+    args = parser.parse_args(argv)
     tok = gpt2_bpe_tokenizer()
     samples = imdb_samples("train")
     kw = dict(max_prompt_length=64, max_new_tokens=args.max_new_tokens)
@@ -76,15 +78,16 @@ def main() -> None:
         text = max(bench_vector(tok, samples, n, k, kw, True) for _ in range(args.repeats))
         bare = max(bench_vector(tok, samples, n, k, kw, False) for _ in range(args.repeats))
         rows.append(("TextGenVectorEnv", n, text, bare))
-    print(f"env throughput: GPT-2 BPE tokenizer, IMDB prompts (P=64), T={args.max_new_tokens}, constant reward")
-    print(f"| {'env':<17} | {'num_envs':>8} | {'token-steps/s, text decoded':>27} | {'token-steps/s, no decoding':>26} |")
-    print(f"|{'-' * 19}|{'-' * 10}|{'-' * 29}|{'-' * 28}|")
+    table = Table("env_throughput", ["env", "num_envs", "token-steps/s, text decoded", "token-steps/s, no decoding"],
+                  {"token-steps/s, text decoded": 0, "token-steps/s, no decoding": 0})
     for name, n, text, bare in rows:
-        bare_s = f"{bare:,.0f}" if name != "TextGenEnv" else "-"
-        print(f"| {name:<17} | {n:>8} | {text:>27,.0f} | {bare_s:>26} |")
+        table.add(name, n, text, bare if name != "TextGenEnv" else float("nan"))
     _, _, text, bare = rows[-1]
-    for label, rate in (("text decoded", text), ("no decoding", bare)):
-        print(f"vector env at 256 envs, {label}: {rate:,.0f} token-steps/s (target >= 1,000,000: {'met' if rate >= 1e6 else 'MISSED'})")
+    notes = "\n".join(f"vector env at 256 envs, {label}: {rate:,.0f} token-steps/s (target >= 1,000,000: "
+                      f"{'met' if rate >= 1e6 else 'MISSED'})" for label, rate in (("text decoded", text),
+                                                                                  ("no decoding", bare)))
+    table.emit(f"env throughput: GPT-2 BPE tokenizer, IMDB prompts (P=64), T={args.max_new_tokens}, constant "
+               f"reward\nmachine: {machine_info()}", notes, out_dir=args.out_dir)
 
 
 if __name__ == "__main__":

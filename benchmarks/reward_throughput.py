@@ -20,6 +20,7 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "TR
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
+from _common import Table, machine_info  # noqa: E402
 
 import textgym.rewards as R  # noqa: E402
 from textgym.reward_api import call_reward  # noqa: E402
@@ -74,13 +75,14 @@ def measure(reward, prompts, completions, references, columns=None, repeats=3):
     return len(completions) / best, best * 1000
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 timed repeat, 16-sample sandbox batch")
     parser.add_argument("--batch", type=int, default=64, help="completions per batch (default 64)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="sandbox worker processes")
     parser.add_argument("--no-models", action="store_true", help="skip the tiny model rewards (no torch import)")
-    args = parser.parse_args()
+    parser.add_argument("--out-dir", default=None, help="where to write the table (default benchmarks/results)")
+    args = parser.parse_args(argv)
     repeats = 1 if args.quick else 3
     prompts, completions, references = synthetic_batch(args.batch)
     concepts = [["cat", "dog", "run"]] * args.batch
@@ -111,12 +113,12 @@ def main() -> None:
                  *measure(sandbox, ["# add\n"] * n_code, code, [[""]] * n_code,
                           {"test_list": [["assert add(1, 2) == 3", "assert add(0, 0) == 0"]] * n_code}, repeats)))
 
-    width = max(len(r[0]) for r in rows)
-    print(f"\nReward throughput ({'quick' if args.quick else 'full'} run, CPU, best of {repeats})")
-    print(f"{'reward':<{width}}  {'batch':>5}  {'completions/s':>13}  {'ms/batch':>9}")
-    print(f"{'-' * width}  {'-' * 5}  {'-' * 13}  {'-' * 9}")
-    for name, batch, rate, ms in rows:
-        print(f"{name:<{width}}  {batch:>5}  {rate:>13,.0f}  {ms:>9.1f}")
+    table = Table("reward_throughput", ["reward", "batch", "completions/s", "ms/batch"], {"completions/s": 0,
+                                                                                      "ms/batch": 1})
+    for row in rows:
+        table.add(*row)
+    table.emit(f"Reward throughput ({'quick' if args.quick else 'full'} run, CPU, best of {repeats})\n"
+               f"machine: {machine_info()}", out_dir=args.out_dir)
 
 
 if __name__ == "__main__":

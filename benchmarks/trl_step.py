@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/trl_step.py                                  # SmolLM2-135M-Instruct, 4 steps, 1 thread
+    python benchmarks/trl_step.py --steps 6                        # the published table (about 15 minutes)
     python benchmarks/trl_step.py --model tiny-llama --steps 3     # quick check (about a minute)
     python benchmarks/trl_step.py --algorithms grpo --steps 6
 
@@ -47,6 +48,11 @@ not counted twice; "other" is the step time minus the phases):
 * backward - ``torch.Tensor.backward`` (patched for the run; both call it);
 * optimizer - gradient clipping (TRL: ``trainer._clip_grad_norm``; textgym:
   ``torch.nn.utils.clip_grad_norm_``) plus ``optimizer.step``.
+
+The table reports medians over the measured steps (robust to the odd step a
+burst of another job doubles) and, as the speedup, the median over steps k of
+TRL's step-k time over textgym's step-k time; ``results/trl_step-steps.csv``
+holds every step of every side.
 """
 
 from __future__ import annotations
@@ -295,15 +301,35 @@ def run_group(kind: str, args: argparse.Namespace, prompts: list[str]
 
 
 def summarize(steps: list[dict[str, float]], warmup: int) -> dict[str, float]:
-    """Mean seconds per step of each phase over the measured steps (``other`` = step - phases), tokens/s."""
+    """Medians over the measured steps: seconds of the step and of each phase, generated tokens, tokens/s.
+
+    Medians, not means: on a shared machine one step now and then takes twice
+    as long (another job's burst), which would move a mean by 20 %.  ``other``
+    is the median of each step's ``step - sum(phases)``.
+    """
     measured = steps[warmup:] or steps
-    out = {p: statistics.fmean(s.get(p, 0.0) for s in measured) for p in PHASES if p != "other"}
-    out["step"] = statistics.fmean(s["step"] for s in measured)
-    out["other"] = out["step"] - sum(out[p] for p in PHASES if p != "other")
-    out["tokens"] = statistics.fmean(s["tokens"] for s in measured)
+    out = {p: statistics.median(s.get(p, 0.0) for s in measured) for p in PHASES if p != "other"}
+    out["step"] = statistics.median(s["step"] for s in measured)
+    out["other"] = statistics.median(s["step"] - sum(s.get(p, 0.0) for p in PHASES if p != "other")
+                                     for s in measured)
+    out["tokens"] = statistics.median(s["tokens"] for s in measured)
     out["tokens_per_s"] = out["tokens"] / out["step"]
     out["n"] = len(measured)
     return out
+
+
+STEP_COLUMNS = ["algorithm", "library", "step", "warm-up", "seconds", "tokens", *PHASES]
+
+
+def add_steps(table: Table, kind: str, trl_version: str, trl_steps: list[dict], tg_steps: dict[str, list[dict]]
+              ) -> None:
+    """Append every step of every side (warm-up included, marked) to ``table`` (``results/trl_step-steps``)."""
+    sides = [(f"TRL {trl_version}", trl_steps), *((VARIANTS[v], st) for v, st in tg_steps.items())]
+    for name, steps in sides:
+        for i, st in enumerate(steps):
+            other = st["step"] - sum(st.get(p, 0.0) for p in PHASES if p != "other")
+            table.add(kind.upper(), name, i + 1, i == 0, st["step"], st["tokens"],
+                      *(st.get(p, 0.0) for p in PHASES if p != "other"), other)
 
 
 VARIANTS = {"default": "textgym", "no-rescore": "textgym, rescore_policy=False"}
@@ -364,20 +390,24 @@ def main(argv: list[str] | None = None) -> None:
     undo = patch_globals()
     table = Table("trl_step", ["algorithm", "library", "s/step", "tokens/s", "speedup vs TRL", *PHASES],
                   {"tokens/s": 1})
+    steps_table = Table("trl_step-steps", STEP_COLUMNS)
     notes = []
     try:
         for kind in kinds:
             trl_steps, tg_steps, info = run_group(kind, args, prompts)
+            add_steps(steps_table, kind, trl.__version__, trl_steps, tg_steps)
             a = summarize(trl_steps, 1)
             table.add(kind.upper(), f"TRL {trl.__version__}", a["step"], a["tokens_per_s"], 1.0,
                       *(a[p] for p in PHASES))
             for variant, steps in tg_steps.items():
                 b = summarize(steps, 1)
-                table.add(kind.upper(), VARIANTS[variant], b["step"], b["tokens_per_s"], a["step"] / b["step"],
-                          *(b[p] for p in PHASES))
                 pairs = [x["step"] / y["step"] for x, y in zip(trl_steps[1:], steps[1:])]
+                mean_ratio = statistics.fmean(x["step"] for x in trl_steps[1:]) / statistics.fmean(
+                    y["step"] for y in steps[1:])
+                table.add(kind.upper(), VARIANTS[variant], b["step"], b["tokens_per_s"], statistics.median(pairs),
+                          *(b[p] for p in PHASES))
                 notes.append(f"{kind.upper()}, {VARIANTS[variant]}: speedup per step "
-                             f"{', '.join(f'{r:.2f}' for r in pairs)} (median {statistics.median(pairs):.2f}); "
+                             f"{', '.join(f'{r:.2f}' for r in pairs)}; ratio of mean step times {mean_ratio:.2f}; "
                              f"tokens per step {b['tokens']:.0f} (TRL {a['tokens']:.0f})")
             notes.append(f"{kind.upper()}: {a['n']} measured steps per side; optimizers {info['trl_optimizer']} "
                          f"(TRL) / {info['textgym_optimizer']} (textgym); TRL reference model loaded: "
@@ -385,9 +415,12 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for owner, attr, original in undo:
             setattr(owner, attr, original)
+    steps_table.write(out_dir=args.out_dir)
     table.emit(header, out_dir=args.out_dir,
-               notes="Phase columns: seconds per step (exclusive; see the script's docstring). Speedup = TRL "
-                     "s/step / textgym s/step (target >= 1.25).\n\n" + "\n".join(f"- {x}" for x in notes))
+               notes="s/step and phase columns: medians over the measured steps, in seconds (phases are exclusive; "
+                     "see the script's docstring). Speedup vs TRL: the median over steps k of TRL's step k time / "
+                     "textgym's step k time (target >= 1.25). Every step: results/trl_step-steps.csv.\n\n"
+                     + "\n".join(f"- {x}" for x in notes))
 
 
 if __name__ == "__main__":
