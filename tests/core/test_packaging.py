@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: checkout folder -> its place in the installed package (pyproject's [tool.setuptools.package-dir])
 PACKAGE_DIRS = {"textgym": "textgym", "envs": "textgym/envs", "agents": "textgym/agents", "rewards": "textgym/rewards"}
 #: tracked files that are deliberately not installed
-NOT_INSTALLED = {"textgym/envs/data/build.py"}
+NOT_INSTALLED: set[str] = set()
 
 
 def _tracked_package_files() -> set[str]:
@@ -45,8 +46,30 @@ def test_wheel_install_contains_every_tracked_package_file(tmp_path):
     res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
                           "--no-compile", "--target", str(target), str(src)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
+    assert "absent from the `packages` configuration" not in res.stdout + res.stderr, res.stderr[-2000:]
     installed = {p.relative_to(target).as_posix() for p in (target / "textgym").rglob("*") if p.is_file()}
     missing = sorted(_tracked_package_files() - installed)
     assert not missing, f"tracked files a wheel install leaves out (add them to package-data): {missing[:10]}"
     for must in ("textgym/assets/gpt2/vocab.json", "textgym/assets/gpt2/merges.txt", "textgym/envs/__init__.py"):
         assert must in installed
+
+
+def test_every_folder_that_ships_files_is_a_listed_package():
+    """setuptools wants each importable-looking folder with package data listed in ``packages``.
+
+    Otherwise it warns at every install ("Package 'textgym.envs.data...' is
+    absent from the `packages` configuration") and announces it will stop
+    shipping those files.  A new data set folder must be added to pyproject's list.
+    """
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(conf["packages"])
+    expected = set()
+    for top, installed_as in PACKAGE_DIRS.items():
+        base = ROOT / top
+        for folder in (p for p in base.rglob("*") if p.is_dir() and p.name != "__pycache__"):
+            parts = folder.relative_to(base).parts
+            has_files = any(f.is_file() for f in folder.iterdir())
+            if has_files and all(part.isidentifier() for part in parts):
+                expected.add(".".join([installed_as.replace("/", "."), *parts]))
+    assert sorted(expected - listed) == [], "add these folders to [tool.setuptools] packages in pyproject.toml"
+    assert sorted(listed - expected - set(conf["package-dir"])) == [], "pyproject lists packages that do not exist"
