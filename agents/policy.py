@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -105,6 +106,18 @@ class ActorCriticPolicy(nn.Module, abc.ABC):
         raise NotImplementedError
 
 
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """Silence peft's read of ``is_gradient_checkpointing``, which transformers 5 deprecates.
+
+    peft probes the attribute when it wraps a model; the FutureWarning it
+    triggers is about peft's code, not the user's, so it is filtered here only.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def _lora_config(lora: Any) -> Any:
     from peft import LoraConfig, TaskType
 
@@ -157,12 +170,14 @@ class LMActorCritic(ActorCriticPolicy):
         if adapter is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+            with _quiet_peft():
+                model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
             is_peft = True
         elif lora is not None:
             from peft import get_peft_model
 
-            model = get_peft_model(model, _lora_config(lora))
+            with _quiet_peft():
+                model = get_peft_model(model, _lora_config(lora))
         elif is_peft:
             for p in model.parameters():  # a PeftModel given as is: train its adapter only
                 p.requires_grad_(False)
