@@ -40,6 +40,10 @@ BEFORE_AFTER_METRICS = ("score_mean", "kl_ref", "perplexity", "distinct_1", "dis
 
 #: Stage order on the before/after chart; other stages follow in file order.
 STAGE_ORDER = ("before", "sft", "after")
+#: Stages evaluated before RL: their ``kl_ref`` is to their own reference (``sft``: the starting model).
+PRE_RL_STAGES = ("before", "sft")
+#: ``eval.csv`` columns measured against a reference model.
+KL_COLUMNS = ("kl_ref",)
 
 #: Columns tried, in order, as the x axis of ``metrics.csv`` / ``eval.csv``.
 X_COLUMNS = ("iteration", "step")
@@ -156,6 +160,21 @@ def _plot_training(metrics_csv: Path, out: Path) -> Path | None:
     return _save_atomic(fig, out)
 
 
+def stage_ordered_points(x: Sequence[float], y: Sequence[float], stages: Sequence[str]
+                         ) -> list[tuple[float, float, str, int]]:
+    """The finite ``(x, y, stage, row)`` points of an eval curve in drawing order.
+
+    Ordered by iteration, then by stage at equal iterations (``before`` before
+    ``sft`` at iteration 0, ``after`` last), then by row, so the line runs
+    through the pipeline's stages in the order they happened, whatever the values.
+    """
+    def rank(stage: str) -> int:
+        return {"before": 0, "sft": 1, "after": 3}.get(stage, 2)
+
+    pts = [(a, b, s, i) for i, (a, b, s) in enumerate(zip(x, y, stages)) if math.isfinite(a) and math.isfinite(b)]
+    return sorted(pts, key=lambda p: (p[0], rank(p[2]), p[3]))
+
+
 def _plot_eval(eval_csv: Path, out: Path) -> Path | None:
     cols = read_csv_columns(eval_csv)
     n = len(next(iter(cols.values()), []))
@@ -169,8 +188,18 @@ def _plot_eval(eval_csv: Path, out: Path) -> Path | None:
     for ax, (title, names) in zip(axes, panels):
         for c in names:
             ys = _numeric(cols, c)
-            pts = sorted((a, b, s, i) for i, (a, b, s) in enumerate(zip(x, ys, stages))
-                         if math.isfinite(a) and math.isfinite(b))
+            pts = stage_ordered_points(x, ys, stages)
+            if c in KL_COLUMNS:  # `sft` is measured against the starting model, RL stages against
+                # RL's reference: separate markers, not one line through different references
+                pre = [p for p in pts if p[2] in PRE_RL_STAGES]
+                pts = [p for p in pts if p[2] not in PRE_RL_STAGES]
+                if pre:
+                    ax.plot([p[0] for p in pre], [p[1] for p in pre], marker="s", ms=5, ls="none",
+                            color="gray", label=f"{c} ({', '.join(sorted({p[2] for p in pre}))}: own reference)")
+                    for a, b, st, _ in pre:
+                        ax.annotate(st, (a, b), textcoords="offset points", xytext=(3, 4), fontsize=7)
+                if not pts:
+                    continue
             line = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, lw=1.5, label=c)[0]
             if c == "score_mean" and "score_ci95" in cols:
                 ci = _numeric(cols, "score_ci95")
@@ -181,7 +210,7 @@ def _plot_eval(eval_csv: Path, out: Path) -> Path | None:
             for a, b, s, _ in pts:  # name the non-training stages (before, sft, after) at their points
                 if s in STAGE_ORDER:
                     ax.annotate(s, (a, b), textcoords="offset points", xytext=(3, 4), fontsize=7)
-        if len(names) > 1 or (names[0] == "score_mean" and "score_ci95" in cols):
+        if len(names) > 1 or (names[0] == "score_mean" and "score_ci95" in cols) or names[0] in KL_COLUMNS:
             ax.legend(loc="best", fontsize=8)
         ax.set_title(title)
         ax.set_xlabel(xname)

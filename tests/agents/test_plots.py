@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from textgym.agents.logger import Logger
-from textgym.agents.plots import plot_learning_curves, plot_run, read_csv_columns, rolling_mean
+from textgym.agents.plots import plot_learning_curves, plot_run, read_csv_columns, rolling_mean, stage_ordered_points
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DPI = 110  # plots.py renders at 110 dpi: a 5 x 3.2 in panel is 550 x 352 px
@@ -121,3 +121,14 @@ def test_plot_learning_curves_two_algorithms(tmp_path):
         plot_learning_curves({"a": [(0, 1)]}, tmp_path / "x.png", xlabel="x", ylabel="y", title="t")
     with pytest.raises(ValueError, match="no point"):
         plot_learning_curves({"a": []}, tmp_path / "x.png", xlabel="x", ylabel="y", title="t")
+
+
+def test_eval_curve_runs_through_the_stages_in_pipeline_order():
+    # perplexity of a flagship run: before 82, sft 65 (both at iteration 0), a periodic eval at 4, after 66 at 8;
+    # sorting by value would draw sft -> before -> after, hiding the SFT drop
+    x = [0.0, 0.0, 8.0, 4.0, 6.0]
+    y = [82.0, 65.0, 66.0, 70.0, float("nan")]
+    stages = ["before", "sft", "after", "", ""]
+    pts = stage_ordered_points(x, y, stages)
+    assert [(p[2], p[1]) for p in pts] == [("before", 82.0), ("sft", 65.0), ("", 70.0), ("after", 66.0)]
+    assert [p[3] for p in pts] == [0, 1, 3, 2]  # rows of the CSV, the NaN row (4) left out
