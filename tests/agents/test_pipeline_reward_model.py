@@ -324,3 +324,4 @@ def test_the_example_configs_are_valid():
     assert rlhf.reward_model.model == "all-minilm-l6-v2" and rlhf.algo.kl_coef > 0
     sft_only = load_config(ROOT / "examples" / "configs" / "sft_only.yaml")
     assert sft_only.algorithm == "none" and sft_only.sft is not None and sft_only.algo is None
+

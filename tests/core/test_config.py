@@ -223,3 +223,20 @@ def test_imports_register_custom_rewards_before_validation(tmp_path, monkeypatch
     assert cfg.env.kwargs["reward"] == "h1-shouting"
     err = error_of(raw={"imports": ["no_such_module_h1"]})
     assert err.key == "imports[0]" and "cannot import" in str(err)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_config_parses(path):
+    cfg = load_config(path)
+    assert cfg.name and cfg.model
+
+
+def test_the_flagship_config_is_the_documented_pipeline():
+    # README's Quick start describes this config: SmolLM2, IMDB with the sentiment classifier, reward-filtered
+    # SFT, PPO with LoRA and a KL penalty, evaluation before/after with perplexity on held-out reviews
+    cfg = load_config(ROOT / "examples" / "configs" / "imdb_smollm2.yaml")
+    assert cfg.model == "smollm2-135m-instruct" and cfg.env.id == "textgym/IMDB-v0"
+    assert cfg.env.kwargs["reward"] == "sentiment"
+    assert cfg.sft is not None and cfg.sft.data.min_reward == 0.8 and cfg.sft.data.env_kwargs == {"sentiment": "pos"}
+    assert cfg.algorithm == "ppo" and cfg.algo.kl_coef > 0 and cfg.algo.lora is not None
+    assert cfg.eval.before and cfg.eval.perplexity is not None and cfg.eval_env.kwargs["split"] == "test"
