@@ -42,6 +42,7 @@ from textgym.reward_api import (
     register,
 )
 
+from .answer import CharMatchReward, TokenCountReward
 from .code_exec import CodeExecutionReward, ExecutionResult
 from .combine import RunningNormalizer, WeightedSum
 from .metric import (
@@ -71,6 +72,8 @@ __all__ = [
     # code, rules, combinators
     "CodeExecutionReward", "ExecutionResult", "LengthReward", "RepetitionPenalty", "RegexReward",
     "KeywordCoverageReward", "ConstantReward", "WeightedSum", "RunningNormalizer",
+    # answers of the synthetic tasks
+    "CharMatchReward", "TokenCountReward",
 ]  # fmt: skip
 
 BUILTINS = {
@@ -93,6 +96,8 @@ BUILTINS = {
     "regex": RegexReward,
     "keyword-coverage": KeywordCoverageReward,
     "constant": ConstantReward,
+    "char-match": CharMatchReward,
+    "token-count": TokenCountReward,
 }
 """Registered name -> factory of every built-in reward."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -164,3 +165,21 @@ def test_special_tokens_cannot_hide_from_the_reward(env_id):
     total, info, terminated = run_episode(env, lambda info, t: ids[t], options={"sample_index": 0})
     assert not terminated and info["completion"].startswith(answer + "<pad>")
     assert total < synthetic.OPTIMAL_REWARD
+
+
+def test_the_task_rewards_are_registered_and_usable_by_name():
+    import textgym.rewards as R
+    from textgym.config import load_config
+
+    assert {"char-match", "token-count"} <= set(R.list())
+    assert R.make("char-match")(["p"], ["ab"], references=[["abc"]])[0] == pytest.approx(2 / 3)
+    assert R.make("token-count")(["p"] * 2, ["aaa", "a"], count=[3, 3]).tolist() == [1.0, 0.25]  # characters
+    # by name in gym.make: built with the task's tokenizer / dense setting, like the default
+    env = gym.make("textgym/TokenCount-v0", reward="token-count").unwrapped
+    assert isinstance(env.reward_fn, synthetic.TokenCountReward) and env.reward_fn.tokenizer is not None
+    env = gym.make("textgym/Copy-v0", reward="char-match", dense=True).unwrapped
+    assert isinstance(env.reward_fn, synthetic.CharMatchReward) and env.reward_fn.dense
+    # and in a config, as examples/configs/synthetic_ppo.yaml suggests
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "examples" / "configs" / "synthetic_ppo.yaml", ["env.kwargs.reward=token-count"])
+    assert cfg.env.kwargs["reward"] == "token-count"

@@ -13,7 +13,7 @@ from textgym.reward_api import RewardError, call_reward
 BUILTIN_NAMES = [
     "bleu", "sacrebleu", "chrf", "rouge1", "rouge2", "rougeL", "meteor", "exact-match", "token-f1", "classifier",
     "reward-model", "sentiment", "sentiment-vader", "code-exec", "length", "repetition", "regex",
-    "keyword-coverage", "constant",
+    "keyword-coverage", "constant", "char-match", "token-count",
 ]  # fmt: skip
 
 
