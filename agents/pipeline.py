@@ -853,7 +853,8 @@ def evaluate_target(target: str, *, env_id: str | None = None, split: str | None
         The :class:`textgym.agents.evaluation.EvalResult`.
 
     Raises:
-        ConfigError: bad overrides / env id, or a model target without ``env_id``.
+        ConfigError: bad overrides / env id / split, or a target that is neither a run folder
+            nor (with ``env_id``) a model.
         RunFolderError: a run folder without a checkpoint (or, without RL, without an ``sft/`` model).
     """
     from textgym.agents.evaluation import evaluate_policy, load_perplexity_texts
@@ -869,7 +870,10 @@ def evaluate_target(target: str, *, env_id: str | None = None, split: str | None
             raw["eval_env"] = {"id": env_id, "kwargs": {}}
     else:
         if env_id is None:
-            raise ConfigError("evaluating a model needs --env ID (see `textgym list envs`)", "env.id")
+            what = ("there is no such folder" if not run.exists() else
+                    "it is not a run folder (a run folder holds config.yaml and run_state.json)")
+            raise ConfigError(f"{target!r}: {what}. Give a run folder, or a model name / folder with --env ID "
+                              "(see `textgym list envs`)", "env.id")
         raw = {"model": target, "env": {"id": env_id}, "train": {"iterations": 1}}
     apply_overrides(raw, parse_overrides(overrides))
     if split is not None:
@@ -882,7 +886,11 @@ def evaluate_target(target: str, *, env_id: str | None = None, split: str | None
 
     tok = load_tokenizer(resolve_model(cfg.model))
     reward = run_reward(cfg, run) if is_run else None
-    env = make_vec_env(cfg.eval_env.id, cfg.eval_env.num_envs, cfg.eval_env.kwargs, tok, reward)
+    try:
+        env = make_vec_env(cfg.eval_env.id, cfg.eval_env.num_envs, cfg.eval_env.kwargs, tok, reward)
+    except (ValueError, KeyError) as exc:  # e.g. an unknown split: the env's message names the choices
+        raise ConfigError(f"cannot build the eval env {cfg.eval_env.id}: {exc.args[0] if exc.args else exc}",
+                          "eval_env") from None
     if is_run and cfg.algorithm == NO_RL:
         if not (run / "sft" / "config.json").is_file():
             raise RunFolderError(f"run {run} trained no policy (algorithm none, no sft stage); evaluate its model "

@@ -157,6 +157,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                  overrides=args.set, seed=args.seed, greedy=True if args.greedy else None)
     except (ConfigError, RunFolderError) as exc:
         return _fail(str(exc))
+    except OSError as exc:  # a model that cannot be loaded (the message says what was tried)
+        return _fail(str(exc))
     _print_eval(result)
     if args.output:
         with open(args.output, "w") as f:
@@ -184,16 +186,29 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.env not in gym.registry:  # before loading the model: a typo fails at once
+        import difflib
+
+        ids = sorted(k for k in gym.registry if k.startswith("textgym/"))
+        close = difflib.get_close_matches(args.env, ids, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return _fail(f"--env: unknown env id {args.env!r}.{hint} See `textgym list envs`.")
     t0 = time.perf_counter()
     print(f"loading {args.model} ...", flush=True)
-    model, tok = load(args.model)
+    try:
+        model, tok = load(args.model)
+    except OSError as exc:
+        return _fail(str(exc))
     print(f"loaded in {time.perf_counter() - t0:.1f} s", flush=True)
     kwargs: dict[str, Any] = {"tokenizer": tok, "max_new_tokens": args.max_new_tokens, "split": args.split}
     if args.reward:
         kwargs["reward"] = args.reward
     if args.chat:
         kwargs["prompt_format"] = "chat"
-    env = gym.make(args.env, **kwargs)
+    try:
+        env = gym.make(args.env, **kwargs)
+    except (ValueError, KeyError) as exc:  # unknown split or reward: the message names the choices
+        return _fail(f"cannot build {args.env}: {exc.args[0] if exc.args else exc}")
     rewards = []
     for ep in range(args.episodes):
         t = time.perf_counter()

@@ -164,7 +164,23 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     if name_or_path in ("tiny-gpt2", "tiny-llama"):
         return gpt2_bpe_tokenizer(pad="eos" if name_or_path == "tiny-gpt2" else "add")
     path = _smollm2_cached() if name_or_path == SMOLLM2_ALIAS else name_or_path
-    return _fix_pad(AutoTokenizer.from_pretrained(path))
+    return _auto_tokenizer(name_or_path, path)
+
+
+def _auto_tokenizer(name: str, path: str) -> PreTrainedTokenizerBase:
+    """``AutoTokenizer.from_pretrained(path)`` with a pad token; a name that is nothing loadable gets a clear error.
+
+    Raises:
+        OSError: ``path`` is not a folder and transformers cannot load it as a Hub id (offline: not cached).
+    """
+    try:
+        return _fix_pad(AutoTokenizer.from_pretrained(path))
+    except OSError as exc:
+        if Path(path).exists():
+            raise
+        raise OSError(f"cannot load model {name!r}: it is not a textgym model name ({SMOLLM2_ALIAS!r} or a tiny "
+                      f"preset: {', '.join(sorted(TINY_PRESETS))}), not an existing folder, and not a Hugging Face "
+                      "Hub id that can be loaded here (offline, only ids already in the local cache load)") from exc
 
 
 def _fix_pad(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -218,7 +234,7 @@ def load(
         kw = dict(from_pretrained_kwargs)
         if dtype is not None:
             kw["dtype"] = dtype
-        tok = _fix_pad(AutoTokenizer.from_pretrained(path))
+        tok = _auto_tokenizer(name, path)
         if kind == "causal":
             model = AutoModelForCausalLM.from_pretrained(path, **kw)
         else:

@@ -102,3 +102,28 @@ def test_the_parser_knows_every_command():
     assert set(sub.choices) == {"list", "train", "eval", "compare", "bench", "rollout"}
     args = build_parser().parse_args(["train", "c.yaml", "--set", "a=1", "--set", "b=2", "--name", "n"])
     assert args.set == ["a=1", "b=2"] and args.name == "n" and args.config == "c.yaml"
+
+
+def test_eval_and_rollout_mistakes_exit_2_with_what_was_wrong(tmp_path, capsys, monkeypatch):
+    # a mistyped run folder is not taken for a model name
+    assert main(["eval", str(tmp_path / "runs" / "typo")]) == 2
+    err = capsys.readouterr().err
+    assert "there is no such folder" in err and "--env ID" in err
+    assert main(["eval", str(tmp_path)]) == 2  # a folder, but not a run
+    assert "not a run folder" in capsys.readouterr().err
+    # ... nor, with --env, sent to the Hub: the error lists what a model can be
+    assert main(["eval", str(tmp_path / "runs" / "typo"), "--env", "textgym/TokenCount-v0"]) == 2
+    assert "neither a known model name nor an existing folder" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # `runs/typo` has the shape of a Hub id (org/name); offline it cannot load
+    assert main(["eval", "runs/typo", "--env", "textgym/TokenCount-v0"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load model 'runs/typo'" in err and "tiny-char" in err and "Traceback" not in err
+    # an unknown split: the env's message, with the close match, and no traceback
+    assert main(["eval", "tiny-char", "--env", "textgym/TokenCount-v0", "--split", "tset"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown split 'tset'" in err and "Did you mean 'test'?" in err
+    # rollout: an unknown env id is caught before the model loads
+    assert main(["rollout", "--env", "textgym/IMBD-v0", "--model", "tiny-char"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown env id 'textgym/IMBD-v0'" in err and "Did you mean 'textgym/IMDB-v0'?" in err
+    assert "loading" not in capsys.readouterr().out
