@@ -738,7 +738,9 @@ class Pipeline:
                  plots: Sequence[Path]) -> str:
         cfg, rl = self.cfg, self.state["rl"]
         kl_note = ("`kl_ref`: KL (nats per episode, k1) to each stage's reference: 0 for the starting model, "
-                   "the starting model for `sft`, the model RL started from for `after`.")
+                   "the starting model for `sft`, the model RL started from for `after`. k1 is unbiased but its "
+                   "sample mean can be slightly negative when a policy is close to its reference; `kl_ref_k3` "
+                   "in eval.json is never negative.")
         parts = [f"# {cfg.name}", "",
                  f"- model: `{cfg.model}`; algorithm: `{cfg.algorithm}`; env: `{cfg.env.id}` "
                  f"({cfg.env.num_envs} episodes per rollout); seed {cfg.seed}",

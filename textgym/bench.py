@@ -24,6 +24,16 @@ from pathlib import Path
 
 __all__ = ["benchmarks_dir", "list_benchmarks", "run_benchmark", "main"]
 
+HELP = """usage: textgym bench [list | NAME [ARGS...]]
+
+  textgym bench              list the benchmarks (name and one line each)
+  textgym bench NAME ARGS    run benchmarks/NAME.py ARGS in a fresh Python process
+  textgym bench NAME --help  that benchmark's own options
+
+The scripts live in the source checkout's benchmarks/ folder (or in
+$TEXTGYM_BENCHMARKS); their results go to benchmarks/results/.  See
+benchmarks/README.md for what each measures and the latest numbers."""
+
 ENV_VAR = "TEXTGYM_BENCHMARKS"
 
 
@@ -114,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: textgym bench [list | NAME [ARGS...]]\n\n" + (__doc__ or "").split("\n\n", 1)[1].strip())
+        print(HELP)
         return 0
     try:
         folder = benchmarks_dir()

@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="run a training pipeline from a YAML config (or resume one)",
                        description="Run the pipeline a YAML config describes in <runs-dir>/<name>/; "
-                                   "see examples/configs/ and textgym/config.py for the keys.")
+                                   "examples/configs/ has commented examples, and the README's 'Train from a config' "
+                                   "section lists the sections and keys.")
     p.add_argument("config", nargs="?", help="the run config (YAML)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set algo.learning_rate=1e-4 (repeatable; YAML values)")
