@@ -831,6 +831,9 @@ def resume(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunResu
         for stage in ("rl", "eval_after", "report"):
             if pipe.state["stages"].get(stage) == "done":
                 pipe.state["stages"][stage] = "pending"
+    elif all(v in ("done", "skipped") for v in pipe.state["stages"].values()):
+        print(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with --set "
+              "to train further). Its summary:", flush=True)
     return pipe.run()
 
 

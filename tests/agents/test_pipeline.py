@@ -308,3 +308,13 @@ def test_the_before_after_table_by_hand():
     table = sample_table({"before": [{"prompt": "a|b", "completion": "x\ny", "score": 0.25}],
                           "after": [{"prompt": "a|b", "completion": "z", "score": 1.0}]})
     assert table.splitlines()[2] == "| a\\|b | x y (0.250) | z (1.000) |"
+
+
+def test_resuming_a_finished_run_says_so_and_trains_nothing(reference_run, tmp_path, capsys):
+    import shutil
+
+    run = shutil.copytree(reference_run, tmp_path / "ref")
+    metrics = (run / "metrics.csv").read_text()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "already finished every stage; nothing to resume" in capsys.readouterr().out
+    assert (run / "metrics.csv").read_text() == metrics
