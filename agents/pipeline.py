@@ -483,10 +483,7 @@ class Pipeline:
         trainer = SFTTrainer(self.base_model, self.tokenizer, train_data=rows, config=s.config)
         metrics = trainer.train()
         trainer.save(self.run_dir / "sft")
-        if trainer.history:
-            fields = list(dict.fromkeys(k for h in trainer.history for k in h))
-            write_csv(self.run_dir / "sft_metrics.csv", fields, trainer.history)
-        summary = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        summary = self._record_training(trainer, metrics, "sft_metrics.csv")
         summary.update(rows=float(len(rows)), time_s=time.perf_counter() - t0)
         self.state["results"]["sft_train"] = summary
         del trainer
@@ -494,6 +491,13 @@ class Pipeline:
         self._mark("sft")
         self._say(f"[sft] done in {summary['time_s']:.0f} s: {len(rows)} rows, "
                   f"train_loss {summary.get('train_loss', float('nan')):.4g}")
+
+    def _record_training(self, trainer: Any, metrics: Mapping[str, Any], csv_name: str) -> dict[str, float]:
+        """Write a supervised trainer's per-step history to ``run_dir/csv_name``; return its numeric final metrics."""
+        if trainer.history:
+            fields = list(dict.fromkeys(k for h in trainer.history for k in h))
+            write_csv(self.run_dir / csv_name, fields, trainer.history)
+        return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
 
     def _filter_sft_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Apply ``sft.data.completion_words`` and ``sft.data.min_reward`` to ``(prompt, completion)`` rows.
@@ -551,10 +555,7 @@ class Pipeline:
         metrics = trainer.train()
         # 3. save (atomically) and record
         trainer.save(self.run_dir / "reward_model")
-        if trainer.history:
-            fields = list(dict.fromkeys(k for h in trainer.history for k in h))
-            write_csv(self.run_dir / "reward_model_metrics.csv", fields, trainer.history)
-        summary = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        summary = self._record_training(trainer, metrics, "reward_model_metrics.csv")
         summary.update({f"eval_before/{k}": float(v) for k, v in before.items()})
         summary.update({f"data/{k}": float(v) for k, v in trainer.stats.items()})
         summary["time_s"] = time.perf_counter() - t0
@@ -831,9 +832,9 @@ def resume(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunResu
         for stage in ("rl", "eval_after", "report"):
             if pipe.state["stages"].get(stage) == "done":
                 pipe.state["stages"][stage] = "pending"
-    elif all(v in ("done", "skipped") for v in pipe.state["stages"].values()):
-        print(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with --set "
-              "to train further). Its summary:", flush=True)
+    elif all(pipe._done(stage) for stage in STAGES):
+        pipe._say(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with --set "
+                  "to train further). Its summary:")
     return pipe.run()
 
 
