@@ -155,9 +155,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     try:
         result = evaluate_target(args.target, env_id=args.env, split=args.split, episodes=args.episodes,
                                  overrides=args.set, seed=args.seed, greedy=True if args.greedy else None)
-    except (ConfigError, RunFolderError) as exc:
-        return _fail(str(exc))
-    except OSError as exc:  # a model that cannot be loaded (the message says what was tried)
+    except (ConfigError, RunFolderError, OSError) as exc:  # OSError: a model that cannot be loaded
         return _fail(str(exc))
     _print_eval(result)
     if args.output:
