@@ -49,7 +49,7 @@ from textgym.turns import TurnFormat
 __all__ = ["MultiTurnEnv", "multiturn_observation_space", "build_conversations", "PLAIN_PROMPT"]
 
 #: The first turn without a chat template (matches :meth:`TurnFormat.plain`'s markers).
-PLAIN_PROMPT = "user: {prompt}\nassistant:"
+PLAIN_PROMPT = "user: {prompt} | assistant:"
 
 
 def multiturn_observation_space(vocab_size: int, length: int) -> spaces.Dict:

@@ -41,13 +41,16 @@ class TurnFormat:
     """
 
     agent_close: str = ""
-    reply_open: str = "\n{role}: "
-    reply_close: str = "\nassistant:"
+    reply_open: str = " | {role}: "
+    reply_close: str = " | assistant:"
     _cache: dict[Any, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def plain(cls, reply_open: str = "\n{role}: ", reply_close: str = "\nassistant:") -> TurnFormat:
-        """A template-free format: ``reply_open.format(role) + content + reply_close``."""
+    def plain(cls, reply_open: str = " | {role}: ", reply_close: str = " | assistant:") -> TurnFormat:
+        """A template-free format: ``reply_open.format(role) + content + reply_close``.
+
+        The default separators are on one line and use only characters of the
+        ``tiny-char`` alphabet, so they tokenize without unknown tokens everywhere."""
         return cls("", reply_open, reply_close)
 
     @classmethod

@@ -267,7 +267,7 @@ def test_oversized_reply_is_truncated_or_rejected(gpt2_tok):
     env.reset(seed=0)
     obs, _, term, trunc, info = env.step(eos)
     assert not (term or trunc) and info["reply_truncated"] == 1
-    opener, closer = ids(gpt2_tok, "\nuser: "), ids(gpt2_tok, "\nassistant:")
+    opener, closer = ids(gpt2_tok, " | user: "), ids(gpt2_tok, " | assistant:")
     expected = [eos] + opener + [1573] * 10 + closer  # " word" is id 1573, cut to 10 tokens
     assert ids(gpt2_tok, " word") == [1573]
     np.testing.assert_array_equal(obs["input_ids"][8 : 8 + len(expected)], [eos] + opener + ids(gpt2_tok, huge[:200])[:10] + closer)
@@ -284,7 +284,7 @@ def test_token_id_replies_are_appended_verbatim(gpt2_tok):
                        max_prompt_length=8, max_new_tokens=32)  # fmt: skip
     env.reset(seed=0)
     obs, *_ = env.step(eos)
-    opener = ids(gpt2_tok, "\nuser: ")
+    opener = ids(gpt2_tok, " | user: ")
     assert obs["input_ids"][9 : 9 + len(opener) + 3].tolist() == opener + [7, 8, 9]
 
 
