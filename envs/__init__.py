@@ -270,3 +270,31 @@ _CONVERSATIONS = [
 for _spec, _factory in _CONVERSATIONS:
     register_task(_spec, *multiturn_entry_points(_factory))
 del _spec, _factory
+
+# ----------------------------------------------------------------------------- third-party tasks (optional extras)
+from textgym.envs import reasoning_gym_task, textarena_games  # noqa: E402
+
+__all__ += ["reasoning_gym_task", "textarena_games"]
+register_task(
+    TaskSpec(
+        id="textgym/ReasoningGym-v0",
+        task="a reasoning-gym procedural task (task=..., default basic_arithmetic); extra: textgym[reasoning-gym]",
+        data="reasoning-gym generators (seeded): 500 train / up to 100 test (questions seen in train removed)",
+        reward="reasoning-gym's own score_answer of the <answer>...</answer> text ([0, 1])",
+        license="Apache-2.0 (reasoning-gym)",
+        defaults={},
+    ),
+    *entry_points(reasoning_gym_task.make_reasoning_gym),
+)
+register_task(
+    TaskSpec(
+        id="textgym/TextArena-v0",
+        task="conversation: a TextArena single-player game (game=..., default GuessTheNumber-v0); "
+        "extra: textgym[textarena]",
+        data="one episode per game seed: 200 train / 50 test (seeds from 10**6, held out)",
+        reward="TextArena's reward at the game's end (+1 win, -1 loss, 0 draw)",
+        license="MIT (TextArena)",
+        defaults={},
+    ),
+    *multiturn_entry_points(textarena_games.make_textarena),
+)
