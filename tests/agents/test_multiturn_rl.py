@@ -7,10 +7,10 @@ import torch
 from textgym import MultiTurnVectorEnv
 from textgym.agents import GRPO, PPO, REINFORCE, RLOO, GRPOConfig, PPOConfig, REINFORCEConfig, RLOOConfig
 from textgym.agents.functional import compute_gae
-from textgym.agents.multiturn_rollout import MultiTurnRolloutCollector, make_collector
-from textgym.agents.policy import LMActorCritic
-from textgym.agents.rollout import RolloutCollector, response_ends, trim_to_content
-from textgym.agents.sft_data import encode_conversation
+from textgym.agents.common.multiturn_rollout import MultiTurnRolloutCollector, make_collector
+from textgym.agents.common.policy import LMActorCritic
+from textgym.agents.common.rollout import RolloutCollector, response_ends, trim_to_content
+from textgym.agents.trainers.sft_data import encode_conversation
 from textgym.responders import Reply, Responder
 from textgym.tokenizers import char_tokenizer
 
