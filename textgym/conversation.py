@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from textgym.prompts import TaskData, decode_completion
-from textgym.responders import Responder, call_responder
+from textgym.responders import Responder, ResponderError, call_responder
 from textgym.turns import TurnFormat
 
 __all__ = ["ConversationBatch", "StepResult"]
@@ -137,8 +137,6 @@ class ConversationBatch:
         try:
             self.states[row] = self.responder.reset(sample, rng)
         except Exception as exc:
-            from textgym.responders import ResponderError
-
             raise ResponderError(f"responder {self.responder.name!r} raised {type(exc).__name__} in reset: {exc}") from exc
 
     # ------------------------------------------------------------------ step

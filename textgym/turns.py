@@ -43,7 +43,9 @@ class TurnFormat:
     agent_close: str = ""
     reply_open: str = " | {role}: "
     reply_close: str = " | assistant:"
-    _cache: dict[Any, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    #: the tokenizer whose chat template the pieces come from (other roles are rendered with it); ``None``: plain
+    template_tokenizer: Any = field(default=None, repr=False, compare=False)
+    _cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def plain(cls, reply_open: str = " | {role}: ", reply_close: str = " | assistant:") -> TurnFormat:
@@ -63,14 +65,13 @@ class TurnFormat:
         """
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError("TurnFormat.from_chat_template needs a tokenizer with a chat template")
-        fmt = cls("", "", "")
-        fmt._tokenizer = tokenizer
-        fmt.agent_close, fmt.reply_open, fmt.reply_close = fmt._pieces("user")
-        fmt.reply_open = fmt.reply_open.replace("user", "{role}") if "user" in fmt.reply_open else fmt.reply_open
+        fmt = cls("", "", "", template_tokenizer=tokenizer)
+        fmt.agent_close, opener, fmt.reply_close = fmt._pieces("user")
+        fmt.reply_open = opener.replace("user", "{role}")  # for display; other roles are rendered by the template
         return fmt
 
     def _pieces(self, role: str) -> tuple[str, str, str]:
-        tok = self._tokenizer
+        tok = self.template_tokenizer
         msgs = [{"role": "user", "content": _B}, {"role": "assistant", "content": _A}, {"role": role, "content": _C}]
         full = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         closed = tok.apply_chat_template(msgs[:2], tokenize=False, add_generation_prompt=False)
@@ -97,7 +98,7 @@ class TurnFormat:
         """``(agent_close, reply_open, reply_close)`` token ids for ``role`` (tokenized once, cached)."""
         key = ("markers", role)
         if key not in self._cache:
-            if hasattr(self, "_tokenizer") and role != "user":
+            if self.template_tokenizer is not None and role != "user":
                 close, opener, closer = self._pieces(role)
             else:
                 close, opener, closer = self.agent_close, self.reply_open.replace("{role}", role), self.reply_close

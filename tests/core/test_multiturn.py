@@ -99,6 +99,8 @@ def test_chat_template_turn_markers_and_default_end_of_turn(chat_tok):
     tf = TurnFormat.from_chat_template(chat_tok)
     assert (tf.agent_close, tf.reply_open, tf.reply_close) == (
         "<|im_end|>", "\n<|im_start|>{role}\n", "<|im_end|>\n<|im_start|>assistant\n")  # fmt: skip
+    close, opener, closer = tf.marker_ids(chat_tok, "tool")  # another role: rendered by the template itself
+    assert chat_tok.decode(opener) == "\n<|im_start|>tool\n" and chat_tok.decode(close) == "<|im_end|>"
     env = MultiTurnEnv(chat_tok, SAMPLES, Counter(), max_prompt_length=16, max_new_tokens=64)
     end = chat_tok.convert_tokens_to_ids("<|im_end|>")
     assert sorted(np.flatnonzero(env.conv.is_eot).tolist()) == sorted([end, chat_tok.eos_token_id])
