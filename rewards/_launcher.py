@@ -4,7 +4,7 @@ With ``isolation="bwrap"`` each run is one ``bwrap`` process (bubblewrap,
 https://github.com/containers/bubblewrap) that gives the child:
 
 * an unprivileged user: the parent drops to uid/gid 65534 (nobody, no
-  supplementary groups) before starting ``bwrap`` when it runs as root, and
+  supplementary groups; with ``setpriv``) before starting ``bwrap`` when it runs as root, and
   ``bwrap`` maps that user into a new user namespace (uid 65534 inside, no
   capabilities, no further user namespaces: ``--disable-userns``);
 * a new mount namespace whose root holds only read-only binds of ``/usr``,
@@ -25,7 +25,9 @@ non-root user without capabilities it cannot raise them again.
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -95,8 +97,19 @@ def bwrap_command(python: str, disk_mb: int, disable_userns: bool = True) -> lis
     return cmd + [python]
 
 
-def _drop_privileges() -> dict:
-    return {"user": SANDBOX_UID, "group": SANDBOX_UID, "extra_groups": []} if os.geteuid() == 0 else {}
+def _drop_privileges(cmd: list[str]) -> tuple[list[str], dict]:
+    """``(command, Popen keywords)`` that start ``cmd`` as the sandbox user when this process is root.
+
+    ``setpriv`` (util-linux) is preferred: ``Popen(user=...)`` cannot use
+    ``vfork`` and copies a large parent (torch loaded) at every start.
+    """
+    if os.geteuid() != 0:
+        return cmd, {}
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        uid = str(SANDBOX_UID)
+        return [setpriv, "--reuid", uid, "--regid", uid, "--clear-groups", *cmd], {}
+    return cmd, {"user": SANDBOX_UID, "group": SANDBOX_UID, "extra_groups": []}
 
 
 def resolve_bwrap(python: str | None, disk_mb: int) -> tuple[str, list[str]]:
@@ -126,9 +139,8 @@ def resolve_bwrap(python: str | None, disk_mb: int) -> tuple[str, list[str]]:
             for disable_userns in (True, False):
                 try:
                     cmd = bwrap_command(cand, disk_mb, disable_userns)
-                    r = subprocess.run(cmd + ["-I", "-S", "-c", "import os; assert os.getuid() == 65534"],
-                                       capture_output=True, text=True, timeout=60, env=dict(_ENV),
-                                       **_drop_privileges())
+                    full, extra = _drop_privileges(cmd + ["-I", "-S", "-c", "import os; assert os.getuid() == 65534"])
+                    r = subprocess.run(full, capture_output=True, text=True, timeout=60, env=dict(_ENV), **extra)
                 except (OSError, subprocess.SubprocessError) as exc:
                     errors.append(f"{cand}: {exc}")
                     continue
@@ -146,36 +158,80 @@ def resolve_bwrap(python: str | None, disk_mb: int) -> tuple[str, list[str]]:
 
 
 def run_child(job: bytes, *, isolation: str, python: str, bwrap: list[str] | None, timeout: float) -> RunOutput:
-    """Run the child on ``job`` (JSON bytes) and collect its result pipe until it ends or ``timeout`` passes."""
+    """Run the child on ``job`` (``marshal`` bytes) and collect its result pipe until it ends or ``timeout`` passes.
+
+    With bubblewrap it returns only once the sandbox's PID namespace is gone
+    (every process the program started is dead): ``bwrap`` itself may exit
+    before, so the namespace's first process is watched (``--info-fd``).
+    """
     r_fd, w_fd = os.pipe()
+    info_r, info_w = os.pipe() if isolation == "bwrap" else (-1, -1)
     workdir = None
     with tempfile.TemporaryFile() as job_file:
         job_file.write(job)
         job_file.seek(0)
         try:
             if isolation == "bwrap":
-                cmd = [*bwrap, "-I", "-S", "-c", CHILD_SOURCE, str(w_fd)]
-                extra, env, cwd = _drop_privileges(), dict(_ENV), "/"
+                cmd, extra = _drop_privileges([bwrap[0], "--info-fd", str(info_w), *bwrap[1:], "-I", "-S", "-c",
+                                               CHILD_SOURCE, str(w_fd)])
+                env, cwd, fds = dict(_ENV), "/", (w_fd, info_w)
             else:
                 workdir = tempfile.mkdtemp(prefix="textgym-sandbox-")
                 cmd = [python, "-I", "-S", "-c", CHILD_SOURCE, str(w_fd)]
-                extra, env, cwd = {}, {**_ENV, "HOME": workdir, "TMPDIR": workdir}, workdir
+                extra, env, cwd, fds = {}, {**_ENV, "HOME": workdir, "TMPDIR": workdir}, workdir, (w_fd,)
             proc = subprocess.Popen(cmd, stdin=job_file, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    pass_fds=(w_fd,), env=env, cwd=cwd, start_new_session=True, **extra)
+                                    pass_fds=fds, env=env, cwd=cwd, start_new_session=True, **extra)
         except BaseException:
-            os.close(r_fd)
-            os.close(w_fd)
+            for fd in (r_fd, w_fd, info_r, info_w):
+                if fd >= 0:
+                    os.close(fd)
             if workdir:
                 shutil.rmtree(workdir, ignore_errors=True)
             raise
     os.close(w_fd)
+    if info_w >= 0:
+        os.close(info_w)
+    init = None
     try:
+        if info_r >= 0:
+            init = _namespace_init(info_r, timeout)
         return _collect(proc, r_fd, timeout)
     finally:
         os.close(r_fd)
+        if info_r >= 0:
+            os.close(info_r)
         _kill_group(proc)
+        if init is not None:  # killed with bwrap (--die-with-parent); wait until its namespace is gone
+            _wait_readable(init, 10.0)
+            os.close(init)
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _namespace_init(info_r: int, timeout: float) -> int | None:
+    """A pidfd of the sandbox's PID 1, from the JSON bwrap writes to ``--info-fd`` (None if it wrote none)."""
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([info_r], [], [], deadline - time.monotonic())
+        chunk = os.read(info_r, 4096) if ready else b""
+        if not chunk:
+            break
+        data += chunk
+        try:
+            pid = json.loads(data.decode())["child-pid"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        try:
+            return os.pidfd_open(int(pid))
+        except OSError:  # already gone
+            return None
+    return None
+
+
+def _wait_readable(fd: int, timeout: float) -> bool:
+    """Wait until ``fd`` is readable (a pidfd: the process has ended); False after ``timeout`` seconds."""
+    return bool(select.select([fd], [], [], timeout)[0])
 
 
 def _collect(proc: subprocess.Popen, r_fd: int, timeout: float) -> RunOutput:

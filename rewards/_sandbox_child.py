@@ -1,6 +1,7 @@
 """Child side of textgym's code-execution sandbox (run as ``python -I -S -c <this file's source> FD``).
 
-Standalone (standard library only).  It reads the job (JSON) from stdin, sets
+Standalone (standard library only; it imports only built-in C modules, so that
+it starts fast).  It reads the job (``marshal``, written by the parent) from stdin, sets
 its resource limits, runs the program and the test setup code, then evaluates
 each *call under test* (an expression such as ``add(1, 2)``, with the test
 data it needs) and writes its value as tagged plain data (the encoder below;
@@ -19,13 +20,14 @@ only make its own tests fail, since a passing value must equal an expected
 value the child never had.
 """
 
+import _signal
 import builtins
-import json
+import marshal
 import os
 import resource
-import signal
 import sys
-from collections import Counter, OrderedDict, defaultdict, deque
+from _collections import OrderedDict, defaultdict, deque
+from _json import encode_basestring_ascii as _quote
 
 MAX_RECORD = 1 << 20
 
@@ -35,30 +37,33 @@ class _CallTimeout(BaseException):
 
 
 def encode(value, depth=0):
-    """Tagged plain data of exact built-in types; anything else raises TypeError."""
+    """JSON text of the tagged plain data of ``value`` (exact built-in types only; anything else: TypeError)."""
     if depth > 64:
         raise TypeError("value nested too deeply")
     t = type(value)
     if value is None:
-        return ["N"]
+        return '["N"]'
     if t is bool:
-        return ["b", value]
+        return '["b",true]' if value else '["b",false]'
     if t is int:
-        return ["i", str(value)]
+        return '["i","%s"]' % int.__repr__(value)
     if t is float:
-        return ["f", repr(value)]
+        return '["f",%s]' % _quote(float.__repr__(value))
     if t is complex:
-        return ["c", repr(value.real), repr(value.imag)]
+        return '["c",%s,%s]' % (_quote(float.__repr__(value.real)), _quote(float.__repr__(value.imag)))
     if t is str:
-        return ["s", value]
+        return '["s",%s]' % _quote(value)
     if t is bytes:
-        return ["y", value.hex()]
+        return '["y","%s"]' % bytes.hex(value)
     for tag, kind in (("l", list), ("t", tuple), ("S", set), ("F", frozenset), ("q", deque)):
         if t is kind:
-            return [tag, [encode(x, depth + 1) for x in value]]
-    for tag, kind in (("d", dict), ("d", defaultdict), ("C", Counter), ("o", OrderedDict)):
-        if t is kind:
-            return [tag, [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in dict.items(value)]]
+            return '["%s",[%s]]' % (tag, ",".join([encode(x, depth + 1) for x in value]))
+    collections = sys.modules.get("collections")
+    counter = getattr(collections, "Counter", None) if collections is not None else None
+    for tag, kind in (("d", dict), ("d", defaultdict), ("C", counter), ("o", OrderedDict)):
+        if kind is not None and t is kind:
+            pairs = ["[%s,%s]" % (encode(k, depth + 1), encode(v, depth + 1)) for k, v in dict.items(value)]
+            return '["%s",[%s]]' % (tag, ",".join(pairs))
     raise TypeError(f"result of type {t.__name__} is not plain data (use built-in types)")
 
 
@@ -88,7 +93,11 @@ def decode(obj, results):
     if tag in seq:
         return seq[tag](decode(x, results) for x in args[0])
     pairs = [(decode(k, results), decode(v, results)) for k, v in args[0]]
-    return {"d": dict, "C": lambda p: Counter(dict(p)), "o": OrderedDict}[tag](pairs)
+    if tag == "C":
+        from collections import Counter
+
+        return Counter(dict(pairs))
+    return {"d": dict, "o": OrderedDict}[tag](pairs)
 
 
 def _limit(kind, value):
@@ -110,30 +119,43 @@ def _describe(exc):
 
 def main():
     out = int(sys.argv[1])
-    job = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    job = marshal.loads(sys.stdin.buffer.read())
     nonce = job["nonce"]
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
 
-    def emit(obj):
-        line = (nonce + " " + json.dumps(obj) + "\n").encode("utf-8", "surrogatepass")
-        if len(line) > MAX_RECORD:
-            line = (nonce + " " + json.dumps({"i": obj["i"], "e": "result too large"}) + "\n").encode()
+    def emit(text):
+        """Write one record (JSON text of an object) to the result pipe."""
+        line = (nonce + " " + text + "\n").encode("ascii")
         os.write(out, line)
+
+    def record(i, value=None, error=None):
+        if error is None:
+            try:
+                text = '{"i":%d,"v":%s}' % (i, encode(value))
+                if len(text) <= MAX_RECORD:
+                    return text
+                error = "result too large"
+            except (TypeError, ValueError, RecursionError) as exc:
+                error = _describe(exc)
+        return '{"i":%d,"e":%s}' % (i, _quote(error))
+
+    def abort(reason):
+        emit('{"abort":%s}' % _quote(reason))
 
     limits = job["limits"]
 
     def on_xcpu(signum, frame):
-        emit({"abort": f"CPU time limit ({limits['cpu_seconds']} s) exceeded"})
+        abort(f"CPU time limit ({limits['cpu_seconds']} s) exceeded")
         os._exit(124)
 
     def on_alarm(signum, frame):
         raise _CallTimeout()
 
-    signal.signal(signal.SIGXCPU, on_xcpu)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes fail with EFBIG instead of killing
+    _signal.signal(_signal.SIGXCPU, on_xcpu)
+    _signal.signal(_signal.SIGALRM, on_alarm)
+    _signal.signal(_signal.SIGXFSZ, _signal.SIG_IGN)  # oversized writes fail with EFBIG instead of killing
     _limit("RLIMIT_CORE", 0)
     _limit("RLIMIT_FSIZE", limits["file_size_bytes"])
     _limit("RLIMIT_NOFILE", limits["max_open_files"])
@@ -154,10 +176,10 @@ def main():
         try:
             exec(compile(code, label, "exec"), namespace)
         except SystemExit as exc:
-            emit({"abort": f"called exit()/sys.exit() ({exc.code!r}) in {label}"})
+            abort(f"called exit()/sys.exit() ({exc.code!r}) in {label}")
             os._exit(3)
         except BaseException as exc:  # noqa: BLE001 - any failure of untrusted code is a result
-            emit({"abort": f"{label} failed: {_describe(exc)}"})
+            abort(f"{label} failed: {_describe(exc)}")
             os._exit(2)
 
     results = []
@@ -165,33 +187,30 @@ def main():
     for i, call in enumerate(job["calls"]):
         env = dict(namespace)
         if call_timeout:
-            signal.setitimer(signal.ITIMER_REAL, call_timeout)
+            _signal.setitimer(_signal.ITIMER_REAL, call_timeout)
         try:
             for name, target in aliases.items():
                 env[name] = namespace[target]
             for name, obj in call["bind"].items():
                 env[name] = decode(obj, results)
             value = eval(compile(call["src"], f"<test {call['test']}>", "eval"), env)
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
             results.append((True, value))
-            try:
-                record = {"i": i, "v": encode(value)}
-            except (TypeError, ValueError, RecursionError) as exc:
-                record = {"i": i, "e": _describe(exc)}
+            text = record(i, value)
         except _CallTimeout:
             results.append((False, "timed out"))
-            record = {"i": i, "e": f"timed out after {call_timeout} s"}
+            text = record(i, error=f"timed out after {call_timeout} s")
         except SystemExit as exc:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
             results.append((False, "exit"))
-            record = {"i": i, "e": f"called exit()/sys.exit() ({exc.code!r})"}
+            text = record(i, error=f"called exit()/sys.exit() ({exc.code!r})")
         except BaseException as exc:  # noqa: BLE001 - a failing call is a result
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            results.append((False, _describe(exc)))
-            record = {"i": i, "e": ("MemoryError (memory limit)" if isinstance(exc, MemoryError)
-                                    else _describe(exc))}
-        emit(record)
-    emit({"done": len(results)})
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
+            error = "MemoryError (memory limit)" if isinstance(exc, MemoryError) else _describe(exc)
+            results.append((False, error))
+            text = record(i, error=error)
+        emit(text)
+    emit('{"done":%d}' % len(results))
     os._exit(0)
 
 

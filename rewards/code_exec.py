@@ -18,6 +18,7 @@ Two separate guarantees (details: the README's "Code-execution sandbox"):
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import re
 import secrets
@@ -233,7 +234,7 @@ class CodeExecutionReward(RewardFunction):
                        "file_size_bytes": self.file_size_mb * 2**20, "max_open_files": self.max_open_files,
                        "max_processes": self.max_processes},
         }  # fmt: skip
-        out = run_child(json.dumps(payload).encode("utf-8", "surrogatepass"), isolation=self.isolation,
+        out = run_child(marshal.dumps(payload, 4), isolation=self.isolation,
                         python=self.python, bwrap=self._bwrap, timeout=self.timeout)
         if out.timed_out:
             return ExecutionResult(0, total, f"timeout: exceeded {self.timeout:g} s wall clock", True, True)

@@ -95,7 +95,7 @@ def test_exploits_with_forged_results_are_reported_as_tampering():
     assert reasons["forge result lines found with sys._getframe"].startswith("passed 0/3")  # values, not verdicts
     assert "tampered" in reasons["forge the old 'test passed' lines"]
     assert "tampered" in reasons["one guessed value per call, many times"]
-    assert "tampered" in reasons["monkeypatch json"]
+    assert reasons["monkeypatch json"].startswith("passed 0/3")
     assert "more than 16 MiB of results" in reasons["huge output"]
 
 
