@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
                            "test_setup_code": [r["test_setup_code"] for r in mbpp]}, repeats)))
     assert sandbox.last_reasons == ["passed 3/3"] * n_code, sandbox.last_reasons
 
-    table = Table("reward_throughput", ["reward", "batch", "completions/s", "ms/batch"], {"completions/s": 0,
-                                                                                      "ms/batch": 1})
+    name = "reward_throughput-sandbox" if args.sandbox_only else "reward_throughput"
+    table = Table(name, ["reward", "batch", "completions/s", "ms/batch"], {"completions/s": 0, "ms/batch": 1})
     for row in rows:
         table.add(*row)
     table.emit(f"Reward throughput ({'quick' if args.quick else 'full'} run, CPU, best of {repeats})\n"

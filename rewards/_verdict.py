@@ -273,7 +273,7 @@ def _run_test(plan: Plan, test: int, source: str, entry_point: str | None) -> No
         top = [s for s in tree.body if s is not checks[0]]
         body, program = checks[0].body, {checks[0].args.args[0].arg}
         plan.aliases[checks[0].args.args[0].arg] = entry_point
-    local = (_stored_names(ast.Module(body=top, type_ignores=[])) | _stored_names(ast.Module(body=body, type_ignores=[]))) - program
+    local = _stored_names(ast.Module(body=[*top, *body], type_ignores=[])) - program
     rec = _Recorder(plan, test, _Splitter(local, program), source)
     fn = ast.FunctionDef(name="__check__", args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[],
                                                               defaults=[]),
@@ -322,6 +322,8 @@ def judge(plan: Plan, values: list[tuple[bool, Any]]) -> list[str]:
                 if not ok:
                     error = value
                     break
+            elif not isinstance(value, types.ModuleType):
+                value = _copy(value)  # the plan is cached: a test expression must not change its data
             env[name] = value
         if not error:
             try:

@@ -125,3 +125,20 @@ def test_odd_completions_get_defined_scores(box):
     scores, _ = run(box, odd)
     assert scores.dtype == np.float32 and np.isfinite(scores).all()
     assert scores.tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+@pytest.mark.slow
+def test_every_reference_solution_passes():
+    """All 974 MBPP and 164 HumanEval reference solutions score 1.0 under the parent-side verdict (~2 min)."""
+    from textgym.envs.datasets import load
+
+    box = sandbox(timeout=20.0, memory_mb=1024)
+    mbpp = [row for split in ("train", "validation", "test", "prompt") for row in load("mbpp", split).to_list()]
+    scores, _ = call_reward(box, [""] * len(mbpp), [r["code"] for r in mbpp],
+                            columns={"test_list": [r["test_list"] for r in mbpp],
+                                     "test_setup_code": [r["test_setup_code"] for r in mbpp]})
+    assert len(mbpp) == 974 and scores.tolist() == [1.0] * 974, [r for r in box.last_reasons if r != "passed 3/3"]
+    he = load("humaneval", "test").to_list()
+    scores, _ = call_reward(box, [r["prompt"] for r in he], [r["canonical_solution"] for r in he],
+                            columns={"test": [r["test"] for r in he], "entry_point": [r["entry_point"] for r in he]})
+    assert len(he) == 164 and scores.tolist() == [1.0] * 164, [r for r in box.last_reasons if r != "passed 1/1"]
