@@ -26,8 +26,10 @@ generator seeded with 0, so a test draws the same inputs every time).
 Not supported (the test counts as failed, with a reason that says so): a
 program-dependent expression anywhere but in an ``assert`` or on the right of
 an assignment to one name (in a loop header, an ``if`` condition, a bare
-call), test data that is not plain data, and a value of the program used by
-the parent outside an assertion.  In an assertion whose only calls are to
+call); a comprehension or lambda that would compare or test the program's
+values inside the sandbox (``all(f(x) == x for x in xs)``: the program could
+make it true; ``[f(x) for x in xs]`` is fine); test data that is not plain
+data; a value of the program used by the parent outside an assertion.  In an assertion whose only calls are to
 built-in names (MBPP task 126 tests its own ``sum``), the call on the left of
 the comparison is taken as the call under test.
 """
@@ -139,10 +141,36 @@ class _Splitter:
                 elif isinstance(value, list):
                     setattr(node, name, [self._split_item(v, holes, extra) for v in value])
             return node
+        if not self.safe_hole(node, extra):
+            raise Unsupported(f"line {node.lineno}: {ast.unparse(node)[:80]!r} would compute more than the "
+                              "program's values in the sandbox (write the comparison as its own assert)")
         if isinstance(node, ast.GeneratorExp):  # all(f(x) for x in xs): the sandbox returns the list
             node = ast.ListComp(elt=node.elt, generators=node.generators)
         holes.append(node)
         return ast.copy_location(ast.Name(id=f"__c{len(holes) - 1}", ctx=ast.Load()), node)
+
+    def safe_hole(self, node: ast.expr, extra: frozenset) -> bool:
+        """Whether the sandbox may evaluate ``node``: a value of the program, never a comparison of it.
+
+        A name, attribute, subscript or call of the program is; so is a
+        comprehension whose element is one, over test data.  Not, say,
+        ``[f(x) == x for x in xs]`` or ``(lambda: f(1) == 3)()``: the program
+        could make those true without computing anything.
+        """
+        if isinstance(node, ast.Name):
+            return True
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            return self.depends(node.value, extra) and self.safe_hole(node.value, extra)
+        if isinstance(node, ast.Call):
+            return self.safe_hole(node.func, extra)
+        if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+            elts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+            if any(self.depends(g.iter, extra) or any(self.depends(c, extra) for c in g.ifs)
+                   for g in node.generators):
+                return False
+            return all(self.depends(e, extra) and not isinstance(e, _PASS_THROUGH) and self.safe_hole(e, extra)
+                       and not (isinstance(e, ast.Call) and not self.depends(e.func, extra)) for e in elts)
+        return False
 
     def _split_item(self, v, holes, extra):
         if isinstance(v, ast.keyword):

@@ -127,6 +127,17 @@ def test_humaneval_loops_and_test_data_are_run_by_the_parent():
     assert judge(plan, right[:4] + [(False, "ZeroDivisionError")]) == ["ZeroDivisionError"]
 
 
+def test_comparisons_of_program_values_never_run_in_the_sandbox():
+    tests = ("assert all(f(x) == x for x in [1, 2])", "assert all(not f(x) for x in [1])",
+             "assert (lambda: f(1) == 3)()", "assert [1, 2][f(0)] == 2",
+             "assert sorted(f(x) for x in [2, 1]) == [1, 2]", "assert f(1)[0] == 5")
+    plan = make_plan(tests, None)
+    assert sorted(plan.errors) == [0, 1, 2, 3]
+    assert all("would compute more than the program's values" in e for e in plan.errors.values())
+    assert [c.src for c in plan.calls] == ["[f(x) for x in [2, 1]]", "f(1)[0]"]
+    assert judge(plan, [(True, [1, 2]), (True, 5)])[4:] == ["", ""]
+
+
 def test_builtin_named_function_under_test_and_unsupported_forms():
     plan = make_plan(("assert sum(10, 15) == 6", "assert f(1)\nif f(2):\n    pass"), None)
     assert [c.src for c in plan.calls] == ["sum(10, 15)"]
