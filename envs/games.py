@@ -8,7 +8,10 @@ Ids: ``textgym/GuessNumber-v0``, ``textgym/TwentyQuestions-v0``
   agent turn should name one number; the responder answers ``higher``,
   ``lower`` or ``correct`` (or asks for a number when the turn has none).
   **Reward**: on the solving turn ``k`` (1-based) ``1 - 0.5 (k - 1) / max_turns``
-  (solved is always worth more than 0.5, fewer turns more), 0 on other turns.
+  (solved is always worth more than 0.5, fewer turns more), 0 on other turns;
+  with ``valid_reward=r`` (default 0) a wrong guess that was still possible
+  (inside the range the earlier higher/lower replies leave) earns ``r``, so a
+  policy is paid for valid guesses that use the feedback.
   **Episode end**: solved (terminated) or ``max_turns`` turns (truncated).
   **Data**: one sample per number; numbers are split by a SHA-256 hash, about
   4/5 ``"train"`` and 1/5 ``"test"`` (held out), so a policy is evaluated on
@@ -62,15 +65,18 @@ class GuessNumberResponder(Responder):
 
     Args:
         max_turns: the env's turn limit (scales the reward).
+        valid_reward: reward of a wrong guess inside the range still possible (default 0).
     """
 
     name = "guess-number"
 
-    def __init__(self, max_turns: int = 8):
-        self.max_turns = int(max_turns)
+    def __init__(self, max_turns: int = 8, valid_reward: float = 0.0):
+        self.max_turns, self.valid_reward = int(max_turns), float(valid_reward)
 
     def reset(self, sample, rng):
-        return {"secret": int(sample["secret"]), "low": int(sample["low"]), "high": int(sample["high"])}
+        low, high = int(sample["low"]), int(sample["high"])
+        # lo / hi: the range the replies so far leave possible (narrowed by each higher / lower)
+        return {"secret": int(sample["secret"]), "low": low, "high": high, "lo": low, "hi": high}
 
     def respond(self, states, conversations):
         out = []
@@ -83,7 +89,13 @@ class GuessNumberResponder(Responder):
             if guess == s["secret"]:
                 out.append(Reply(text="correct!", reward=solved_reward(_agent_turns(msgs), self.max_turns), done=True))
             else:
-                out.append(Reply(text="higher." if guess < s["secret"] else "lower."))
+                possible = s["lo"] <= guess <= s["hi"]
+                if guess < s["secret"]:
+                    s["lo"] = max(s["lo"], guess + 1)
+                else:
+                    s["hi"] = min(s["hi"], guess - 1)
+                out.append(Reply(text="higher." if guess < s["secret"] else "lower.",
+                                 reward=self.valid_reward if possible else 0.0))
         return out
 
 
@@ -107,6 +119,7 @@ def make_guess_number(
     samples: Any = None,
     low: int = 1,
     high: int = 100,
+    valid_reward: float = 0.0,
     **kwargs: Any,
 ):
     """Factory of ``textgym/GuessNumber-v0`` (see the module docstring).
@@ -116,6 +129,7 @@ def make_guess_number(
         split: ``"train"`` or ``"test"`` (held-out numbers).
         samples: your own samples (``prompt``, ``secret``, ``low``, ``high``).
         low, high: the range of the hidden number.
+        valid_reward: reward of a wrong but still possible guess (see the module docstring).
         **kwargs: env arguments (``max_turns`` default 8, ``max_turn_tokens`` 16, ...).
     """
     from textgym.envs._task import check_split
@@ -123,7 +137,7 @@ def make_guess_number(
     check_split(split, SPLITS, "textgym/GuessNumber-v0")
     env = multiturn_env_kwargs("textgym/GuessNumber-v0", kwargs, GUESS_DEFAULTS)
     samples = guess_number_samples(split, low, high) if samples is None else samples
-    return resolve_tokenizer(tokenizer), samples, GuessNumberResponder(env["max_turns"]), env
+    return resolve_tokenizer(tokenizer), samples, GuessNumberResponder(env["max_turns"], valid_reward), env
 
 
 GUESS_DEFAULTS = {"max_prompt_length": 96, "max_new_tokens": 256, "max_turns": 8, "max_turn_tokens": 16}

@@ -53,6 +53,23 @@ def test_guess_number_replies_and_splits(gpt2_tok):
         gym.make("textgym/GuessNumber-v0", tokenizer=gpt2_tok, split="tset")
 
 
+def test_guess_number_valid_reward_pays_wrong_guesses_the_replies_still_allow():
+    r = games.GuessNumberResponder(max_turns=8, valid_reward=0.1)
+    state = r.reset({"secret": 7, "low": 1, "high": 10}, np.random.default_rng(0))
+    msgs = [{"role": "user", "content": "go"}]
+    out = []
+    for t in ["5", "3", "9", "10", "8", "7"]:  # 3 < 6 after "higher" at 5; 10 > 8 after "lower" at 9
+        msgs = msgs + [{"role": "assistant", "content": t}]
+        out.append(r.respond([state], [msgs])[0])
+        msgs = msgs + [{"role": "user", "content": out[-1].text}]
+    assert [x.text for x in out] == ["higher.", "higher.", "lower.", "lower.", "lower.", "correct!"]
+    assert [x.reward for x in out] == [0.1, 0.0, 0.1, 0.0, 0.1, 1 - 0.5 * 5 / 8]
+    assert r.reset({"secret": 7, "low": 1, "high": 10}, None)["lo"] == 1  # a new episode starts over
+    plain = games.GuessNumberResponder(max_turns=8)  # default: no reward before solving
+    s2 = plain.reset({"secret": 7, "low": 1, "high": 10}, None)
+    assert plain.respond([s2], [[{"role": "assistant", "content": "5"}]])[0].reward == 0.0
+
+
 def test_guess_number_truncates_at_max_turns(gpt2_tok):
     env = gym.make("textgym/GuessNumber-v0", tokenizer=gpt2_tok, max_turns=2).unwrapped
     env.reset(options={"sample_index": 0})
