@@ -224,10 +224,11 @@ class OnPolicyAlgorithm(abc.ABC):
     # ------------------------------------------------------------------ training loop
     def collect_rollouts(self) -> RolloutBatch:
         """``rollouts_per_iteration`` env batches with the training sampling settings, concatenated."""
-        batches = []
+        batches, self._conversations = [], []
         for _ in range(self.config.rollouts_per_iteration):
             seed = None if self._env_seeded else self.config.seed
             batches.append(self.collector.collect(seed=seed, options=self.reset_options()))
+            self._conversations += getattr(self.collector, "last_conversations", [])  # a conversation env's
             self._env_seeded = True
         return batches[0] if len(batches) == 1 else RolloutBatch.cat(batches)
 
@@ -280,9 +281,13 @@ class OnPolicyAlgorithm(abc.ABC):
         texts = decode_completions(self.env.tokenizer, [a[m] for a, m in zip(batch.actions[:k], batch.mask[:k])])
         prompts = decode_completions(self.env.tokenizer, [i[:p][am[:p].bool()] for i, am in
                                                           zip(batch.input_ids[:k], batch.attention_mask[:k])])
+        rows = [{"iteration": self.iteration, "prompt": pr, "completion": c, "score": s}
+                for pr, c, s in zip(prompts, texts, batch.scores[:k].tolist())]
+        for row, conv in zip(rows, getattr(self, "_conversations", [])):  # a conversation env: its messages
+            row.update(messages=conv["messages"], turns=conv["turns"], solved=conv["solved"])
         with open(Path(self.config.run_dir) / "samples.jsonl", "a") as f:
-            for pr, c, s in zip(prompts, texts, batch.scores[:k].tolist()):
-                f.write(json.dumps({"iteration": self.iteration, "prompt": pr, "completion": c, "score": s}) + "\n")
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
 
     # ------------------------------------------------------------------ using the policy
     def evaluate(self, env: Any, n_episodes: int = 64, *, greedy: bool = False, temperature: float | None = None,

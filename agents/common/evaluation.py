@@ -31,11 +31,12 @@ import numpy as np
 import torch
 
 from textgym.agents.functional import kl_estimate, masked_sum
-from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, check_env
+from textgym.agents.common.multiturn_rollout import MultiTurnRolloutCollector, make_collector
+from textgym.agents.common.rollout import RolloutBatch, check_env
 from textgym.agents.common.sampling import SamplingParams, logprobs_of
 
 __all__ = ["EvalResult", "distinct_n", "perplexity", "load_perplexity_texts", "evaluate_policy", "eval_sample_indices",
-           "TEXT_COLUMNS"]
+           "TEXT_COLUMNS", "wilson_interval", "conversation_text"]
 
 #: Columns tried, in order, when :func:`load_perplexity_texts` picks a data set's text column.
 TEXT_COLUMNS = ("text", "document", "content", "review", "sentence", "completion", "response", "output",
@@ -286,7 +287,9 @@ class EvalResult:
     Attributes:
         metrics: metric name -> value (see :func:`evaluate_policy`).
         samples: the first episodes as ``{"prompt", "completion", "score"}`` dicts,
-            plus ``"references"`` (list of str) when the sample has references.
+            plus ``"references"`` (list of str) when the sample has references; a
+            conversation adds ``"messages"`` (``role`` / ``content`` dicts), ``"turns"`` and
+            ``"solved"``, and its ``"completion"`` is :func:`conversation_text`.
     """
 
     metrics: dict[str, float] = field(default_factory=dict)
@@ -306,6 +309,30 @@ def eval_sample_indices(num_samples: int, n_episodes: int, seed: int) -> np.ndar
     """
     perm = np.random.default_rng(seed).permutation(num_samples)
     return np.resize(perm, n_episodes).astype(np.int64)
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (Wilson 1927): ``(low, high)``, inside ``[0, 1]``.
+
+    ``(p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)`` with ``p = successes / n``;
+    unlike the normal interval it is not empty at 0 or n successes.
+
+    Raises:
+        ValueError: ``n < 1`` or ``successes`` outside ``[0, n]``.
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got successes={successes}, n={n}")
+    p, z2 = successes / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends (centre - half is 1e-17 off at 0)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
+def conversation_text(messages: Sequence[dict[str, str]]) -> str:
+    """A conversation after its first user message as one line: ``"assistant: 5 | user: higher. | ..."``."""
+    return " | ".join(f"{m['role']}: {m['content'].strip()}" for m in messages[1:])
 
 
 def _completion_texts(env: Any, batch: RolloutBatch) -> list[str]:
@@ -334,7 +361,7 @@ def evaluate_policy(policy: Any, env: Any, *, n_episodes: int = 64, seed: int = 
 
     Args:
         policy: an :class:`~textgym.agents.common.policy.ActorCriticPolicy` (e.g. ``LMActorCritic``).
-        env: a ``TextGenVectorEnv`` with ``autoreset_mode="Disabled"``.
+        env: a ``TextGenVectorEnv`` or ``MultiTurnVectorEnv`` with ``autoreset_mode="Disabled"``.
         n_episodes: episodes to run (>= 2, for the confidence interval).
         seed: env reset seed, prompt-selection seed and sampling seed.
         greedy: take the arg-max token instead of sampling.
@@ -356,7 +383,12 @@ def evaluate_policy(policy: Any, env: Any, *, n_episodes: int = 64, seed: int = 
           ``exp(-r) - 1 + r``); both are estimates of ``KL(pi || pi_ref)`` only when
           sampling (with ``greedy`` they score the greedy tokens);
         * ``distinct_1``, ``distinct_2``: over the completions as text (whitespace tokens);
-        * ``length_mean`` (generated tokens, stop token included), ``terminated_frac``;
+        * ``length_mean`` (generated tokens, stop token included; a conversation: the
+          agent's tokens over all its turns), ``terminated_frac``;
+        * on a conversation env (:class:`textgym.MultiTurnVectorEnv`) also ``success_rate``
+          (share of episodes the responder ended with a positive reward on that last turn:
+          solved), its Wilson 95% interval ``success_ci95_low`` / ``success_ci95_high``
+          (:func:`wilson_interval`) and ``turns_mean`` (agent turns per episode);
         * ``perplexity`` when ``perplexity_texts`` is given; ``n_episodes``.
 
     Raises:
@@ -370,17 +402,20 @@ def evaluate_policy(policy: Any, env: Any, *, n_episodes: int = 64, seed: int = 
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")
     inner = check_env(env)
     sp = SamplingParams(1.0 if temperature is None else temperature, top_k, top_p, greedy)
-    collector = RolloutCollector(policy, inner, sp, seed=seed)
+    collector = make_collector(policy, inner, sp, seed=seed)
+    multiturn = isinstance(collector, MultiTurnRolloutCollector)
     n_env = inner.num_envs
 
     # 1. rollouts on the fixed prompts, num_envs at a time (the last batch is filled up and cut)
     indices = eval_sample_indices(len(inner.data), n_episodes, seed)
-    batches = []
+    batches, conversations = [], []
     for s in range(0, n_episodes, n_env):
         chunk = indices[s : s + n_env]
         rows = np.resize(chunk, n_env).tolist()
         b = collector.collect(seed=seed if s == 0 else None, options={"sample_indices": rows})
         batches.append(b.index(slice(0, len(chunk))))
+        if multiturn:
+            conversations += collector.last_conversations[: len(chunk)]
     batch = RolloutBatch.cat(batches) if len(batches) > 1 else batches[0]
 
     # 2. scores
@@ -401,25 +436,40 @@ def evaluate_policy(policy: Any, env: Any, *, n_episodes: int = 64, seed: int = 
         if not (math.isfinite(metrics["kl_ref"]) and math.isfinite(metrics["kl_ref_k3"])):
             raise FloatingPointError("non-finite KL to the reference; check the policy and reference weights")
 
-    # 4. diversity and length
-    completions = _completion_texts(inner, batch)
+    # 4. conversations: success rate (Wilson 95% interval) and turns
+    if multiturn:
+        solved = sum(c["solved"] for c in conversations)
+        metrics["success_rate"] = solved / n_episodes
+        metrics["success_ci95_low"], metrics["success_ci95_high"] = wilson_interval(solved, n_episodes)
+        metrics["turns_mean"] = float(np.mean([c["turns"] for c in conversations]))
+        completions = [" ".join(m["content"] for m in c["messages"] if m["role"] == "assistant")
+                       for c in conversations]  # the agent's own text, for distinct-n
+    else:
+        completions = _completion_texts(inner, batch)
+
+    # 5. diversity and length
     metrics["distinct_1"] = distinct_n(completions, 1)
     metrics["distinct_2"] = distinct_n(completions, 2)
-    metrics["length_mean"] = float(batch.lengths.double().mean())
+    lengths = batch.mask.sum(1) if multiturn else batch.lengths  # a conversation: the agent's tokens only
+    metrics["length_mean"] = float(lengths.double().mean())
     metrics["terminated_frac"] = float(batch.terminated.double().mean())
 
-    # 5. fluency on real text
+    # 6. fluency on real text
     if perplexity_texts is not None:
         tok = getattr(policy, "tokenizer", None) or inner.tokenizer
         metrics["perplexity"] = perplexity(policy, tok, perplexity_texts, max_length=max_length)
     metrics["n_episodes"] = float(n_episodes)
 
-    # 6. samples
+    # 7. samples (a conversation: its messages, and the turns after the prompt as the completion)
     samples = []
     for i in range(min(num_samples, n_episodes)):
         idx = int(indices[i])
         sample: dict[str, Any] = {"prompt": inner.data.prompt(idx), "completion": completions[i],
                                   "score": float(batch.scores[i])}
+        if multiturn:
+            c = conversations[i]
+            sample.update(completion=conversation_text(c["messages"]), messages=c["messages"], turns=c["turns"],
+                          solved=c["solved"])
         refs = inner.data.references(idx)
         if refs:
             sample["references"] = refs

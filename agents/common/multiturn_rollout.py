@@ -32,7 +32,25 @@ import torch
 from textgym.agents.common.rollout import RolloutBatch, RolloutCollector
 from textgym.agents.common.sampling import SamplingParams, logprobs_of, process_logits, sample_tokens
 
-__all__ = ["MultiTurnRolloutCollector", "make_collector"]
+__all__ = ["MultiTurnRolloutCollector", "make_collector", "conversation_record"]
+
+
+def conversation_record(env: Any, row: int, terminated: bool) -> dict[str, Any]:
+    """Row ``row`` of a finished conversation: ``messages``, ``turns``, ``turn_rewards`` and ``solved``.
+
+    ``solved``: the responder ended the conversation (``terminated``) with a
+    positive reward on that last turn (GuessNumber: the number was found;
+    Calculator: the final answer was right).
+
+    Args:
+        env: the unwrapped :class:`textgym.MultiTurnVectorEnv`, after the conversation ended.
+        row: the row.
+        terminated: whether the responder ended it (else it was truncated).
+    """
+    info = env.conv.info(row)
+    rewards = info["turn_rewards"]
+    solved = bool(terminated) and bool(rewards) and rewards[-1] > 0
+    return {"messages": info["messages"], "turns": info["turn"], "turn_rewards": rewards, "solved": solved}
 
 
 def _is_multiturn(env: Any) -> bool:
@@ -63,6 +81,7 @@ class MultiTurnRolloutCollector(RolloutCollector):
         super().__init__(policy, env, sampling, **kwargs)
         self.rescore_policy = True
         self.last_sample_logprobs = torch.zeros(0)
+        self.last_conversations: list[dict[str, Any]] = []
 
     @torch.no_grad()
     def collect(self, seed: int | None = None, options: dict[str, Any] | None = None,
@@ -116,6 +135,8 @@ class MultiTurnRolloutCollector(RolloutCollector):
             out = policy.extend(torch.from_numpy(block).to(dev), cache_mask, out.cache)
             pos = np.where(active, new_pos, pos)
         del out
+        inner = env.unwrapped
+        self.last_conversations = [conversation_record(inner, r, term[r]) for r in range(n)]
 
         # 5. the batch: the final observations; the agent's tokens are the actions that count
         input_ids = torch.from_numpy(obs["input_ids"].copy())

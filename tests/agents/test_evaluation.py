@@ -17,6 +17,7 @@ from textgym.agents.common.evaluation import (
     evaluate_policy,
     load_perplexity_texts,
     perplexity,
+    wilson_interval,
 )
 
 
@@ -254,3 +255,55 @@ def test_evaluate_policy_returns_references_when_the_data_has_them():
     res = evaluate_policy(LMActorCritic(*tiny_char()), env, n_episodes=2, seed=0)
     assert {s["prompt"]: s["references"] for s in res.samples} == {"ab": ["abc"], "cd": ["cde"]}
     assert res.metrics["score_mean"] == 0.0 and res.metrics["score_ci95"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------- conversations
+def test_wilson_interval_hand_values():
+    lo, hi = wilson_interval(0, 10)  # centre = half = (1.96^2 / 20) / (1 + 1.96^2 / 10)
+    assert lo == 0.0 and hi == pytest.approx(2 * (1.959963984540054**2 / 20) / (1 + 1.959963984540054**2 / 10))
+    assert hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson_interval(5, 10)
+    assert (lo, hi) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    assert wilson_interval(10, 10) == (pytest.approx(1 - 0.2775, abs=1e-4), 1.0)
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(3, 2)
+
+
+def test_evaluate_policy_on_a_conversation_env_reports_success_turns_and_messages():
+    from textgym import MultiTurnVectorEnv
+    from textgym.responders import Reply, Responder
+    from textgym.tokenizers import char_tokenizer
+
+    class WinOnSecondTurn(Responder):
+        """Ends every conversation after the agent's 2nd turn: solved (reward 1) on "win", reward 0 on "lose"."""
+
+        name = "win-on-second-turn"
+
+        def reset(self, sample, rng):
+            return sample["prompt"]
+
+        def respond(self, states, conversations):
+            out = []
+            for s, c in zip(states, conversations):
+                k = sum(m["role"] == "assistant" for m in c)
+                out.append(Reply(text="again", reward=float(k == 2 and s == "win"), done=k == 2))
+            return out
+
+    env = MultiTurnVectorEnv(char_tokenizer(), [{"prompt": "win"}, {"prompt": "lose"}], WinOnSecondTurn(), 2,
+                             max_prompt_length=24, max_new_tokens=64, max_turns=3, max_turn_tokens=3,
+                             autoreset_mode="Disabled")
+    model, tok = tiny_char(seed=0)
+    res = evaluate_policy(LMActorCritic(model, tok), env, n_episodes=6, seed=0, num_samples=6, reference=False)
+    m = res.metrics
+    assert m["success_rate"] == 0.5 and m["turns_mean"] == 2.0 and m["terminated_frac"] == 1.0
+    assert (m["success_ci95_low"], m["success_ci95_high"]) == wilson_interval(3, 6)
+    assert m["score_mean"] == 0.5
+    for s in res.samples:
+        msgs = s["messages"]
+        assert [x["role"] for x in msgs] == ["user", "assistant", "user", "assistant", "user"]  # the final reply too
+        assert msgs[0]["content"] == s["prompt"] and msgs[2]["content"] == msgs[4]["content"] == "again"
+        assert s["turns"] == 2
+        assert s["solved"] == (s["prompt"] == "win") and s["score"] == float(s["solved"])
+        assert s["completion"] == " | ".join(f"{x['role']}: {x['content'].strip()}" for x in msgs[1:])
+    # length_mean counts the agent's tokens only: 2 turns of 1..3 tokens, never the replies
+    assert 2 <= m["length_mean"] <= 6
