@@ -43,7 +43,9 @@ def rollout_episode(model: Any, env: Any, *, seed: int | None = None, temperatur
 
     Returns:
         dict with ``prompt``, ``completion``, ``reward`` (episode return),
-        ``terminated``, ``truncated`` and ``tokens`` (number of steps).
+        ``terminated``, ``truncated`` and ``tokens`` (number of steps); for a
+        conversation env (:class:`textgym.MultiTurnEnv`) also ``messages`` and
+        ``turns``, and ``completion`` is the conversation after the prompt on one line.
     """
     import numpy as np
     import torch
@@ -72,14 +74,16 @@ def rollout_episode(model: Any, env: Any, *, seed: int | None = None, temperatur
         total += reward
         steps += 1
         if terminated or truncated:
-            return {
-                "prompt": info["prompt"],
-                "completion": info["completion"],
-                "reward": total,
-                "terminated": terminated,
-                "truncated": truncated,
-                "tokens": steps,
-            }
+            out = {"prompt": info["prompt"], "reward": total, "terminated": terminated, "truncated": truncated,
+                   "tokens": steps}
+            if "messages" in info:  # a conversation env: the turns after the prompt as the completion
+                from textgym.agents.common.evaluation import conversation_text
+
+                out.update(completion=conversation_text(info["messages"]), messages=info["messages"],
+                           turns=info["turn"])
+            else:
+                out["completion"] = info["completion"]
+            return out
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -198,21 +202,29 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(str(exc))
     print(f"loaded in {time.perf_counter() - t0:.1f} s", flush=True)
-    kwargs: dict[str, Any] = {"tokenizer": tok, "max_new_tokens": args.max_new_tokens, "split": args.split}
+    from textgym.app.config import is_conversation_env
+
+    conversation = is_conversation_env(args.env)  # its own token budget and a train / test split
+    kwargs: dict[str, Any] = {"tokenizer": tok, "split": args.split or ("test" if conversation else "validation")}
+    if args.max_new_tokens or not conversation:
+        kwargs["max_new_tokens"] = args.max_new_tokens or 32
     if args.reward:
         kwargs["reward"] = args.reward
     if args.chat:
         kwargs["prompt_format"] = "chat"
     try:
         env = gym.make(args.env, **kwargs)
-    except (ValueError, KeyError) as exc:  # unknown split or reward: the message names the choices
+    except (ValueError, KeyError, TypeError) as exc:  # unknown split, reward or argument: the message names them
         return _fail(f"cannot build {args.env}: {exc.args[0] if exc.args else exc}")
     rewards = []
     for ep in range(args.episodes):
         t = time.perf_counter()
         out = rollout_episode(model, env, seed=args.seed + ep, temperature=args.temperature, top_k=args.top_k)
         rewards.append(out["reward"])
-        end = "EOS" if out["terminated"] else f"{out['tokens']} tokens (truncated)"
+        if "messages" in out:
+            end = ("the responder" if out["terminated"] else "the turn / token limit") + f", {out['turns']} turns"
+        else:
+            end = "EOS" if out["terminated"] else f"{out['tokens']} tokens (truncated)"
         print(f"\n--- episode {ep + 1}/{args.episodes}  ({time.perf_counter() - t:.1f} s, ended by {end})")
         print(f"prompt:     {out['prompt']}")
         print(f"completion: {out['completion'].strip()}")
@@ -266,8 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default="textgym/IMDB-v0", help="registered env id (see `textgym list`)")
     p.add_argument("--model", default="smollm2-135m-instruct", help="model alias, tiny preset or local path")
     p.add_argument("--episodes", type=int, default=3)
-    p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--split", default="validation")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="token budget (default 32; a conversation env: its own, agent turns and replies together)")
+    p.add_argument("--split", default=None, help="data split (default validation; a conversation env: test)")
     p.add_argument("--reward", default=None, help="reward name (default: the env's)")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--top-k", type=int, default=50)

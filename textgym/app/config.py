@@ -61,7 +61,7 @@ __all__ = [
     "RewardModelDataConfig", "RewardModelStageConfig", "NO_RL", "TrainSettings",
     "EvalSettings", "PerplexityConfig", "load_config", "parse_config", "parse_overrides", "apply_overrides",
     "config_to_dict", "dump_config", "eval_env_kwargs", "build_reward", "reward_names", "build_dataclass",
-    "check_reward_spec",
+    "check_reward_spec", "is_conversation_env",
 ]  # fmt: skip
 
 #: The ``algorithm`` of a run without RL (``sft`` / ``reward_model`` stages and evaluation only).
@@ -550,14 +550,28 @@ def build_reward(spec: Any) -> Any:
     return spec
 
 
-def _env_factory(env_id: str) -> Any:
-    """The task factory registered for ``env_id`` (``None`` if textgym did not register it)."""
+def _env_factory(env_id: str) -> tuple[Any, tuple[str, ...]]:
+    """The task factory registered for ``env_id`` (``None`` if textgym did not register it) and the env
+    arguments its ``**kwargs`` take (a conversation task's are :data:`textgym.envs._multiturn.MT_ENV_KWARGS`)."""
     try:
         from textgym import envs
+        from textgym.envs._multiturn import MT_ENV_KWARGS
+        from textgym.envs.common import ENV_KWARGS
 
-        return {spec.id: factory for spec, factory in envs._TASKS}.get(env_id)
+        for tasks, extra in ((envs._TASKS, tuple(ENV_KWARGS)), (envs._CONVERSATIONS, MT_ENV_KWARGS)):
+            for spec, factory in tasks:
+                if spec.id == env_id:
+                    return factory, extra
     except (ImportError, AttributeError):
-        return None
+        pass
+    return None, ()
+
+
+def is_conversation_env(env_id: str) -> bool:
+    """Whether ``env_id`` is a conversation (multi-turn) task of textgym's (a :class:`textgym.MultiTurnEnv`)."""
+    from textgym.envs._multiturn import MT_ENV_KWARGS
+
+    return _env_factory(env_id)[1] == MT_ENV_KWARGS
 
 
 def _check_env(env_id: str, kwargs: Mapping[str, Any], path: str) -> None:
@@ -570,13 +584,11 @@ def _check_env(env_id: str, kwargs: Mapping[str, Any], path: str) -> None:
     for key, why in PIPELINE_ENV_KWARGS.items():
         if key in kwargs:
             raise ConfigError(f"do not set {key!r} here: {why}", f"{path}.kwargs.{key}")
-    factory = _env_factory(env_id)
+    factory, env_kwargs = _env_factory(env_id)
     if factory is not None:
-        from textgym.envs.common import ENV_KWARGS
-
         params = inspect.signature(factory).parameters
         named = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-        extra = set(ENV_KWARGS) if any(p.kind == p.VAR_KEYWORD for p in params.values()) else set()
+        extra = set(env_kwargs) if any(p.kind == p.VAR_KEYWORD for p in params.values()) else set()
         valid = sorted((set(named) | extra) - set(PIPELINE_ENV_KWARGS))
         for key in kwargs:
             if key not in valid:
@@ -784,6 +796,10 @@ def _parse_reward_model(rm_raw: Any, cfg: RunConfig) -> RewardModelStageConfig:
     _check_preference_data(stage.data, stage.config)
     _check_model(stage.model, "reward_model.model", extra=[DEFAULT_RM_BACKBONE])
     if stage.use_as_reward:
+        if is_conversation_env(cfg.env.id):
+            raise ConfigError(f"{cfg.env.id} is a conversation env: its rewards come from its responder, so a "
+                              "trained reward model cannot replace them; set reward_model.use_as_reward: false",
+                              "reward_model.use_as_reward")
         for section, kwargs in (("env", cfg.env.kwargs), ("eval_env", cfg.eval_env.kwargs)):
             for key in ("reward", "reward_model"):
                 if kwargs.get(key) is not None:

@@ -10,11 +10,12 @@ The run folder::
     reward_model/        the reward model (reward_model_metrics.csv: its loss / accuracy curve); with
                          reward_model.use_as_reward it scores the training and eval envs
     metrics.csv, tb/     RL metrics per iteration (CSV + TensorBoard; tb/eval: the evaluations)
-    samples.jsonl        training samples per iteration (prompt, completion, score, reward components)
+    samples.jsonl        training samples per iteration (prompt, completion, score, reward components;
+                         a conversation env's samples add messages, turns, solved)
     checkpoint/          the RL checkpoint (every train.save_every iterations and at the end; atomic)
     eval.csv             every evaluation: iteration, stage (before / sft / train / after), metrics
     eval.json            {stage: metrics} for before, sft and after
-    samples_eval.jsonl   evaluation samples per stage (prompt, completion, score)
+    samples_eval.jsonl   evaluation samples per stage (prompt, completion, score; conversations as above)
     summary.md           before/after table and sample table
     plots/*.png          training curves, evaluation curves, before/after bars
 
@@ -639,8 +640,9 @@ class Pipeline:
         cfg = self.cfg
         env = make_vec_env(cfg.env.id, cfg.env.num_envs, cfg.env.kwargs, self.tokenizer, self.env_reward)
         inner = env.unwrapped
-        self._recorder = ComponentRecorder(inner.reward_fn, getattr(self.tokenizer, "all_special_tokens", ()))
-        inner.reward_fn = self._recorder
+        if hasattr(inner, "reward_fn"):  # a conversation env's rewards come from its responder: nothing to record
+            self._recorder = ComponentRecorder(inner.reward_fn, getattr(self.tokenizer, "all_special_tokens", ()))
+            inner.reward_fn = self._recorder
         self._mark("rl", "running")
         self.algo = algo = self._build_algo(env)
         unit, target = self._rl_target()

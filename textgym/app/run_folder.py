@@ -32,8 +32,8 @@ __all__ = ["TABLE_METRICS", "EVAL_STAGES", "write_atomic", "read_jsonl", "write_
            "checkpoint_counters", "recover_checkpoint", "purge_tensorboard", "format_table", "sample_table"]
 
 #: Metrics shown in the before/after table, in this order (when present).
-TABLE_METRICS = ("score_mean", "score_ci95", "kl_ref", "perplexity", "distinct_1", "distinct_2", "length_mean",
-                 "terminated_frac")
+TABLE_METRICS = ("success_rate", "success_ci95_low", "success_ci95_high", "turns_mean", "score_mean", "score_ci95",
+                 "kl_ref", "perplexity", "distinct_1", "distinct_2", "length_mean", "terminated_frac")
 EVAL_STAGES = ("before", "sft", "after")
 
 
