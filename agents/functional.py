@@ -499,9 +499,9 @@ def top_p_mask(logits: torch.Tensor, p: float) -> torch.Tensor:
     """The top-p (nucleus) set of each distribution: the smallest set of most likely tokens with mass ``>= p``.
 
     NLPO's action mask (Ramamurthy et al. 2023) applies this to the masking
-    policy's logits.  Same rule as sampling's top-p
-    (:func:`textgym.agents.common.sampling.process_logits`): the most likely token is
-    always kept; ``-inf`` logits are never kept.
+    policy's logits; sampling's top-p
+    (:func:`textgym.agents.common.sampling.process_logits`) uses it too.  The most likely
+    token is always kept; ``-inf`` logits are never kept.
 
     Args:
         logits: ``(..., V)`` float (temperature already applied, if any).
@@ -513,8 +513,14 @@ def top_p_mask(logits: torch.Tensor, p: float) -> torch.Tensor:
     Raises:
         ValueError: ``p`` outside ``(0, 1]``.
     """
-    from textgym.agents.common.sampling import SamplingParams, process_logits
-
     if not 0.0 < p <= 1.0:
         raise ValueError(f"top-p mass must be in (0, 1], got {p}")
-    return torch.isfinite(process_logits(logits, SamplingParams(top_p=p)))
+    z = logits.float()
+    if p >= 1.0:
+        return torch.isfinite(z)
+    sorted_z, order = torch.sort(z, dim=-1, descending=True)
+    probs = torch.softmax(sorted_z, dim=-1)
+    mass_before = torch.cumsum(probs, dim=-1) - probs  # probability of strictly more likely tokens
+    keep_sorted = mass_before < p  # the top token has mass_before 0: always kept
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    return keep & torch.isfinite(z)
