@@ -8,12 +8,15 @@ their data, rewards and tokenizers only when an env is built, so importing
 textgym stays cheap.
 """
 
+from typing import Any
+
 from textgym.envs import code, commongen, dialogue, instruction, qa, sentiment, summarization, synthetic, translation
 from textgym.envs.common import entry_points
 from textgym.registration import TaskSpec, register_task
 
 __all__ = [
     "sentiment", "summarization", "translation", "qa", "instruction", "dialogue", "commongen", "code", "synthetic",
+    "task_factory",
 ]  # fmt: skip
 
 _NEWS = "unclear (article copyright CNN / Daily Mail / BBC): research use only"
@@ -203,3 +206,11 @@ _TASKS += [
 for _spec, _factory in _TASKS:
     register_task(_spec, *entry_points(_factory))
 del _spec, _factory
+
+
+def task_factory(env_id: str) -> Any:
+    """The factory ``make_<task>(**overrides)`` behind a textgym id (``None`` if textgym did not register it).
+
+    Its signature lists the task's keyword arguments and their defaults (e.g. the default ``reward``).
+    """
+    return next((factory for spec, factory in _TASKS if spec.id == env_id), None)

@@ -552,12 +552,9 @@ def build_reward(spec: Any) -> Any:
 
 def _env_factory(env_id: str) -> Any:
     """The task factory registered for ``env_id`` (``None`` if textgym did not register it)."""
-    try:
-        from textgym import envs
+    from textgym.envs import task_factory
 
-        return {spec.id: factory for spec, factory in envs._TASKS}.get(env_id)
-    except (ImportError, AttributeError):
-        return None
+    return task_factory(env_id)
 
 
 def _check_env(env_id: str, kwargs: Mapping[str, Any], path: str) -> None:
