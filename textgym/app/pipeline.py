@@ -64,6 +64,7 @@ from textgym.app.run_folder import (
     write_jsonl,
 )
 from textgym.app.config import NO_RL, ConfigError, RunConfig, build_reward, dump_config, load_config
+from textgym.app.prepare import prepare_rewards
 
 __all__ = ["STAGES", "RunResult", "Pipeline", "train", "resume", "evaluate_target", "resolve_model",
            "make_vec_env", "load_trained_policy", "actor_critic", "ComponentRecorder", "RunFolderError",
@@ -164,8 +165,10 @@ def make_vec_env(env_id: str, num_envs: int, kwargs: Mapping[str, Any], tokenize
     kw = dict(kwargs)
     if reward is not None:
         kw["reward"] = reward
-    elif kw.get("reward") is not None:
-        kw["reward"] = build_reward(kw["reward"])
+    else:
+        prepare_rewards(env_id, kw.get("reward"))  # e.g. trains the sentiment classifier once
+        if kw.get("reward") is not None:
+            kw["reward"] = build_reward(kw["reward"])
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
                         autoreset_mode="Disabled", tokenizer=tokenizer, **kw)
 
