@@ -128,6 +128,7 @@ class TextGenVectorEnv(VectorEnv):
         self._is_stop[self.stop_token_ids] = True
         self.reward_on_error = reward_on_error
         self.skip_special_tokens = skip_special_tokens
+        self.shuffle = bool(shuffle)  # each row's sample order: shuffled epochs, or file order
         self.copy = copy
         self.info_completions = info_completions
         self.render_mode = render_mode
@@ -415,3 +416,26 @@ class TextGenVectorEnv(VectorEnv):
     def finished(self) -> np.ndarray:
         """``(N,)`` bool: rows whose episode has ended and not been reset yet."""
         return self._done | self._needs_reset
+
+    # ------------------------------------------------------------------ state (exact resume)
+    def state_dict(self) -> dict[str, Any]:
+        """Each row's random generator and position in its sample order (what checkpoints save).
+
+        Restored with :meth:`load_state_dict` into an env built with the same data and ``num_envs``,
+        the next resets pick the same samples as this env's would.
+        """
+        return {"rngs": [g.bit_generator.state for g in self._rngs], "orders": [o.state_dict() for o in self._orders]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`.
+
+        Raises:
+            ValueError: the state is of an env with a different number of rows.
+        """
+        if len(state["rngs"]) != self.num_envs or len(state["orders"]) != self.num_envs:
+            raise ValueError(f"the saved env state has {len(state['rngs'])} rows, this env {self.num_envs}; "
+                             "build the env with the same num_envs")
+        for g, s in zip(self._rngs, state["rngs"]):
+            g.bit_generator.state = s
+        for o, s in zip(self._orders, state["orders"]):
+            o.load_state_dict(s)

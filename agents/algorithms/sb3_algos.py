@@ -222,7 +222,7 @@ def make_sb3_vec_env(env: Any, *, bootstrap_truncated: bool = False) -> DummyVec
     vec = getattr(env, "unwrapped", env)
     if not isinstance(vec, TextGenVectorEnv):
         raise TypeError(f"make_sb3_vec_env needs a textgym.TextGenVectorEnv, got {type(env).__name__}")
-    shuffle = vec._orders[0].shuffle  # the vector env keeps it only in its per-row sample orders
+    shuffle = vec.shuffle
     kwargs = dict(max_prompt_length=vec.max_prompt_length, max_new_tokens=vec.max_new_tokens,
                   stop_token_ids=vec.stop_token_ids.tolist(), prompt_format=vec.data.prompt_format,
                   truncation_side=vec.data.truncation_side, shuffle=shuffle, vocab_size=vec.vocab_size,

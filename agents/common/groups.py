@@ -89,8 +89,7 @@ class PromptGroups:
         self.env = check_env(env)
         check_group_size(self.env.num_envs, group_size)
         self.group_size = int(group_size)
-        shuffle = all(o.shuffle for o in self.env._orders)  # the env's own shuffle setting
-        self.order = SampleOrder(len(self.env.data), shuffle)
+        self.order = SampleOrder(len(self.env.data), self.env.shuffle)  # the env's own shuffle setting
         self.rng = np.random.default_rng(seed)
 
     def next_indices(self) -> list[int]:
