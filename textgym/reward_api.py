@@ -38,6 +38,7 @@ Ng et al. 1999).
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -359,18 +360,28 @@ def call_reward(
 _REGISTRY: dict[str, Callable[..., RewardFunction]] = {}
 
 
+def _definition(obj: Any) -> tuple[Any, ...]:
+    """Where ``obj`` was defined (module, qualified name; a partial's arguments too): equal across re-imports."""
+    if isinstance(obj, functools.partial):
+        return (*_definition(obj.func), obj.args, tuple(sorted(obj.keywords.items())))
+    return (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None) or id(obj))
+
+
 def register(name: str, factory: Callable[..., Any] | None = None):
     """Register a reward under ``name``; usable as ``@register("name")``.
 
     ``factory`` is a :class:`RewardFunction` subclass or any callable returning
     a reward function (or being one: a plain function is wrapped on ``make``).
 
+    Registering the same definition again (a module re-imported, e.g. by
+    ``importlib.reload``) replaces the entry.
+
     Raises:
         ValueError: ``name`` is already registered to a different factory.
     """
 
     def deco(obj):
-        if name in _REGISTRY and _REGISTRY[name] is not obj:
+        if name in _REGISTRY and _REGISTRY[name] is not obj and _definition(_REGISTRY[name]) != _definition(obj):
             raise ValueError(f"reward {name!r} is already registered to {_REGISTRY[name]!r}")
         _REGISTRY[name] = obj
         return obj
