@@ -39,6 +39,7 @@ __all__ = [
     "compute_gae",
     "kl_estimate",
     "KL_ESTIMATORS",
+    "LOG_RATIO_BOUND",
     "AdaptiveKLController",
     "FixedKLController",
     "make_kl_controller",
@@ -55,6 +56,13 @@ __all__ = [
 
 #: Names accepted by :func:`kl_estimate`.
 KL_ESTIMATORS = ("k1", "k2", "abs", "k3")
+
+#: Bound on the per-token log-ratio ``log pi(a) - log pi_ref(a)`` in :func:`kl_estimate` (nats).
+#: float32 ``exp`` overflows to ``inf`` above 88.7, so k3's ``exp(-r)`` did for ``r < -88.7`` (and the
+#: squares in whitening overflow already above about 44); at 20 nats the probability ratio is already
+#: ``e**20 ~ 4.9e8`` (a token the other model all but never picks), so a larger ratio says nothing the
+#: penalty could use, while every estimate, its square and its sum over a batch stay finite.
+LOG_RATIO_BOUND = 20.0
 
 
 def _as_float_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -196,6 +204,11 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k1") ->
     * ``"abs"``: ``|r|`` - biased, >= 0.
     * ``"k3"``: ``exp(-r) - 1 + r`` - unbiased and >= 0 (a Bregman divergence).
 
+    ``r`` is first clamped to ``[-LOG_RATIO_BOUND, LOG_RATIO_BOUND]`` (20 nats, see
+    :data:`LOG_RATIO_BOUND`), so every estimate is finite for any finite log-probabilities
+    (k3 at most ``e**20 - 21 ~ 4.9e8`` per token); outside the bound the estimate is
+    constant and has no gradient.
+
     Args:
         logp: float tensor, log pi(a) of the sampled tokens (any shape).
         ref_logp: same shape, log pi_ref(a).
@@ -209,7 +222,7 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k1") ->
     """
     if logp.shape != ref_logp.shape:
         raise ValueError(f"logp {tuple(logp.shape)} and ref_logp {tuple(ref_logp.shape)} must have the same shape")
-    r = logp - ref_logp
+    r = (logp - ref_logp).clamp(-LOG_RATIO_BOUND, LOG_RATIO_BOUND)
     if kind == "k1":
         return r
     if kind == "k2":

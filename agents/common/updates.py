@@ -23,7 +23,9 @@ Statistics named in :data:`MAX_STATS` are combined by ``max`` instead.
 
 from __future__ import annotations
 
+import math
 import numbers
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -163,23 +165,28 @@ def optimize_rows(optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Pa
         ``weight`` (= ``normalizer``), ``grad_norm`` (0 when skipped) and ``skipped`` (0 or 1).
     """
     sums: dict[str, float] = defaultdict(float)
-    finite = True
+    why = ""  # why the step is skipped ("": it is not)
     optimizer.zero_grad(set_to_none=True)
     for chunk in rows.split(micro_batch_size or len(rows)):
         loss, stats = loss_fn(chunk)
         if not bool(torch.isfinite(loss)):
-            finite = False
+            why = f"the loss is {float(loss.detach())}"
             break
         loss.backward()
         for k, v in stats.items():
             sums[k] = max(sums[k], v) if k in MAX_STATS else sums[k] + v
     grad_norm = float("nan")
-    if finite:
+    if not why:
         max_norm = max_grad_norm if max_grad_norm is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-        finite = bool(torch.isfinite(torch.tensor(grad_norm)))
+        if not math.isfinite(grad_norm):
+            why = f"the gradient norm is {grad_norm}"
+    finite = not why
     if finite:
         optimizer.step()
+    else:
+        warnings.warn(f"optimizer step skipped: {why} (weights and optimizer state left unchanged; "
+                      "counted in stats/skipped_steps)", RuntimeWarning, stacklevel=2)
     optimizer.zero_grad(set_to_none=True)
     w = float(normalizer)
     out = {k: (v if k in MAX_STATS else v / w) for k, v in sums.items()}

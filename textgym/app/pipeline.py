@@ -145,6 +145,16 @@ def resolve_model(model: str) -> str:
     return str(p.resolve()) if p.exists() else model
 
 
+def skipped_steps_line(skipped: Mapping[str, int]) -> str:
+    """The run summary's line about skipped optimizer steps (``{iteration: count}``; ``""`` when none)."""
+    total = sum(int(n) for n in skipped.values())
+    if not total:
+        return ""
+    its = ", ".join(sorted(skipped, key=int))
+    return (f"**{total} optimizer step(s) skipped** (a non-finite loss or gradient norm; weights left unchanged) "
+            f"in iteration(s) {its}: see the warnings and `stats/skipped_steps` in metrics.csv")
+
+
 def make_vec_env(env_id: str, num_envs: int, kwargs: Mapping[str, Any], tokenizer: Any, reward: Any = None) -> Any:
     """``gym.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point", autoreset_mode="Disabled")``.
 
@@ -676,6 +686,9 @@ class Pipeline:
         # 3. the RL position
         rl = self.state["rl"]
         rl.update(iteration=algo.iteration, num_timesteps=algo.num_timesteps)
+        skipped = int(metrics.get("stats/skipped_steps") or 0)
+        if skipped:  # by iteration, so a resumed run that repeats an iteration does not count it twice
+            rl.setdefault("skipped_steps", {})[str(algo.iteration)] = skipped
         if every and algo.iteration % every == 0:
             rl["checkpoint_iteration"] = algo.iteration
         self._save_state()
@@ -733,9 +746,11 @@ class Pipeline:
             samples.setdefault(r["stage"], []).append(r)
         write_atomic(self.run_dir / "summary.md", self._summary(evals, samples, plots))
         self._mark("report")
-        self._say(f"\n{self.cfg.name}: {self.cfg.eval.n_episodes} held-out episodes of {self.cfg.eval_env.id}\n"
-                  + format_table(evals) + f"\n\nrun folder: {self.run_dir}")
         rl = self.state["rl"]
+        skipped = skipped_steps_line(rl.get("skipped_steps", {}))
+        self._say(f"\n{self.cfg.name}: {self.cfg.eval.n_episodes} held-out episodes of {self.cfg.eval_env.id}\n"
+                  + format_table(evals) + (f"\n\nWARNING: {skipped}" if skipped else "")
+                  + f"\n\nrun folder: {self.run_dir}")
         return RunResult(self.run_dir, evals, int(rl.get("iteration", 0)), int(rl.get("num_timesteps", 0)), plots)
 
     def _summary(self, evals: Mapping[str, Mapping[str, float]], samples: Mapping[str, Any],
@@ -750,6 +765,7 @@ class Pipeline:
                  f"({cfg.env.num_envs} episodes per rollout); seed {cfg.seed}",
                  f"- RL: {rl.get('iteration', 0)} iterations, {rl.get('num_timesteps', 0)} generated tokens, "
                  f"{rl.get('time_s', 0.0):.0f} s" if self.has_rl else "- RL: none (`algorithm: none`)",
+                 *([f"- {line}"] if (line := skipped_steps_line(rl.get("skipped_steps", {}))) else []),
                  f"- evaluation: {cfg.eval.n_episodes} episodes of `{cfg.eval_env.id}` "
                  f"({cfg.eval_env.kwargs.get('split', 'test')} split), seed {cfg.eval.seed}"]
         if "sft_train" in self.state["results"]:
