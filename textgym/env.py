@@ -227,6 +227,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
                 references=[self._refs],
                 columns={k: [v] for k, v in self._columns.items()},
                 on_error=self.reward_on_error,
+                sample_labels=[f"sample {self._index}" if self._index >= 0 else "a custom prompt"],
             )
             score = float(scores[0])
             reward = score - self._last_dense_score if self.reward_fn.dense else score

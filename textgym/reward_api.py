@@ -59,7 +59,28 @@ __all__ = [
 
 
 class RewardError(RuntimeError):
-    """A reward function returned something other than ``B`` finite float scores."""
+    """A reward function raised, or returned something other than ``B`` finite float scores.
+
+    An error about one sample keeps its position in the batch (``index``) so that
+    :func:`call_reward` can name it the way its caller knows it (an env names the env
+    row and the data set's sample index, not the position among the rows that ended).
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, parts: tuple[str, str] | None = None):
+        super().__init__(message)
+        self.index = index
+        self._parts = parts
+
+    @classmethod
+    def at(cls, index: int, before: str, after: str) -> "RewardError":
+        """An error about the sample at position ``index``: ``before + "sample {index}" + after``."""
+        return cls(f"{before}sample {index}{after}", index=index, parts=(before, after))
+
+    def relabel(self, label: str) -> "RewardError":
+        """The same error with the sample named ``label`` (unchanged if it names no sample)."""
+        if self._parts is None:
+            return self
+        return RewardError(self._parts[0] + label + self._parts[1], index=self.index, parts=self._parts)
 
 
 class RewardFunction:
@@ -178,10 +199,8 @@ class FunctionReward(RewardFunction):
                     continue
                 if isinstance(exc, RewardError):
                     raise
-                raise RewardError(
-                    f"reward {self.name!r} raised {type(exc).__name__} on sample {i} "
-                    f"(completion {str(c)[:80]!r}): {exc}"
-                ) from exc
+                raise RewardError.at(i, f"reward {self.name!r} raised {type(exc).__name__} on ",
+                                     f" (completion {str(c)[:80]!r}): {exc}") from exc
         return out, failed
 
 
@@ -200,10 +219,8 @@ def _as_float(value: Any, name: str, index: int) -> float:
     try:
         return float(value)
     except (TypeError, ValueError) as exc:
-        raise RewardError(
-            f"reward {name!r} returned {type(value).__name__} for sample {index}; "
-            "a per-sample reward must return one number"
-        ) from exc
+        raise RewardError.at(index, f"reward {name!r} returned {type(value).__name__} for ",
+                             "; a per-sample reward must return one number") from exc
 
 
 def _looks_batched(fn: Callable[..., Any]) -> bool:
@@ -258,6 +275,7 @@ def call_reward(
     columns: Mapping[str, Sequence[Any]] | None = None,
     on_error: str = "raise",
     penalty: float = 0.0,
+    sample_labels: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Call ``reward_fn`` and validate what it returns.
 
@@ -272,6 +290,8 @@ def call_reward(
             raising batched reward penalises the whole batch; a wrapped
             per-sample function only the samples whose call failed.
         penalty: the score used with ``on_error="penalty"``.
+        sample_labels: how errors name each of the ``B`` samples (e.g. ``"env row 3 (sample 17)"``);
+            default ``"sample i"``, its position in this batch.
 
     Returns:
         ``(scores, components)``: ``(B,)`` float32 finite scores and a dict of
@@ -313,6 +333,8 @@ def call_reward(
         if on_error == "penalty":
             return np.full(b, penalty, np.float32), {"reward_error": np.ones(b, np.float32)}
         if isinstance(exc, RewardError):
+            if sample_labels is not None and exc.index is not None and 0 <= exc.index < b:
+                raise exc.relabel(sample_labels[exc.index]) from exc.__cause__
             raise
         raise RewardError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from exc
     components: dict[str, np.ndarray] = {}
@@ -345,11 +367,10 @@ def call_reward(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         if on_error != "penalty":
-            raise RewardError(
-                f"reward {name!r} returned {scores[i]} for sample {i} "
-                f"(completion {completions[i][:80]!r}); rewards must be finite. "
-                "Fix the reward, or pass on_error='penalty' to score such samples with a penalty."
-            )
+            err = RewardError.at(i, f"reward {name!r} returned {scores[i]} for ",
+                                 f" (completion {completions[i][:80]!r}); rewards must be finite. "
+                                 "Fix the reward, or pass on_error='penalty' to score such samples with a penalty.")
+            raise err.relabel(sample_labels[i]) if sample_labels is not None else err
         scores = np.where(bad, np.float32(penalty), scores).astype(np.float32)
         components["reward_error"] = np.maximum(components.get("reward_error", 0.0), bad).astype(np.float32)
     return scores, components

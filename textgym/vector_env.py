@@ -333,6 +333,7 @@ class TextGenVectorEnv(VectorEnv):
                 references=refs,
                 columns=self._column_batch(score_rows),
                 on_error=self.reward_on_error,
+                sample_labels=[self._row_label(r) for r in score_rows],
             )
             scores = scores.astype(np.float64)
             if self.reward_fn.dense:
@@ -382,6 +383,11 @@ class TextGenVectorEnv(VectorEnv):
     def _row_prompts(self, rows: np.ndarray) -> list[str]:
         prompts = self.data.prompts
         return [self._raw_prompts[r] if i < 0 else prompts[i] for r, i in zip(rows, self._index[rows].tolist())]
+
+    def _row_label(self, r: int) -> str:
+        """How a reward error names row ``r``: the env row and the data set's sample index."""
+        i = int(self._index[r])
+        return f"env row {r} (sample {i})" if i >= 0 else f"env row {r} (a custom prompt)"
 
     def _row_refs(self, rows: np.ndarray) -> list[list[str]]:
         return [[] if i < 0 else self.data.references(i) for i in self._index[rows].tolist()]
