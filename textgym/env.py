@@ -11,7 +11,9 @@ One episode is one completion of one prompt.
   given.  An out-of-range action raises ``ValueError`` (never clipped).
 * **Episode end**: ``terminated`` when the action is a stop token (EOS by
   default); ``truncated`` after ``T = max_new_tokens`` tokens without one.
-  Agents bootstrap from the value on truncation, not on termination.
+  The env pays the episode's score on the truncating step too, so textgym's
+  agents do not bootstrap from the value on truncation by default
+  (``bootstrap_truncated=False``; ``True`` adds ``V(s_T)`` there).
 * **Reward**: the reward function scores the decoded completion (stop token
   removed) once, on the final step; other steps get 0.  A dense reward
   (:class:`textgym.reward_api.DenseRewardFunction`) is paid as per-step
