@@ -1,6 +1,6 @@
-"""Pure RL math shared by every textgym algorithm: masked statistics, GAE, KL estimators, KL controllers.
+"""Pure RL math shared by every textgym algorithm: masked statistics, GAE, KL estimators, losses, baselines.
 
-Every function here is stateless (the controllers hold one float) and works on
+Every function here is stateless and works on
 ``torch`` tensors laid out ``(N, T)``: ``N`` episodes (rows), ``T`` generated
 token slots.  A *mask* is ``(N, T)`` bool or 0/1 float with 1 on the real
 (generated) tokens of each row; for token-level text generation the real
@@ -11,8 +11,6 @@ Sources:
     Continuous Control Using Generalized Advantage Estimation", ICLR 2016, eq. 16.
   * KL estimators k1/k2/k3: J. Schulman, "Approximating KL Divergence",
     http://joschu.net/blog/kl-approx.html (2020).
-  * Adaptive KL coefficient: Ziegler et al., "Fine-Tuning Language Models from
-    Human Preferences", 2019, section 2.2 (proportional controller on log KL).
   * Discounted returns: Williams, "Simple Statistical Gradient-Following
     Algorithms for Connectionist Reinforcement Learning", Machine Learning 1992;
     n-step returns: Mnih et al., "Asynchronous Methods for Deep Reinforcement
@@ -26,8 +24,6 @@ Sources:
 
 from __future__ import annotations
 
-import math
-from typing import Any
 
 import torch
 
@@ -40,9 +36,6 @@ __all__ = [
     "kl_estimate",
     "KL_ESTIMATORS",
     "LOG_RATIO_BOUND",
-    "AdaptiveKLController",
-    "FixedKLController",
-    "make_kl_controller",
     "explained_variance",
     "clipped_policy_loss",
     "clipped_value_loss",
@@ -270,7 +263,7 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor, mask: torch.Ten
 
 def clipped_policy_loss(
     logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-    clip_range: float, normalizer: float | torch.Tensor, weights: torch.Tensor | None = None,
+    clip_range: float | None, normalizer: float | torch.Tensor, weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO's clipped surrogate (Schulman et al. 2017, "Proximal Policy Optimization Algorithms", eq. 7), as a loss.
 
@@ -282,7 +275,7 @@ def clipped_policy_loss(
     Args:
         logp, old_logp, advantages: ``(N, T)`` float.
         mask: ``(N, T)`` bool.
-        clip_range: ``eps`` (``float("inf")``: no clipping).
+        clip_range: ``eps`` (``None`` or ``float("inf")``: no clipping).
         normalizer: divisor of the sums (token count of the full minibatch).
         weights: optional ``(N, T)`` per-token weights (>= 0) of the loss and of the
             ``approx_kl`` / ``clipfrac`` sums (e.g. ``1 / |o_i|`` for GRPO's
@@ -293,6 +286,8 @@ def clipped_policy_loss(
         (not means) of ``approx_kl`` (Schulman's k3 of the ratio: ``(r - 1) - log r``)
         and ``clipfrac``, and ``ratio`` ``(N, T)`` detached.
     """
+    if clip_range is None:
+        clip_range = float("inf")
     log_ratio = torch.where(mask, logp - old_logp, 0.0)
     ratio = torch.exp(log_ratio)
     unclipped = ratio * advantages
@@ -324,67 +319,6 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     else:
         clipfrac = torch.zeros(())
     return 0.5 * masked_sum(err, mask) / normalizer, {"clipfrac": clipfrac}
-
-
-class FixedKLController:
-    """A constant KL coefficient ``beta``.
-
-    Args:
-        kl_coef: ``beta`` (>= 0).
-    """
-
-    def __init__(self, kl_coef: float):
-        if kl_coef < 0:
-            raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
-        self.value = float(kl_coef)
-
-    def update(self, current_kl: float, n_steps: int) -> float:
-        """No-op; returns ``beta``."""
-        return self.value
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"value": self.value}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.value = float(state["value"])
-
-
-class AdaptiveKLController(FixedKLController):
-    """Ziegler et al. (2019) proportional controller that steers the KL towards a target.
-
-    ``e = clip(KL / target - 1, -0.2, 0.2)``;  ``beta <- beta * (1 + e * n_steps / horizon)``.
-    KL above the target raises ``beta``; below it lowers ``beta``.
-
-    Args:
-        init_kl_coef: starting ``beta`` (> 0).
-        target: target KL (nats per episode, the same quantity as ``stats/kl_ref``).
-        horizon: how many episodes (``n_steps`` units) a full correction takes.
-
-    Raises:
-        ValueError: non-positive ``init_kl_coef``, ``target`` or ``horizon``.
-    """
-
-    def __init__(self, init_kl_coef: float, target: float, horizon: float = 10_000):
-        if init_kl_coef <= 0 or target <= 0 or horizon <= 0:
-            raise ValueError(f"init_kl_coef, target and horizon must be > 0, got {init_kl_coef}, {target}, {horizon}")
-        super().__init__(init_kl_coef)
-        self.target = float(target)
-        self.horizon = float(horizon)
-
-    def update(self, current_kl: float, n_steps: int) -> float:
-        """Move ``beta`` after observing ``current_kl`` over ``n_steps`` episodes; returns the new ``beta``."""
-        if not math.isfinite(current_kl):
-            return self.value
-        error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + error * n_steps / self.horizon
-        return self.value
-
-
-def make_kl_controller(kl_coef: float, target_kl_ref: float | None, horizon: float) -> FixedKLController:
-    """A :class:`FixedKLController` (``target_kl_ref=None``) or an :class:`AdaptiveKLController`."""
-    if target_kl_ref is None:
-        return FixedKLController(kl_coef)
-    return AdaptiveKLController(kl_coef, target_kl_ref, horizon)
 
 
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 The synchronous variant of A3C (Mnih et al., "Asynchronous Methods for Deep
 Reinforcement Learning", ICML 2016, Algorithm S3): the per-token rewards are
-PPO's (``r_t = env_reward_t - beta * KL_t``), the critic is the policy's value
+PPO's (``r_t = env_reward_t - kl_coef * KL_t``), the critic is the policy's value
 head, and the advantage is either GAE(gamma, lambda) (Schulman et al. 2016) or
 the n-step bootstrapped return minus the value::
 
@@ -85,9 +85,9 @@ class A2C(OnPolicyAlgorithm):
         # 1. rollout: `batch` was collected by OnPolicyAlgorithm.collect_rollouts (N episodes, T slots)
         mask = batch.mask  # (N, T) bool, real tokens
 
-        # 2. rewards: -beta * KL_t on every real token, plus the env's reward (the score on the last token)
-        beta = self.kl_ctl.value
-        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, beta,
+        # 2. rewards: -kl_coef * KL_t on every real token, plus the env's reward (the score on the last token)
+        kl_coef = self.kl_ctl.kl_coef
+        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, kl_coef,
                                            cfg.kl_estimator)  # (N, T) each, 0 on padding
 
         # 3. targets and advantages: GAE(lambda), or n-step returns R_t and A_t = R_t - V(s_t)
@@ -108,7 +108,7 @@ class A2C(OnPolicyAlgorithm):
 
         # 6. metrics
         return {
-            **rollout_metrics(batch, kl, beta, cfg.kl_estimator),
+            **rollout_metrics(batch, kl, kl_coef, cfg.kl_estimator),
             **loss_metrics(avg),
             "stats/explained_variance": explained_variance(batch.values, returns, mask),
             **optimizer_metrics(avg),

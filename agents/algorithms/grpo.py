@@ -121,7 +121,7 @@ class GRPO(GroupedAlgorithm):
         weights = torch.where(mask, 1.0 / lengths if cfg.loss_aggregation == "sequence" else 1.0, 0.0)  # (N, T)
 
         # 5. optimise: epochs x minibatches of clipped-ratio + beta * KL steps
-        beta = self.kl_ctl.value
+        beta = self.kl_ctl.kl_coef
         self.minibatch_log, early_stop = minibatch_epochs(
             n, cfg.n_epochs, cfg.minibatch_size, self.update_generator,
             lambda rows: self.optimize_minibatch(batch, advantages, weights, beta, rows), cfg.target_kl)
@@ -178,7 +178,7 @@ class GRPO(GroupedAlgorithm):
         t, m = f.t, f.mask
         w = weights[:, :t].to(dev)
         pg_loss, pg = clipped_policy_loss(f.logp, mb.logprobs[:, :t].to(dev), advantages[:, :t].to(dev), m,
-                                          cfg.clip, normalizer, weights=w)
+                                          cfg.clip_range, normalizer, weights=w)
         kl_sum = masked_sum(kl_estimate(f.logp, mb.ref_logprobs[:, :t].to(dev), cfg.kl_estimator) * w, m)
         kl_loss = kl_sum / normalizer
         entropy = entropy_sum(f.processed, m, cfg.ent_coef != 0, weights=w) / normalizer

@@ -2,12 +2,12 @@
 
 Each generated token is an action; the per-token reward is
 
-    r_t = env_reward_t - beta * KL_t        on every real token t,
+    r_t = env_reward_t - kl_coef * KL_t        on every real token t,
 
 where ``env_reward_t`` is the episode's score on its last real token (the
 stop token included) for sparse rewards (per-step increments for dense ones),
 ``KL_t`` is a per-token estimate of ``KL(pi || pi_ref)`` (``config.kl_estimator``)
-and ``beta`` is fixed or adapted (Ziegler et al. 2019).  Advantages come from
+and ``kl_coef`` is fixed or adapted (Ziegler et al. 2019).  Advantages come from
 GAE (Schulman et al. 2016), optionally with a bootstrap ``V(s_T)`` on truncated episodes
 only; the losses are PPO's clipped surrogate and clipped value loss (Schulman
 et al. 2017) plus an entropy bonus, token-averaged over each minibatch.
@@ -115,9 +115,9 @@ class PPO(OnPolicyAlgorithm):
         # 1. rollout: `batch` was collected by OnPolicyAlgorithm.collect_rollouts (N episodes, T slots)
         mask = batch.mask  # (N, T) bool, real tokens
 
-        # 2. rewards: -beta * KL_t on every real token, plus the env's reward (the score on the last token)
-        beta = self.kl_ctl.value
-        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, beta,
+        # 2. rewards: -kl_coef * KL_t on every real token, plus the env's reward (the score on the last token)
+        kl_coef = self.kl_ctl.kl_coef
+        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, kl_coef,
                                            cfg.kl_estimator)  # (N, T) each, 0 on padding
 
         # 3. advantages: GAE (bootstrapped with V(s_T) on truncation only if configured), then whitened
@@ -138,7 +138,7 @@ class PPO(OnPolicyAlgorithm):
         # 6. metrics
         avg = average_minibatches(self.minibatch_log)
         return {
-            **rollout_metrics(batch, kl, beta, cfg.kl_estimator),
+            **rollout_metrics(batch, kl, kl_coef, cfg.kl_estimator),
             "stats/approx_kl": avg["approx_kl"],
             "stats/clipfrac": avg["clipfrac"],
             "stats/value_clipfrac": avg["value_clipfrac"],

@@ -3,7 +3,7 @@
 Each generated token ``a_t`` is an action; its return is the discounted sum of
 the KL-penalised rewards that follow it (the same per-token rewards as PPO)::
 
-    r_t = env_reward_t - beta * KL_t,        G_t = sum_{k >= t} gamma^(k - t) r_k,
+    r_t = env_reward_t - kl_coef * KL_t,        G_t = sum_{k >= t} gamma^(k - t) r_k,
 
 and the loss is ``-(G_t - b_t) log pi(a_t | s_t)`` averaged over the batch's
 real tokens (Williams, "Simple Statistical Gradient-Following Algorithms for
@@ -102,9 +102,9 @@ class REINFORCE(OnPolicyAlgorithm):
         # 1. rollout: `batch` was collected by OnPolicyAlgorithm.collect_rollouts (N episodes, T slots)
         mask = batch.mask  # (N, T) bool, real tokens
 
-        # 2. rewards: -beta * KL_t on every real token, plus the env's reward (the score on the last token)
-        beta = self.kl_ctl.value
-        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, beta,
+        # 2. rewards: -kl_coef * KL_t on every real token, plus the env's reward (the score on the last token)
+        kl_coef = self.kl_ctl.kl_coef
+        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, kl_coef,
                                            cfg.kl_estimator)  # (N, T) each, 0 on padding
 
         # 3. returns: G_t = sum_{k >= t} gamma^(k-t) r_k
@@ -128,7 +128,7 @@ class REINFORCE(OnPolicyAlgorithm):
 
         # 8. metrics
         return {
-            **rollout_metrics(batch, kl, beta, cfg.kl_estimator),
+            **rollout_metrics(batch, kl, kl_coef, cfg.kl_estimator),
             **loss_metrics(avg),
             "stats/return": episode_return,
             "stats/baseline": float(baseline[mask].mean()) if bool(mask.any()) else 0.0,

@@ -4,8 +4,8 @@ Shared: building the policy from a model name, seeding, the rollout collector,
 the optimizer, the KL controller, the ``learn`` loop with timing and logging,
 ``evaluate`` / ``predict`` / ``generate``, and ``save`` / ``load`` that resume
 exactly (policy, value head, optimizer, KL controller, every RNG, the env's
-data position, counters).  A subclass (PPO, and later REINFORCE, A2C, NLPO,
-RLOO, GRPO) sets ``config_class`` and implements ``update(batch) -> metrics``.
+data position, counters).  A subclass (PPO, REINFORCE, A2C, NLPO, RLOO, GRPO)
+sets ``config_class`` and implements ``update(batch) -> metrics``.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from textgym.agents.common import checkpoint
-from textgym.agents.functional import make_kl_controller
+from textgym.agents.common.kl_controllers import make_kl_controller
 from textgym.agents.common.logger import Logger
 from textgym.agents.common.policy import ActorCriticPolicy, LMActorCritic
 from textgym.agents.common.rollout import LogitsProcessor, RolloutBatch, RolloutCollector, check_env
 from textgym.agents.common.sampling import SamplingParams
 
-__all__ = ["OnPolicyConfig", "Config", "OnPolicyAlgorithm"]
+__all__ = ["OnPolicyConfig", "OnPolicyAlgorithm"]
 
 
 @dataclass
@@ -102,8 +102,6 @@ class OnPolicyConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-
-Config = OnPolicyConfig
 
 
 def _stop_requested(result: Any) -> bool:

@@ -53,11 +53,6 @@ class GroupConfig(OnPolicyConfig):
         if self.clip_range is not None and not self.clip_range > 0:
             raise ValueError(f"clip_range must be > 0 or None, got {self.clip_range}")
 
-    @property
-    def clip(self) -> float:
-        """The ratio clip ``eps`` for :func:`~textgym.agents.functional.clipped_policy_loss` (``inf``: none)."""
-        return float("inf") if self.clip_range is None else float(self.clip_range)
-
 
 def check_group_size(num_envs: int | None, group_size: Any) -> None:
     """Raise ``ValueError`` unless ``group_size`` is an integer >= 2 that divides ``num_envs`` (if given).
