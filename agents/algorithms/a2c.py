@@ -32,7 +32,7 @@ from textgym.agents.functional import (
     nstep_returns,
 )
 from textgym.agents.common.rollout import RolloutBatch
-from textgym.agents.common.updates import actor_critic_step, check_config, loss_metrics, optimizer_metrics, rollout_metrics
+from textgym.agents.common.updates import actor_critic_step, loss_metrics, optimizer_metrics, rollout_metrics
 
 __all__ = ["A2C", "A2CConfig"]
 
@@ -63,8 +63,8 @@ class A2CConfig(OnPolicyConfig):
     bootstrap_truncated: bool = False
     micro_batch_size: int | None = None
 
-    def __post_init__(self):
-        check_config(self, sizes=("n_steps", "micro_batch_size"), unit=("gamma", "lam"))
+    size_fields = ("n_steps", "micro_batch_size")
+    unit_fields = ("gamma", "lam")
 
 
 class A2C(OnPolicyAlgorithm):

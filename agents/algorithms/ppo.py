@@ -34,7 +34,6 @@ from textgym.agents.functional import (
 from textgym.agents.common.rollout import RolloutBatch
 from textgym.agents.common.updates import (
     average_minibatches,
-    check_config,
     entropy_sum,
     loss_metrics,
     minibatch_epochs,
@@ -83,8 +82,10 @@ class PPOConfig(OnPolicyConfig):
     target_kl: float | None = None
     bootstrap_truncated: bool = False
 
+    size_fields = ("minibatch_size", "micro_batch_size")
+
     def __post_init__(self):
-        check_config(self, sizes=("minibatch_size", "micro_batch_size"))
+        super().__post_init__()
         if self.n_epochs < 1:
             raise ValueError(f"n_epochs must be >= 1, got {self.n_epochs}")
 

@@ -30,7 +30,7 @@ import torch
 from textgym.agents.common.base import OnPolicyAlgorithm, OnPolicyConfig
 from textgym.agents.functional import discounted_returns, kl_penalized_rewards
 from textgym.agents.common.rollout import RolloutBatch
-from textgym.agents.common.updates import actor_critic_step, check_config, loss_metrics, optimizer_metrics, rollout_metrics
+from textgym.agents.common.updates import actor_critic_step, loss_metrics, optimizer_metrics, rollout_metrics
 
 __all__ = ["REINFORCE", "REINFORCEConfig", "BASELINES"]
 
@@ -59,12 +59,15 @@ class REINFORCEConfig(OnPolicyConfig):
     ent_coef: float = 0.0
     micro_batch_size: int | None = None
 
+    size_fields = ("micro_batch_size",)
+    unit_fields = ("gamma",)
+
     def __post_init__(self):
+        super().__post_init__()
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         if not 0.0 <= self.baseline_momentum < 1.0:
             raise ValueError(f"baseline_momentum must be in [0, 1), got {self.baseline_momentum}")
-        check_config(self, sizes=("micro_batch_size",), unit=("gamma",))
 
 
 class REINFORCE(OnPolicyAlgorithm):

@@ -13,19 +13,21 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+import numbers
 import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from textgym.agents.common import checkpoint
 from textgym.agents.common.kl_controllers import make_kl_controller
+from textgym.agents.functional import KL_ESTIMATORS
 from textgym.agents.common.logger import Logger
 from textgym.agents.common.policy import ActorCriticPolicy, LMActorCritic
 from textgym.agents.common.rollout import LogitsProcessor, RolloutBatch, RolloutCollector, check_env
@@ -94,6 +96,29 @@ class OnPolicyConfig:
     progress_bar: bool = True
     log_samples: int = 4
     save_every: int | None = None
+
+    #: fields that must be ``None`` or an integer >= 1, and fields that must lie in ``[0, 1]``
+    #: (each algorithm's config names its own; checked by :meth:`__post_init__`)
+    size_fields: ClassVar[tuple[str, ...]] = ()
+    unit_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        """Check the settings every algorithm shares, then :attr:`size_fields` and :attr:`unit_fields`.
+
+        Raises:
+            ValueError: naming the field, its value and what it must be.
+        """
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
+        self.sampling()  # validates temperature / top_k / top_p
+        for name in self.size_fields:
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, numbers.Integral) or v < 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {v!r}")
+        for name in self.unit_fields:
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v!r}")
 
     def sampling(self) -> SamplingParams:
         """The training :class:`SamplingParams`."""

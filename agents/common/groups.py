@@ -19,7 +19,6 @@ import numpy as np
 
 from textgym.agents.common.base import OnPolicyAlgorithm, OnPolicyConfig
 from textgym.agents.common.rollout import check_env
-from textgym.agents.common.updates import check_config
 from textgym.prompts import SampleOrder
 
 __all__ = ["GroupConfig", "PromptGroups", "GroupedAlgorithm", "check_group_size"]
@@ -45,8 +44,10 @@ class GroupConfig(OnPolicyConfig):
     clip_range: float | None = 0.2
     target_kl: float | None = None
 
+    size_fields = ("n_epochs", "minibatch_size", "micro_batch_size")
+
     def __post_init__(self):
-        check_config(self, sizes=("n_epochs", "minibatch_size", "micro_batch_size"))
+        super().__post_init__()
         if self.n_epochs is None:
             raise ValueError("n_epochs must be an integer >= 1, got None")
         check_group_size(None, self.group_size)
