@@ -20,11 +20,12 @@ each a list of length ``B``.  A reward function may also return
 the components are logged (``info["reward_components"]``).
 
 A plain per-sample function ``f(prompt, completion, **kw) -> float`` is
-accepted too: :func:`as_reward_function` wraps it.  A function is taken as
-batched when it has ``batched = True``, when its first parameter is annotated
-as a list/sequence, or when its first two parameters are named ``prompts`` and
-``completions``; otherwise it is taken as per-sample.  Pass
-``batched=True/False`` to :func:`as_reward_function` to decide explicitly.
+accepted too: :func:`as_reward_function` wraps it.  A function declares how it
+is called: ``batched=True/False`` passed to :func:`as_reward_function`, a
+``batched`` attribute, or its parameter names (``prompts, completions`` is
+batched; anything else is per-sample).  Annotations are not guessed from: a
+first parameter annotated as a list under other names is an error that says
+how to declare it.
 
 Dense rewards
 -------------
@@ -223,18 +224,33 @@ def _as_float(value: Any, name: str, index: int) -> float:
                              "; a per-sample reward must return one number") from exc
 
 
-def _looks_batched(fn: Callable[..., Any]) -> bool:
+def _declared_batched(fn: Callable[..., Any]) -> bool:
+    """Whether a plain callable is batched: its ``batched`` attribute, else its parameter names.
+
+    ``(prompts, completions, ...)`` is batched; any other names are per-sample.  Annotations are
+    not read: a first parameter annotated as a list or sequence under other names is ambiguous.
+
+    Raises:
+        TypeError: the ambiguous case (the message says how to declare it).
+    """
     if getattr(fn, "batched", None) is not None:
         return bool(fn.batched)
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
-        return True
-    if params and params[0].annotation is not inspect.Parameter.empty:
-        ann = str(params[0].annotation).lower()
-        return "list" in ann or "sequence" in ann
+        params = []
     names = [p.name for p in params[:2]]
-    return names == ["prompts", "completions"]
+    if names == ["prompts", "completions"]:
+        return True
+    ann = str(params[0].annotation).lower() if params and params[0].annotation is not inspect.Parameter.empty else ""
+    if "list" in ann or "sequence" in ann:
+        name = getattr(fn, "__name__", type(fn).__name__)
+        raise TypeError(
+            f"reward {name!r}: its first parameter {params[0].name!r} is annotated {params[0].annotation!r} but "
+            "the parameters are not named (prompts, completions): say whether it is batched with "
+            "as_reward_function(fn, batched=True) (or False), fn.batched = True, or name them (prompts, completions)"
+        )
+    return False
 
 
 def as_reward_function(
@@ -263,7 +279,7 @@ def as_reward_function(
             f"reward must be a registered name, a RewardFunction or a callable, got "
             f"{type(reward).__name__}; see textgym.rewards.list() for names"
         )
-    return FunctionReward(reward, batched=_looks_batched(reward) if batched is None else batched)
+    return FunctionReward(reward, batched=_declared_batched(reward) if batched is None else batched)
 
 
 def call_reward(
