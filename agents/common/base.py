@@ -188,6 +188,8 @@ class OnPolicyAlgorithm(abc.ABC):
     """
 
     config_class: type[OnPolicyConfig] = OnPolicyConfig
+    #: ``learn`` saves ``run_dir/checkpoint`` every ``config.save_every`` iterations (the Algorithm protocol)
+    saves_checkpoints: ClassVar[bool] = True
 
     def __init__(self, policy: ActorCriticPolicy | str, env: Any, config: OnPolicyConfig | None = None):
         self.config = config if config is not None else self.config_class()
@@ -321,7 +323,7 @@ class OnPolicyAlgorithm(abc.ABC):
             configured estimator; not meaningful with ``greedy``), ``kl_ref_k3``,
             ``length_mean``, ``terminated_frac``, ``n_episodes``.
         """
-        from textgym.agents.functional import kl_estimate, masked_sum
+        from textgym.agents.common.evaluation import summarize_episodes
 
         cfg = self.config
         sp = SamplingParams(temperature or cfg.temperature, cfg.top_k if top_k is None else top_k,
@@ -329,17 +331,7 @@ class OnPolicyAlgorithm(abc.ABC):
         col = RolloutCollector(self.policy, env, sp, seed=cfg.seed + 1 if seed is None else seed,
                                score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
                                logits_processor=self.collector.logits_processor)
-        batches, n = [], 0
-        while n < n_episodes:
-            batches.append(col.collect())
-            n += batches[-1].mask.shape[0]
-        b = RolloutBatch.cat(batches).index(slice(0, n_episodes))
-        kl = masked_sum(kl_estimate(b.logprobs, b.ref_logprobs, cfg.kl_estimator), b.mask, dim=1)
-        kl3 = masked_sum(kl_estimate(b.logprobs, b.ref_logprobs, "k3"), b.mask, dim=1)
-        return {"score_mean": float(b.scores.mean()), "score_std": float(b.scores.std(unbiased=False)),
-                "kl_ref": float(kl.mean()), "kl_ref_k3": float(kl3.mean()),
-                "length_mean": float(b.lengths.float().mean()), "terminated_frac": float(b.terminated.float().mean()),
-                "n_episodes": float(n_episodes)}
+        return summarize_episodes(col, n_episodes, cfg.kl_estimator)
 
     @torch.no_grad()
     def predict(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> tuple[np.ndarray, None]:

@@ -620,7 +620,7 @@ class Pipeline:
         algo_cls = registry.get_algorithm(cfg.algorithm)
         ckpt = run_dir / "checkpoint"
         overrides = {"run_dir": str(run_dir)}
-        if hasattr(cfg.algo, "save_every"):  # else the pipeline saves (see _on_iteration)
+        if algo_cls.saves_checkpoints:  # else the pipeline saves (see _on_iteration)
             overrides["save_every"] = cfg.train.save_every
         recover_checkpoint(ckpt)
         if has_checkpoint(ckpt):
@@ -675,9 +675,9 @@ class Pipeline:
         self._mark("rl")
 
     def _on_iteration(self, algo: Any, metrics: Mapping[str, Any]) -> None:
-        # 1. the checkpoint, if the algorithm does not save by itself (no `save_every` in its config)
+        # 1. the checkpoint, if the algorithm does not save by itself (Algorithm.saves_checkpoints)
         every = self.cfg.train.save_every
-        if every and algo.iteration % every == 0 and not hasattr(algo.config, "save_every"):
+        if every and algo.iteration % every == 0 and not algo.saves_checkpoints:
             algo.save(self.run_dir / "checkpoint")
         # 2. reward components of this iteration's logged samples
         seen = self._recorder.take() if self._recorder is not None else {}
