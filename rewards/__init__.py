@@ -41,6 +41,7 @@ from textgym.reward_api import (
     register,
 )
 
+from ._text import clean_text
 from .answer import CharMatchReward, TokenCountReward
 from .code_exec import CodeExecutionReward, ExecutionResult
 from .combine import RunningNormalizer, WeightedSum
@@ -73,6 +74,8 @@ __all__ = [
     "KeywordCoverageReward", "ConstantReward", "WeightedSum", "RunningNormalizer",
     # answers of the synthetic tasks
     "CharMatchReward", "TokenCountReward",
+    # the text cleaning every reward applies to a completion (control characters, whitespace)
+    "clean_text",
 ]  # fmt: skip
 
 BUILTINS = {
