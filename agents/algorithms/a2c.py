@@ -42,6 +42,8 @@ class A2CConfig(OnPolicyConfig):
     """A2C settings (the shared ones are documented in :class:`OnPolicyConfig`).
 
     Attributes:
+        kl_coef: weight of the KL *reward penalty*, ``r_t = env_reward_t - kl_coef * KL_t`` on every real token
+            (the initial value when ``target_kl_ref`` makes it adaptive).
         gamma: discount per token, in ``[0, 1]``.
         lam: GAE lambda (used when ``n_steps`` is ``None``).
         n_steps: ``None`` for GAE(lambda) targets, or ``n >= 1`` for n-step bootstrapped returns.
@@ -54,6 +56,7 @@ class A2CConfig(OnPolicyConfig):
         micro_batch_size: episodes per forward/backward of the single gradient step (``None``: all at once).
     """
 
+    kl_coef: float = 0.05
     gamma: float = 1.0
     lam: float = 1.0
     n_steps: int | None = None

@@ -51,6 +51,8 @@ class PPOConfig(OnPolicyConfig):
     """PPO settings (the shared ones are documented in :class:`OnPolicyConfig`).
 
     Attributes:
+        kl_coef: weight of the KL *reward penalty*, ``r_t = env_reward_t - kl_coef * KL_t`` on every real token
+            (the initial value when ``target_kl_ref`` makes it adaptive).
         n_epochs: passes over each rollout batch.
         minibatch_size: episodes per optimizer step (``None``: the whole batch).
         micro_batch_size: episodes per forward/backward; gradients are accumulated
@@ -69,6 +71,7 @@ class PPOConfig(OnPolicyConfig):
             policy to avoid EOS).  Set ``True`` for an env whose truncation is a pure time limit.
     """
 
+    kl_coef: float = 0.05
     n_epochs: int = 4
     minibatch_size: int | None = None
     micro_batch_size: int | None = None

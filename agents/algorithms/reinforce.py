@@ -43,6 +43,8 @@ class REINFORCEConfig(OnPolicyConfig):
     """REINFORCE settings (the shared ones are documented in :class:`OnPolicyConfig`).
 
     Attributes:
+        kl_coef: weight of the KL *reward penalty*, ``r_t = env_reward_t - kl_coef * KL_t`` on every real token
+            (the initial value when ``target_kl_ref`` makes it adaptive).
         gamma: discount per token, in ``[0, 1]``.
         baseline: ``"value"`` (learned value head) or ``"moving_average"`` (EMA of episode returns).
         baseline_momentum: EMA momentum ``m`` of the moving-average baseline, in ``[0, 1)``:
@@ -52,6 +54,7 @@ class REINFORCEConfig(OnPolicyConfig):
         micro_batch_size: episodes per forward/backward of the single gradient step (``None``: all at once).
     """
 
+    kl_coef: float = 0.05
     gamma: float = 1.0
     baseline: str = "value"
     baseline_momentum: float = 0.9

@@ -52,10 +52,11 @@ class RLOOConfig(GroupConfig):
     Attributes:
         clip_range: clip of the *sequence* ratio over epochs (``None``, the default: no
             clipping, the paper's plain REINFORCE step).
-        kl_coef: weight of the per-token KL penalty summed into each completion's reward
-            (:class:`OnPolicyConfig`'s, default 0.05).
+        kl_coef: weight of the KL *reward penalty*: each completion's reward is its score minus
+            ``kl_coef`` times its summed per-token KL (the initial value when adaptive).
     """
 
+    kl_coef: float = 0.05
     clip_range: float | None = None
 
 

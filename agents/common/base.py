@@ -55,9 +55,10 @@ class OnPolicyConfig:
         rescore_policy: recompute policy logprobs/values in the scoring pass (exact ratio 1 and KL 0 at the
             start); ``False`` reuses the generation-time ones and saves one batched forward per rollout
             (see :class:`RolloutCollector`).
-        kl_coef: the KL coefficient ``beta`` (the initial one when adaptive).
         target_kl_ref: target of the adaptive controller (Ziegler et al. 2019), in nats per episode;
-            ``None`` keeps ``beta`` fixed.
+            ``None`` keeps the KL coefficient fixed.  The coefficient itself is each algorithm's:
+            ``kl_coef`` (a KL *reward penalty*: PPO, NLPO, A2C, REINFORCE, RLOO) or ``beta``
+            (a KL *loss term*: GRPO), named by :attr:`kl_field`.
         kl_horizon: the adaptive controller's horizon, in episodes.
         kl_estimator: per-token KL estimator in the reward: ``"k1"``, ``"k2"``, ``"abs"`` or ``"k3"``.
         lora: LoRA when the policy is built from a model name: ``None``, ``True`` or a dict of
@@ -84,7 +85,6 @@ class OnPolicyConfig:
     rollouts_per_iteration: int = 1
     score_batch_size: int = 16
     rescore_policy: bool = True
-    kl_coef: float = 0.05
     target_kl_ref: float | None = None
     kl_horizon: float = 10_000
     kl_estimator: str = "k1"
@@ -101,6 +101,8 @@ class OnPolicyConfig:
     #: (each algorithm's config names its own; checked by :meth:`__post_init__`)
     size_fields: ClassVar[tuple[str, ...]] = ()
     unit_fields: ClassVar[tuple[str, ...]] = ()
+    #: the field holding the KL coefficient the controller starts from
+    kl_field: ClassVar[str] = "kl_coef"
 
     def __post_init__(self):
         """Check the settings every algorithm shares, then :attr:`size_fields` and :attr:`unit_fields`.
@@ -210,7 +212,7 @@ class OnPolicyAlgorithm(abc.ABC):
                                           logits_processor=self.make_logits_processor())
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
-        self.kl_ctl = make_kl_controller(cfg.kl_coef, cfg.target_kl_ref, cfg.kl_horizon)
+        self.kl_ctl = make_kl_controller(getattr(cfg, cfg.kl_field), cfg.target_kl_ref, cfg.kl_horizon)
         self.update_generator = torch.Generator().manual_seed(cfg.seed)  # minibatch shuffling
         self.iteration = 0
         self.num_timesteps = 0  # generated tokens (env steps summed over rows)
