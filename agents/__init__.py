@@ -14,6 +14,7 @@ _EXPORTS = {
     "RolloutBatch": ("textgym.agents.common.rollout", "RolloutBatch"),
     "RolloutCollector": ("textgym.agents.common.rollout", "RolloutCollector"),
     "SamplingParams": ("textgym.agents.common.sampling", "SamplingParams"),
+    "Algorithm": ("textgym.agents.common.protocol", "Algorithm"),
     "OnPolicyAlgorithm": ("textgym.agents.common.base", "OnPolicyAlgorithm"),
     "OnPolicyConfig": ("textgym.agents.common.base", "OnPolicyConfig"),
     "PPO": ("textgym.agents.algorithms.ppo", "PPO"),
