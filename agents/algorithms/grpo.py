@@ -65,6 +65,9 @@ class GRPOConfig(GroupConfig):
     """
 
     kl_field = "beta"  # the controller starts from config.beta
+    #: what a config error says about a key GRPO does not have
+    key_hints = {"kl_coef": "GRPO's KL to the reference is a loss term, weighted by `beta` (kl_coef is the "
+                            "reward penalty of ppo, nlpo, a2c, reinforce, rloo)"}
 
     beta: float = 0.04
     kl_estimator: str = "k3"

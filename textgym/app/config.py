@@ -481,7 +481,9 @@ def build_dataclass(cls: type, data: Any, path: str, *, label: str | None = None
     for key, value in data.items():
         key = str(key)
         if key not in names:
-            raise ConfigError(f"unknown key {key!r} in {where} ({label or cls.__name__}).{_suggest(key, names)} "
+            hint = getattr(cls, "key_hints", {}).get(key)  # e.g. a name another algorithm uses for this
+            hint = f" {hint}." if hint else _suggest(key, names)
+            raise ConfigError(f"unknown key {key!r} in {where} ({label or cls.__name__}).{hint} "
                               f"Valid keys: {', '.join(names)}", _join(path, key))
         kwargs[key] = _coerce(hints[key], value, _join(path, key))
     try:
