@@ -178,6 +178,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     import textgym  # noqa: F401  (registers the ids)
+    from textgym.app.prepare import prepare_rewards
     from textgym.models import load
 
     if args.threads:
@@ -204,6 +205,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     if args.chat:
         kwargs["prompt_format"] = "chat"
     try:
+        prepare_rewards(args.env, kwargs.get("reward"))  # e.g. trains the sentiment classifier once
         env = gym.make(args.env, **kwargs)
     except (ValueError, KeyError) as exc:  # unknown split or reward: the message names the choices
         return _fail(f"cannot build {args.env}: {exc.args[0] if exc.args else exc}")

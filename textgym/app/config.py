@@ -481,7 +481,9 @@ def build_dataclass(cls: type, data: Any, path: str, *, label: str | None = None
     for key, value in data.items():
         key = str(key)
         if key not in names:
-            raise ConfigError(f"unknown key {key!r} in {where} ({label or cls.__name__}).{_suggest(key, names)} "
+            hint = getattr(cls, "key_hints", {}).get(key)  # e.g. a name another algorithm uses for this
+            hint = f" {hint}." if hint else _suggest(key, names)
+            raise ConfigError(f"unknown key {key!r} in {where} ({label or cls.__name__}).{hint} "
                               f"Valid keys: {', '.join(names)}", _join(path, key))
         kwargs[key] = _coerce(hints[key], value, _join(path, key))
     try:
@@ -552,12 +554,9 @@ def build_reward(spec: Any) -> Any:
 
 def _env_factory(env_id: str) -> Any:
     """The task factory registered for ``env_id`` (``None`` if textgym did not register it)."""
-    try:
-        from textgym import envs
+    from textgym.envs import task_factory
 
-        return {spec.id: factory for spec, factory in envs._TASKS}.get(env_id)
-    except (ImportError, AttributeError):
-        return None
+    return task_factory(env_id)
 
 
 def _check_env(env_id: str, kwargs: Mapping[str, Any], path: str) -> None:
