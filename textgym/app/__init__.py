@@ -1,0 +1,1 @@
+"""The application layer of textgym (the top floor): command line, run configs, web apps."""
