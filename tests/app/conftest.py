@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
-
-XSS_SCRIPT = "<script>alert(1)</script> fine"
-XSS_IMG = "<img src=x onerror=\"alert(2)\"> also fine"
-
-ITEMS = [
-    {"prompt": "Greet <b>the</b> user", "completions": [XSS_SCRIPT, XSS_IMG]},                  # item 1: K = 2
-    {"prompt": "Name a colour", "completions": ["red", "blue", "green"]},                      # item 2: K = 3
-    {"prompt": "Say something kind", "completions": ["you are great", "go away"]},              # item 3: K = 2
-]
+from feedback_helpers import ITEMS
 
 
 @pytest.fixture()
@@ -28,10 +18,3 @@ def project(tmp_path):
     tokens["admin"] = p.add_annotator("admin", role="admin")
     yield p, tokens
     p.close()
-
-
-def hidden(html: str, name: str) -> str:
-    """The value of the hidden input ``name`` in a page."""
-    m = re.search(rf'name="{name}" value="([^"]*)"', html)
-    assert m, f"no hidden field {name!r} in the page"
-    return m.group(1)

@@ -119,13 +119,17 @@ class SimulationResult:
         return len(self.acks) / self.seconds if self.seconds > 0 else 0.0
 
 
-def _post_with_retry(client: Any, payload: dict[str, Any], attempts: int, result: SimulationResult,
-                     lock: threading.Lock) -> Any:
+def _request(client: Any, method: str, path: str, attempts: int, result: SimulationResult, lock: threading.Lock,
+             payload: dict[str, Any] | None = None) -> Any:
+    """``client.request`` retried on transport errors and 5xx (backoff 0.05 s doubling to 1 s); ``None`` if all fail.
+
+    A POST is retried with the same payload, idempotency key included, so it is stored at most once.
+    """
     import httpx
 
     for attempt in range(attempts):
         try:
-            r = client.post("/api/judgments", json=payload)
+            r = client.request(method, path, json=payload)
             if r.status_code < 500:
                 return r
         except httpx.TransportError:
@@ -138,7 +142,7 @@ def _post_with_retry(client: Any, payload: dict[str, Any], attempts: int, result
 
 def run_simulation(url: str, tokens: Mapping[str, str], rater: Callable[..., Any], *, noise: float = 0.1,
                    seed: int = 0, tasks: Sequence[str] = TASKS, max_per_annotator: int | None = None,
-                   attempts: int = 8, timeout: float = 30.0) -> SimulationResult:
+                   attempts: int = 10, timeout: float = 30.0) -> SimulationResult:
     """Let one simulated annotator per token judge its queue on the server at ``url``, all at once.
 
     Args:
@@ -169,19 +173,11 @@ def run_simulation(url: str, tokens: Mapping[str, str], rater: Callable[..., Any
         done = 0
         with httpx.Client(base_url=url, headers=headers, timeout=timeout) as client:
             while max_per_annotator is None or done < max_per_annotator:
-                try:
-                    r = client.get("/api/next")
-                except httpx.TransportError as exc:
+                r = _request(client, "GET", "/api/next", attempts, result, lock)
+                if r is None or r.status_code != 200:
                     with lock:
-                        result.retries += 1
-                        if result.retries > attempts * len(tokens) * 4:
-                            result.errors.append(f"{name}: GET /api/next: {exc}")
-                            return
-                    time.sleep(0.1)
-                    continue
-                if r.status_code != 200:
-                    with lock:
-                        result.errors.append(f"{name}: GET /api/next: {r.status_code} {r.text[:200]}")
+                        result.errors.append(f"{name}: GET /api/next: " + (
+                            f"no answer after {attempts} tries" if r is None else f"{r.status_code} {r.text[:200]}"))
                     return
                 item = r.json()["item"]
                 if item is None:
@@ -193,7 +189,7 @@ def run_simulation(url: str, tokens: Mapping[str, str], rater: Callable[..., Any
                 payload = judge(item, (raw - mean) / std, rng, noise, tasks)
                 payload["idempotency_key"] = uuid.uuid4().hex
                 t0 = time.perf_counter()
-                resp = _post_with_retry(client, payload, attempts, result, lock)
+                resp = _request(client, "POST", "/api/judgments", attempts, result, lock, payload)
                 dt = time.perf_counter() - t0
                 with lock:
                     if resp is None:
