@@ -1,9 +1,20 @@
-"""Fixtures of the feedback app's tests: a small project with hostile model text, and its tokens."""
+"""Application-layer tests run single-threaded, like the agent tests (tiny models are fastest so).
 
-from __future__ import annotations
+The feedback app's tests share ``project``: a small project with hostile model text, and its tokens.
+"""
 
 import pytest
+import torch
 from feedback_helpers import ITEMS
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and stay fast on a machine shared with other jobs."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ pytest.importorskip("fastapi")
 from feedback_helpers import ITEMS  # noqa: E402
 from textgym.app.feedback.db import Project  # noqa: E402
 from textgym.app.feedback.serve import bind_warning, is_loopback  # noqa: E402
-from textgym.cli import main  # noqa: E402
+from textgym.app.cli import main  # noqa: E402
 
 
 @pytest.fixture()

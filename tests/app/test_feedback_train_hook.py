@@ -2,11 +2,11 @@
 
 import pytest
 
-from textgym.agents.pipeline import preference_rows
+from textgym.app.pipeline import preference_rows
 from textgym.app.feedback.db import Project
 from textgym.app.feedback.export import split_of, training_sft_rows
 from textgym.app.feedback.judgments import parse_judgment
-from textgym.config import ConfigError, parse_config
+from textgym.app.config import ConfigError, parse_config
 
 
 @pytest.fixture()

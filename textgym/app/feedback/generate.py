@@ -1,8 +1,8 @@
 """Completions for a new feedback project, sampled from a model on an env's prompts.
 
 ``N`` prompts of the env's split (the same choice as evaluation: a seeded permutation,
-:func:`textgym.agents.evaluation.eval_sample_indices`) get ``K`` completions each, sampled
-with textgym's own rollout (:class:`textgym.agents.rollout.RolloutCollector`: batched,
+:func:`textgym.agents.common.evaluation.eval_sample_indices`) get ``K`` completions each, sampled
+with textgym's own rollout (:class:`textgym.agents.common.rollout.RolloutCollector`: batched,
 KV-cached, the env's stop tokens and length limit).  The prompt stored is the env's
 text prompt; the completion is what the env decodes (stop token removed).
 """
@@ -32,11 +32,11 @@ def sample_items(model: str, env_id: str, *, prompts: int, k: int, split: str = 
     """
     import numpy as np
 
-    from textgym.agents.evaluation import eval_sample_indices
-    from textgym.agents.pipeline import make_vec_env, resolve_model
-    from textgym.agents.policy import LMActorCritic
-    from textgym.agents.rollout import RolloutCollector
-    from textgym.agents.sampling import SamplingParams
+    from textgym.agents.common.evaluation import eval_sample_indices
+    from textgym.app.pipeline import make_vec_env, resolve_model
+    from textgym.agents.common.policy import LMActorCritic
+    from textgym.agents.common.rollout import RolloutCollector
+    from textgym.agents.common.sampling import SamplingParams
     from textgym.models import load
     from textgym.prompts import decode_completions
 

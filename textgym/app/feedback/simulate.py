@@ -50,7 +50,7 @@ def make_rater(spec: str) -> Callable[[list[str], list[str]], np.ndarray]:
     if spec.startswith("reward-model:"):
         from pathlib import Path
 
-        from textgym.agents.reward_model import load_reward_function
+        from textgym.agents.trainers.reward_model import load_reward_function
 
         path = Path(spec.split(":", 1)[1]).expanduser()
         if not (path / "config.json").is_file():
