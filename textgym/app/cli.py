@@ -278,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; use 1 on a machine busy with other jobs)")
     p.set_defaults(func=_cmd_rollout)
+
+    from textgym.app.feedback.cli import add_parser as add_feedback_parser
+
+    add_feedback_parser(sub)  # `textgym feedback ...` (textgym/app/feedback/cli.py)
     return parser
 
 

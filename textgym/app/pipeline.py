@@ -219,6 +219,11 @@ def preference_rows(data: Any, split: str, limit: int | None = None) -> list[dic
     Returns:
         The rows as dicts, in the data's order.
     """
+    if getattr(data, "feedback", None) is not None:  # a human-feedback project (textgym feedback ...)
+        from textgym.app.feedback.export import training_pairs
+
+        rows = training_pairs(Path(data.feedback).expanduser(), split)
+        return rows[:limit] if limit is not None else rows
     from textgym.envs.datasets import load
 
     source = str(Path(data.path).expanduser()) if data.path is not None else data.dataset
@@ -484,6 +489,10 @@ class Pipeline:
         t0 = time.perf_counter()
         if s.data.path is not None:
             rows = load_rows(str(Path(s.data.path).expanduser()))
+        elif s.data.feedback is not None:  # the edits of a human-feedback project
+            from textgym.app.feedback.export import training_sft_rows
+
+            rows = training_sft_rows(Path(s.data.feedback).expanduser(), s.data.split)
         else:
             kwargs = dict(self.cfg.env.kwargs) if s.data.task == self.cfg.env.id else {}
             for key in ("reward", "reward_model", "split", "samples"):
@@ -551,7 +560,7 @@ class Pipeline:
 
         r = self.cfg.reward_model
         d = r.data
-        source = d.path if d.path is not None else d.dataset
+        source = d.path or d.dataset or d.feedback
         self._say(f"[reward model] training {r.model} on {source} ({d.split}) ...")
         t0 = time.perf_counter()
         # 1. the pairs
@@ -784,7 +793,7 @@ class Pipeline:
         """The summary line of the reward-model stage (pairs, loss, held-out accuracy, time)."""
         rm = self.cfg.reward_model
         line = (f"- reward model: `{rm.model}` on {int(s.get('data/train_pairs', 0))} pairs of "
-                f"`{rm.data.path or rm.data.dataset}` ({rm.data.split}), "
+                f"`{rm.data.path or rm.data.dataset or rm.data.feedback}` ({rm.data.split}), "
                 f"train_loss {s.get('train_loss', float('nan')):.4g}")
         if "eval/accuracy" in s:
             line += (f"; held-out pairwise accuracy {s['eval/accuracy']:.3f} (before training "
