@@ -108,10 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     n_code = 16 if args.quick else args.batch
     code = ["def add(a, b):\n    return a + b\n" if i % 2 == 0 else "def add(a, b):\n    return a - b\n"
             for i in range(n_code)]
-    sandbox = R.CodeExecutionReward(timeout=10.0, workers=args.workers)
-    rows.append((f"code-exec ({args.workers} workers)", n_code,
-                 *measure(sandbox, ["# add\n"] * n_code, code, [[""]] * n_code,
-                          {"test_list": [["assert add(1, 2) == 3", "assert add(0, 0) == 0"]] * n_code}, repeats)))
+    for workers in sorted({1, args.workers}):  # one worker first: the parallel speed-up is the ratio of the rows
+        sandbox = R.CodeExecutionReward(timeout=10.0, workers=workers)
+        rows.append((f"code-exec ({workers} worker{'s' if workers > 1 else ''})", n_code,
+                     *measure(sandbox, ["# add\n"] * n_code, code, [[""]] * n_code,
+                              {"test_list": [["assert add(1, 2) == 3", "assert add(0, 0) == 0"]] * n_code}, repeats)))
 
     table = Table("reward_throughput", ["reward", "batch", "completions/s", "ms/batch"], {"completions/s": 0,
                                                                                       "ms/batch": 1})

@@ -125,14 +125,13 @@ def test_odd_completions_get_defined_scores(sandbox):
     assert scores.tolist() == [0.0, 0.0, 0.0, 0.0]
 
 
-def test_parallel_workers_are_faster_than_serial():
-    sleepy = "import time\ntime.sleep(0.4)\ndef add(a, b):\n    return a + b\n"
+def test_parallel_workers_give_the_serial_scores():
+    """Speed is measured in benchmarks/reward_throughput.py (a 1-worker and an N-worker row), not asserted here."""
+    programs = ["def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a - b\n",
+                "def add(a, b):\n    return a * b\n", "import time\ntime.sleep(0.2)\ndef add(a, b):\n    return a + b\n"]
     serial = R.CodeExecutionReward(timeout=5.0, workers=1)
     parallel = R.CodeExecutionReward(timeout=5.0, workers=4)
-    t0 = time.monotonic()
-    s1, _ = run(serial, [sleepy] * 4)
-    t1 = time.monotonic()
-    s2, _ = run(parallel, [sleepy] * 4)
-    t2 = time.monotonic()
-    assert s1.tolist() == s2.tolist() == [1.0] * 4
-    assert (t2 - t1) < 0.75 * (t1 - t0)
+    s1, _ = run(serial, programs)
+    s2, _ = run(parallel, programs)
+    assert s1.tolist() == s2.tolist() == [1.0, 0.0, 0.5, 1.0]  # in the order of the completions
+    assert parallel.last_reasons == serial.last_reasons
