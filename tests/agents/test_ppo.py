@@ -201,12 +201,12 @@ def test_evaluate_generate_predict():
     algo = make(n=4)
     paid = []  # every score the eval env's reward paid (two batches of 4 episodes)
 
-    def frac_a(prompts, completions, **kw):
-        paid.extend(c.count("a") / max(len(c), 1) for c in completions)
+    def length(prompts, completions, **kw):  # varies from episode to episode (many stop tokens)
+        paid.extend(len(c) / 10 for c in completions)
         return np.array(paid[len(paid) - len(completions):], np.float32)
 
-    ev = algo.evaluate(char_env(4, stop_token_ids=[1], reward=frac_a), n_episodes=8)
-    assert ev["n_episodes"] == 8 and len(paid) == 8 and ev["kl_ref"] == 0.0
+    ev = algo.evaluate(char_env(4, stop_token_ids=list(range(1, 10)), reward=length), n_episodes=8)
+    assert ev["n_episodes"] == 8 and len(paid) == 8 and len(set(paid)) > 1 and ev["kl_ref"] == 0.0
     assert ev["score_mean"] == pytest.approx(float(np.mean(paid)), abs=1e-6)
     texts = algo.generate(["ab", "hello world"], max_new_tokens=5)
     assert len(texts) == 2 and all(isinstance(t, str) and len(t) <= 5 for t in texts)
