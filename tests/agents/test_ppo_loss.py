@@ -11,7 +11,7 @@ import torch
 from agent_helpers import char_env, tiny_char
 from textgym.agents import PPO, LMActorCritic, PPOConfig
 from textgym.agents.functional import compute_gae, kl_penalized_rewards, masked_mean, masked_whiten
-from textgym.agents.updates import policy_forward
+from textgym.agents.common.updates import policy_forward
 
 QUIET = dict(progress_bar=False, tensorboard=False)
 

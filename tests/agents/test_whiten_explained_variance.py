@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import textgym.agents.functional as F
-from textgym.agents.sampling import entropy_of
+from textgym.agents.common.sampling import entropy_of
 
 # [2, 4, 6] and one padding slot per row: mean 4, unbiased variance ((-2)^2 + 0 + 2^2) / (3 - 1) = 4, std 2
 X = torch.tensor([[2.0, 4.0, 99.0], [6.0, -50.0, float("nan")]])

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 import textgym.rewards as R
+from sandbox_helpers import needs_bwrap
 from textgym.reward_api import call_reward
+
+pytestmark = needs_bwrap
 
 ADD = "def add(a, b):\n    return a + b\n"
 TESTS = ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]
