@@ -32,11 +32,11 @@ import torch
 
 from textgym.agents.functional import kl_estimate, masked_sum
 from textgym.agents.common.multiturn_rollout import MultiTurnRolloutCollector, make_collector
-from textgym.agents.common.rollout import RolloutBatch, check_env
+from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, check_env
 from textgym.agents.common.sampling import SamplingParams, logprobs_of
 
 __all__ = ["EvalResult", "distinct_n", "perplexity", "load_perplexity_texts", "evaluate_policy", "eval_sample_indices",
-           "TEXT_COLUMNS", "wilson_interval", "conversation_text"]
+           "summarize_episodes", "TEXT_COLUMNS", "wilson_interval", "conversation_text"]
 
 #: Columns tried, in order, when :func:`load_perplexity_texts` picks a data set's text column.
 TEXT_COLUMNS = ("text", "document", "content", "review", "sentence", "completion", "response", "output",
@@ -310,6 +310,28 @@ def eval_sample_indices(num_samples: int, n_episodes: int, seed: int) -> np.ndar
     perm = np.random.default_rng(seed).permutation(num_samples)
     return np.resize(perm, n_episodes).astype(np.int64)
 
+
+def summarize_episodes(collector: RolloutCollector, n_episodes: int, kl_estimator: str = "k1") -> dict[str, float]:
+    """Collect ``n_episodes`` episodes in the env's own order and summarise them (``Algorithm.evaluate``).
+
+    Whole env batches are collected and the surplus dropped.  :func:`evaluate_policy` is the
+    pipeline's evaluation on fixed prompts (with diversity, perplexity and samples).
+
+    Returns:
+        ``score_mean``, ``score_std``, ``kl_ref`` (mean per-episode sum of ``kl_estimator``),
+        ``kl_ref_k3``, ``length_mean``, ``terminated_frac``, ``n_episodes``.
+    """
+    batches, n = [], 0
+    while n < n_episodes:
+        batches.append(collector.collect())
+        n += batches[-1].mask.shape[0]
+    b = RolloutBatch.cat(batches).index(slice(0, n_episodes))
+    kl = masked_sum(kl_estimate(b.logprobs, b.ref_logprobs, kl_estimator), b.mask, dim=1)
+    kl3 = masked_sum(kl_estimate(b.logprobs, b.ref_logprobs, "k3"), b.mask, dim=1)
+    return {"score_mean": float(b.scores.mean()), "score_std": float(b.scores.std(unbiased=False)),
+            "kl_ref": float(kl.mean()), "kl_ref_k3": float(kl3.mean()),
+            "length_mean": float(b.lengths.float().mean()), "terminated_frac": float(b.terminated.float().mean()),
+            "n_episodes": float(n_episodes)}
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (Wilson 1927): ``(low, high)``, inside ``[0, 1]``.
