@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
        "OMP_NUM_THREADS": "1"}
@@ -86,3 +89,20 @@ def test_a_bad_conversation_env_argument_exits_2_naming_it(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "env.kwargs.max_turn" in res.stderr and "max_turns" in res.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "rloo", "reinforce"])
+def test_every_token_algorithm_trains_on_a_conversation_env_from_a_config(tmp_path, algorithm):
+    from textgym.app.config import parse_config
+    from textgym.app.pipeline import train
+
+    raw = yaml.safe_load(CONFIG)
+    raw["algorithm"], raw["algo"] = algorithm, {"log_samples": 1}
+    raw["eval"] = {"n_episodes": 2, "before": False, "num_samples": 1}
+    raw["train"] = {"iterations": 1}
+    res = train(parse_config(raw), tmp_path / "runs")
+    m = res.evals["after"]
+    assert m["success_rate"] in (0.0, 0.5, 1.0) and 1 <= m["turns_mean"] <= 3
+    (row,) = [json.loads(ln) for ln in (res.run_dir / "samples.jsonl").read_text().splitlines()]
+    assert row["iteration"] == 1
+    check_conversation(row)
