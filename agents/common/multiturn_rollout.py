@@ -68,6 +68,10 @@ def make_collector(policy: Any, env: Any, sampling: SamplingParams | None = None
 class MultiTurnRolloutCollector(RolloutCollector):
     """Collects conversations (see the module docstring); arguments as for :class:`RolloutCollector`.
 
+    Attributes:
+        last_conversations: after :meth:`collect`, one :func:`conversation_record` per row
+            (``messages``, ``turns``, ``turn_rewards``, ``solved``), for logs and evaluation.
+
     Raises:
         TypeError: the env is not a ``MultiTurnVectorEnv``.
         ValueError: a logits processor is given (not supported across turns).
