@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import math
 import os
 import types
@@ -637,10 +636,12 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
     if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError(f"a run name is one folder name (no slashes), got {cfg.name!r}", "name")
 
-    # 1. imports first: they may register rewards, envs or algorithms
+    # 1. imports first: they may register rewards, envs or algorithms (textgym.app.imports)
+    from textgym.app.imports import import_entry
+
     for i, module in enumerate(cfg.imports):
         try:
-            importlib.import_module(module)
+            import_entry(module)
         except ImportError as exc:
             raise ConfigError(f"cannot import {module!r}: {exc}", f"imports[{i}]") from None
 
@@ -673,6 +674,10 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
         cfg.sft = _parse_sft(sft_raw, cfg)
     if rm_raw is not None:
         cfg.reward_model = _parse_reward_model(rm_raw, cfg)
+
+    from textgym.app.user_data import check_user_data
+
+    check_user_data(cfg, ConfigError)  # your own prompts: readable, a reward, really held out
 
     # 5. lengths and evaluation
     t = cfg.train
@@ -875,10 +880,24 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
         if not isinstance(raw, dict):
             raise ConfigError(f"{p} must hold a YAML mapping (key: value), got {type(raw).__name__}")
     apply_overrides(raw, parse_overrides(overrides))
+    _resolve_user_paths(raw, Path(path).parent if path is not None else None)
     if name is not None:
         raw["name"] = name
     default_name = Path(path).stem if path is not None else None
     return parse_config(raw, name=default_name)
+
+
+def _resolve_user_paths(raw: dict[str, Any], config_dir: Path | None) -> None:
+    """Relative ``imports`` and ``data`` paths -> absolute (config dir / working dir; see textgym.app.imports)."""
+    from textgym.app.imports import ImportNotFound, resolve_imports
+    from textgym.app.user_data import resolve_data_paths
+
+    if isinstance(raw.get("imports"), list):
+        try:
+            raw["imports"] = resolve_imports(raw["imports"], config_dir)
+        except ImportNotFound as exc:
+            raise ConfigError(str(exc), f"imports[{exc.index}]") from None
+    resolve_data_paths(raw, config_dir)
 
 
 def _plain(value: Any) -> Any:

@@ -358,6 +358,13 @@ class Pipeline:
         return self._eval_env
 
     @property
+    def eval_description(self) -> str:
+        """What the evaluation scores: episodes, env, split, prompts, split rule (textgym.app.user_data)."""
+        from textgym.app.user_data import describe_eval
+
+        return describe_eval(self.cfg, self.eval_env)
+
+    @property
     def perplexity_texts(self) -> list[str] | None:
         p = self.cfg.eval.perplexity
         if p is not None and self._ppl_texts is None:
@@ -581,7 +588,7 @@ class Pipeline:
         if self.cfg.sft is not None:
             todo.append(("sft", str(self.run_dir / "sft"), self.base_model))
         for stage, model, ref in todo:
-            self._say(f"[eval {stage}] {self.cfg.eval.n_episodes} episodes of {self.cfg.eval_env.id} ...")
+            self._say(f"[eval {stage}] {self.eval_description} ...")
             policy = _policy_for_eval(model, n, seed, ref)
             metrics = self.evaluate(policy, stage, 0)
             self.state["results"][stage] = metrics
@@ -707,7 +714,7 @@ class Pipeline:
             env = make_vec_env(cfg.env.id, cfg.env.num_envs, cfg.env.kwargs, self.tokenizer, self.env_reward)
             policy = load_trained_policy(self.run_dir, cfg.algorithm, env)
         it = int(self.state["rl"].get("iteration", 0))
-        self._say(f"[eval after] {self.cfg.eval.n_episodes} episodes of {self.cfg.eval_env.id} ...")
+        self._say(f"[eval after] {self.eval_description} ...")
         metrics = self.evaluate(policy, "after", it)
         self.state["results"]["after"] = metrics
         self._mark("eval_after")
@@ -730,7 +737,7 @@ class Pipeline:
             samples.setdefault(r["stage"], []).append(r)
         write_atomic(self.run_dir / "summary.md", self._summary(evals, samples, plots))
         self._mark("report")
-        self._say(f"\n{self.cfg.name}: {self.cfg.eval.n_episodes} held-out episodes of {self.cfg.eval_env.id}\n"
+        self._say(f"\n{self.cfg.name}: {self.eval_description}\n"
                   + format_table(evals) + f"\n\nrun folder: {self.run_dir}")
         rl = self.state["rl"]
         return RunResult(self.run_dir, evals, int(rl.get("iteration", 0)), int(rl.get("num_timesteps", 0)), plots)
@@ -747,8 +754,7 @@ class Pipeline:
                  f"({cfg.env.num_envs} episodes per rollout); seed {cfg.seed}",
                  f"- RL: {rl.get('iteration', 0)} iterations, {rl.get('num_timesteps', 0)} generated tokens, "
                  f"{rl.get('time_s', 0.0):.0f} s" if self.has_rl else "- RL: none (`algorithm: none`)",
-                 f"- evaluation: {cfg.eval.n_episodes} episodes of `{cfg.eval_env.id}` "
-                 f"({cfg.eval_env.kwargs.get('split', 'test')} split), seed {cfg.eval.seed}"]
+                 f"- evaluation: {self.eval_description}, seed {cfg.eval.seed}"]
         if "sft_train" in self.state["results"]:
             s = self.state["results"]["sft_train"]
             parts.append(f"- SFT: {int(s.get('rows', 0))} rows, train_loss {s.get('train_loss', float('nan')):.4g}, "
