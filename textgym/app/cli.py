@@ -164,6 +164,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from textgym.app.export import ExportError, main as export
+
+    try:
+        out = export(args.run, args.out, merge=args.merge, overwrite=args.overwrite)
+    except ExportError as exc:
+        return _fail(str(exc))
+    print(f"exported to {out}\nload it with: AutoModelForCausalLM.from_pretrained({str(out)!r})")
+    return 0
+
+
 def _delegate(module: str, argv: list[str]) -> int:
     import importlib
 
@@ -261,6 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{text} (see `textgym {name} --help`)", add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
         p.set_defaults(func=lambda args, module=module: _delegate(module, args.rest))
+
+    p = sub.add_parser("export", help="write a run's final model as a plain transformers folder",
+                       description="Write the final model of a run (its RL policy, else its SFT model) to OUT: "
+                                   "weights, tokenizer (chat template included), generation config and a model card; "
+                                   "loadable offline with AutoModelForCausalLM.from_pretrained(OUT).")
+    p.add_argument("run", metavar="RUN_DIR", help="a run folder (runs/<name>)")
+    p.add_argument("out", metavar="OUT", help="the folder to write")
+    p.add_argument("--merge", action="store_true", help="merge a LoRA adapter into the weights (a standalone model); "
+                   "without it a LoRA run exports the adapter plus its base model in OUT/base")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("rollout", help="let a model generate on an env's prompts, step by step")
     p.add_argument("--env", default="textgym/IMDB-v0", help="registered env id (see `textgym list`)")

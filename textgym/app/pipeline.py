@@ -736,6 +736,9 @@ class Pipeline:
         for r in read_jsonl(self.run_dir / "samples_eval.jsonl"):
             samples.setdefault(r["stage"], []).append(r)
         write_atomic(self.run_dir / "summary.md", self._summary(evals, samples, plots))
+        from textgym.app.model_card import write_run_cards
+
+        write_run_cards(self.run_dir)  # README.md beside every final model
         self._mark("report")
         self._say(f"\n{self.cfg.name}: {self.eval_description}\n"
                   + format_table(evals) + f"\n\nrun folder: {self.run_dir}")
