@@ -292,6 +292,8 @@ class RunConfig:
             :data:`NO_RL` (``"none"``): no RL stage.
         algo: an instance of the algorithm's config class (``None`` without RL).
         plots: draw ``plots/*.png`` at the end (matplotlib; a few seconds).
+        report_to: experiment trackers: a list of ``tensorboard`` / ``wandb`` / ``mlflow``, or a
+            mapping of name to options (:mod:`textgym.app.trackers`); ``none``: no tracker.
     """
 
     name: str | None = None
@@ -307,6 +309,7 @@ class RunConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     plots: bool = True
+    report_to: Any = field(default_factory=lambda: ["tensorboard"])
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -706,7 +709,26 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
         raise ConfigError(f"must be >= 0, got {e.num_samples}", "eval.num_samples")
     e.every = e.every or None
     e.seed = cfg.seed + 1 if e.seed is None else e.seed
+    _check_report_to(cfg)
     return cfg
+
+
+def _check_report_to(cfg: RunConfig) -> None:
+    """``report_to``: known trackers whose packages are installed; no ``tensorboard`` turns the algorithm's off."""
+    import importlib.util
+
+    from textgym.app.trackers import normalize_report_to
+
+    try:
+        trackers = normalize_report_to(cfg.report_to)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "report_to") from None
+    for name, module in (("wandb", "wandb"), ("mlflow", "mlflow")):
+        if name in trackers and importlib.util.find_spec(module) is None:
+            raise ConfigError(f"report_to: {name} needs the {module} package: pip install {module} "
+                              "(or pip install 'textgym[trackers]')", "report_to")
+    if "tensorboard" not in trackers and hasattr(cfg.algo, "tensorboard"):
+        cfg.algo.tensorboard = False
 
 
 def _resolve_algorithm(value: Any, given: bool, train: TrainSettings, has_stage: bool) -> str:

@@ -300,6 +300,7 @@ class Pipeline:
         self._recorder: ComponentRecorder | None = None
         self._tb: Any = None
         self._env_reward: Any = None
+        self._trackers: Any = None  # W&B / MLflow runs (textgym.app.trackers), started by run()
 
     # ------------------------------------------------------------------ state
     def _save_state(self, status: str | None = None) -> None:
@@ -401,10 +402,12 @@ class Pipeline:
             rows += [{"stage": stage, "iteration": iteration, **s} for s in res.samples]
             write_jsonl(path, rows)
         self._tb_log(stage, iteration, metrics)
+        if self._trackers is not None:
+            self._trackers.log_eval(stage, iteration, metrics, res.samples)
         return metrics
 
     def _tb_log(self, stage: str, iteration: int, metrics: Mapping[str, float]) -> None:
-        if not getattr(self.cfg.algo, "tensorboard", True):
+        if not getattr(self.cfg.algo, "tensorboard", True) or "tensorboard" not in (self.cfg.report_to or []):
             return
         try:
             if self._tb is None:
@@ -436,6 +439,7 @@ class Pipeline:
             stages["rl"] = stages["eval_after"] = "skipped"
         self._save_state("running")
         try:
+            self._start_trackers()
             with sigterm_as_interrupt():
                 if self.cfg.sft is not None and not self._done("sft"):
                     self.stage_sft()
@@ -461,7 +465,18 @@ class Pipeline:
         self._save_state("done")
         return result
 
+    def _start_trackers(self) -> None:
+        from textgym.app.config import config_to_dict
+        from textgym.app.trackers import start_trackers
+
+        self._trackers = start_trackers(self.cfg.report_to, self.run_dir, str(self.cfg.name),
+                                        config_to_dict(self.cfg), self.state)
+        self._save_state()  # the tracker run ids, so a resume continues them
+
     def _close(self) -> None:
+        if self._trackers is not None:
+            self._trackers.close()
+            self._trackers = None
         if self.algo is not None:
             self.algo.close()
         if self._tb is not None:
@@ -673,6 +688,8 @@ class Pipeline:
         every = self.cfg.train.save_every
         if every and algo.iteration % every == 0 and not hasattr(algo.config, "save_every"):
             algo.save(self.run_dir / "checkpoint")
+        if self._trackers is not None:
+            self._trackers.log(metrics, algo.iteration)
         # 2. reward components of this iteration's logged samples
         seen = self._recorder.take() if self._recorder is not None else {}
         if seen and getattr(algo.config, "log_samples", 0):
