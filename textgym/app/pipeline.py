@@ -301,6 +301,7 @@ class Pipeline:
         self._tb: Any = None
         self._env_reward: Any = None
         self._trackers: Any = None  # W&B / MLflow runs (textgym.app.trackers), started by run()
+        self._stop: Any = None  # the RL stage's textgym.app.graceful.GracefulStop
 
     # ------------------------------------------------------------------ state
     def _save_state(self, status: str | None = None) -> None:
@@ -671,8 +672,14 @@ class Pipeline:
         t0 = time.perf_counter()
         ckpt = self.run_dir / "checkpoint"
         if done < target:
+            from textgym.app.graceful import GracefulStop
+
             kw = {"iterations": target - done} if unit == "iterations" else {"total_timesteps": target - done}
-            algo.learn(callback=self._on_iteration, **kw)
+            algo.logger.progress_offset = done  # the bar shows done/target, also after a resume
+            with GracefulStop() as self._stop:
+                algo.learn(callback=self._on_iteration, **kw)
+            if self._stop.requested:  # Ctrl-C / SIGTERM: keep the finished iterations, then stop
+                self._checkpoint_and_stop(algo, ckpt, t0)
             every = cfg.train.save_every
             if not (every and algo.iteration % every == 0):  # else train_step saved this iteration already
                 algo.save(ckpt)
@@ -683,7 +690,18 @@ class Pipeline:
                                 time_s=self.state["rl"].get("time_s", 0.0) + time.perf_counter() - t0)
         self._mark("rl")
 
-    def _on_iteration(self, algo: Any, metrics: Mapping[str, Any]) -> None:
+    def _checkpoint_and_stop(self, algo: Any, ckpt: Path, t0: float) -> None:
+        """After a graceful stop: checkpoint the iteration just finished (atomically), record it, interrupt."""
+        if not (has_checkpoint(ckpt) and checkpoint_counters(ckpt).get("iteration") == algo.iteration):
+            algo.save(ckpt)
+        self.state["rl"].update(iteration=algo.iteration, num_timesteps=algo.num_timesteps,
+                                checkpoint_iteration=algo.iteration,
+                                time_s=self.state["rl"].get("time_s", 0.0) + time.perf_counter() - t0)
+        self._save_state()
+        self._say(f"[rl] stopped after iteration {algo.iteration}; checkpoint saved to {ckpt}")
+        raise KeyboardInterrupt("stopped by signal")
+
+    def _on_iteration(self, algo: Any, metrics: Mapping[str, Any]) -> bool | None:
         # 1. the checkpoint, if the algorithm does not save by itself (no `save_every` in its config)
         every = self.cfg.train.save_every
         if every and algo.iteration % every == 0 and not hasattr(algo.config, "save_every"):
@@ -708,6 +726,9 @@ class Pipeline:
 
             m = self.evaluate(actor_critic(algo), "train", algo.iteration)
             tqdm.write(f"[eval] iteration {algo.iteration}: score_mean {m['score_mean']:.4f}")
+        # 5. a Ctrl-C / SIGTERM during this iteration: stop the loop (stage_rl saves and stops)
+        stop = getattr(self, "_stop", None)
+        return False if stop is not None and stop.requested else None
 
     def _add_components(self, iteration: int, seen: Mapping[str, Mapping[str, float]]) -> None:
         path = self.run_dir / "samples.jsonl"
