@@ -591,7 +591,10 @@ def compare(config: CompareConfig | None = None, /, *, resume: bool = False, pro
 # ---------------------------------------------------------------------------------------------- CLI
 def build_parser(prog: str = "textgym compare") -> argparse.ArgumentParser:
     """The argument parser of ``textgym compare``."""
-    p = argparse.ArgumentParser(prog=prog, description="Compare RL algorithms on one textgym task: same env, "
+    from textgym.app.output import HelpFormatter
+
+    p = argparse.ArgumentParser(prog=prog, formatter_class=HelpFormatter,
+                                description="Compare RL algorithms on one textgym task: same env, "
                                 "token budget, seeds and evaluation for each; writes a table, curves and a report.")
     p.add_argument("--env", dest="env_id", help="task id (default textgym/TokenCount-v0; see `textgym list`)")
     p.add_argument("--algos", help="comma-separated algorithm names, or label:name (e.g. ppo,grpo,ppo-fast:ppo)")
@@ -606,9 +609,9 @@ def build_parser(prog: str = "textgym compare") -> argparse.ArgumentParser:
                    help="algo.<label|*>.<field>=V, env.<kwarg>=V, eval_env.<kwarg>=V, eval.<kwarg>=V, or <setting>=V")
     p.add_argument("--config", help="YAML file of compare settings (e.g. a previous run's compare_config.yaml)")
     p.add_argument("--resume", action="store_true", help="continue the comparison in --out")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 suits tiny models on a busy machine)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
+    from textgym.app.output import add_output_flags
+
+    return add_output_flags(p)
 
 
 def _apply_set(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -673,12 +676,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        cfg = build_dataclass(CompareConfig, _raw_config(args), "", label="compare settings")
-        if args.threads:
-            import torch
+        from textgym.app.output import apply_output_flags
 
-            torch.set_num_threads(args.threads)
-        result = compare(cfg, resume=args.resume, progress=not args.no_progress)
+        apply_output_flags(args)
+        cfg = build_dataclass(CompareConfig, _raw_config(args), "", label="compare settings")
+        result = compare(cfg, resume=args.resume, progress=not (args.no_progress or args.quiet))
     except (ValueError, KeyError, FileExistsError) as exc:
         print(f"textgym compare: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2

@@ -319,7 +319,9 @@ class Pipeline:
 
     @staticmethod
     def _say(msg: str) -> None:
-        print(msg, flush=True)
+        from textgym.app.output import say
+
+        say(msg)  # stage lines; silent with -q
 
     # ------------------------------------------------------------------ shared pieces
     @property
@@ -456,7 +458,7 @@ class Pipeline:
                 result = self.stage_report()
         except KeyboardInterrupt:
             self._save_state("interrupted")
-            self._say(f"\ninterrupted; resume with: textgym train --resume {self.run_dir}")
+            print(f"\ninterrupted; resume with: textgym train --resume {self.run_dir}", flush=True)
             raise
         except BaseException:
             self._save_state("failed")
@@ -778,7 +780,7 @@ class Pipeline:
 
         write_run_cards(self.run_dir)  # README.md beside every final model
         self._mark("report")
-        self._say(f"\n{self.cfg.name}: {self.eval_description}\n"
+        print(f"\n{self.cfg.name}: {self.eval_description}\n"
                   + format_table(evals) + f"\n\nrun folder: {self.run_dir}")
         rl = self.state["rl"]
         return RunResult(self.run_dir, evals, int(rl.get("iteration", 0)), int(rl.get("num_timesteps", 0)), plots)
