@@ -256,7 +256,8 @@ def _jsonable(x: Any) -> Any:
 
 
 def algorithm_config(cfg: CompareConfig, label: str, algorithm: str, seed: int, run_dir: str | os.PathLike) -> Any:
-    """The config of run ``(label, seed)``: class defaults, :data:`ALGO_DEFAULTS`, ``algo_overrides``, harness fields.
+    """The config of run ``(label, seed)``: class defaults, :data:`ALGO_DEFAULTS`, the model's preset
+    (:mod:`textgym.app.compare_presets`), ``algo_overrides``, harness fields.
 
     Raises:
         KeyError: unknown algorithm.
@@ -271,6 +272,9 @@ def algorithm_config(cfg: CompareConfig, label: str, algorithm: str, seed: int, 
     if "seed" not in names:
         raise ValueError(f"{algorithm}'s config ({cls.__name__}) has no `seed` field: the harness cannot seed it")
     data = {k: v for k, v in ALGO_DEFAULTS.items() if k in names}
+    from textgym.app.compare_presets import preset_for
+
+    data.update(preset_for(cfg.model, names))  # a random-init tiny model: settings that learn (documented there)
     data.update({k: v for k, v in cfg.algo_overrides.get("*", {}).items() if k in names})
     data.update(cfg.algo_overrides.get(label, {}))
     data["seed"] = seed
@@ -539,9 +543,19 @@ def _write_outputs(cfg: CompareConfig, out: Path, runs: list[RunResult]) -> Comp
              ("evaluation", f"{cfg.eval_episodes} episodes every {cfg.interval():,} tokens, eval env kwargs "
                             f"{cfg.eval_env_kwargs}, seed {cfg.eval_seed}"),
              ("overrides", json.dumps(cfg.to_dict()["algo_overrides"]) if cfg.algo_overrides else "none")]
+    from textgym.app.compare_presets import MODEL_PRESETS
+
+    if cfg.model in MODEL_PRESETS:
+        setup.append(("model preset", f"{json.dumps(MODEL_PRESETS[cfg.model][0])} ({MODEL_PRESETS[cfg.model][1]}); "
+                                      "overrides win"))
+    effective = {}
+    for label, name in cfg.runs():  # every setting each algorithm ran with (seed 0's; only the seed differs)
+        conf = dataclasses.asdict(algorithm_config(cfg, label, name, cfg.seed_list()[0], out / label / "seed0"))
+        effective[label] = {k: v for k, v in conf.items() if k not in (*_NOT_PROTOCOL, "seed")}
     report = report_markdown(title=f"Comparison on {cfg.env_id}", setup=setup, protocol=_protocol_text(cfg),
                              table=table, runs=runs, curves_png="curves.png" if curves else None,
-                             config_yaml=yaml.safe_dump(cfg.to_dict(), sort_keys=False), confidence=cfg.confidence)
+                             config_yaml=yaml.safe_dump(cfg.to_dict(), sort_keys=False), confidence=cfg.confidence,
+                             settings=effective)
     write_text(files["report"], report)
     return ComparisonResult(cfg, out, runs, table, curves, files)
 

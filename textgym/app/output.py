@@ -14,15 +14,14 @@ lines; the libraries' bars and info/warning logs are off.  :func:`apply_output_f
 this before the heavy libraries are imported, through their documented environment
 variables (``HF_HUB_DISABLE_PROGRESS_BARS`` also covers transformers' bars,
 ``HF_DATASETS_DISABLE_PROGRESS_BARS``, ``TRANSFORMERS_VERBOSITY``; ``TQDM_DISABLE`` for
-``--no-progress``, read when tqdm is first imported: the CLI applies the flags before that),
-and, for libraries already imported, through their setters.
+``--no-progress``), all read when the library is first imported: the CLI applies the flags
+before that.  Libraries a caller of ``main()`` imported earlier keep the caller's settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
 
 __all__ = ["add_output_flags", "apply_output_flags", "say", "is_quiet", "HelpFormatter"]
@@ -88,26 +87,7 @@ def apply_output_flags(args: Any) -> None:
         env.setdefault("DATASETS_VERBOSITY", "error")
     if no_bars:
         env["TQDM_DISABLE"] = "1"
-    _apply_to_imported(verbose, no_bars)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-
-
-def _apply_to_imported(verbose: bool, no_bars: bool) -> None:
-    """The same settings for libraries imported before the flags were read (the env vars are read at import)."""
-    if "transformers" in sys.modules and not verbose:
-        from transformers.utils import logging as tlog
-
-        tlog.set_verbosity_error()
-        tlog.disable_progress_bar()
-    if "huggingface_hub" in sys.modules and not verbose:
-        from huggingface_hub.utils import disable_progress_bars
-
-        disable_progress_bars()
-    if "datasets" in sys.modules and not verbose:
-        import datasets
-
-        datasets.disable_progress_bars()
-        datasets.logging.set_verbosity_error()
