@@ -5,6 +5,9 @@ and the task ids (``textgym/...``, see :func:`list_envs`) with Gymnasium.
 """
 
 from textgym.env import TextGenEnv
+from textgym.multiturn import MultiTurnEnv
+from textgym.multiturn_vector import MultiTurnVectorEnv
+from textgym.utterance import UtteranceEnv
 from textgym.registration import list_envs, task_spec
 from textgym.vector_env import TextGenVectorEnv
 
@@ -12,8 +15,8 @@ from textgym import rewards  # noqa: E402,F401  (registers the built-in rewards)
 from textgym import envs  # noqa: E402,F401  (registers the task ids)
 
 __version__ = "0.1.0"
-__all__ = ["TextGenEnv", "TextGenVectorEnv", "list_envs", "task_spec", "models", "rewards", "envs", "compare",
-           "__version__"]
+__all__ = ["TextGenEnv", "TextGenVectorEnv", "MultiTurnEnv", "MultiTurnVectorEnv", "UtteranceEnv", "list_envs",
+           "task_spec", "models", "rewards", "envs", "__version__"]
 
 
 def __getattr__(name: str):
@@ -22,8 +25,6 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f"textgym.{name}")
-    if name == "compare":  # the comparison harness (textgym.app.compare.compare); imports torch only when run
-        from textgym.app.compare import compare
-
-        return compare
+    if name == "compare":  # the core does not reach up into the application layer
+        raise AttributeError("textgym.compare moved to the application layer: from textgym.app.compare import compare")
     raise AttributeError(f"module 'textgym' has no attribute {name!r}")
