@@ -30,7 +30,8 @@ def test_report_lists_every_setting_and_marks_two_seed_ranges(tmp_path):
     settings = report.split("## Settings")[1].split("\n## ")[0]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in settings.splitlines() if line.startswith("| ") and not line.startswith("| setting")}
-    assert rows["learning_rate"] == ["`0.003`", "`0.003`"] and rows["kl_coef"] == ["`0.0`", "`0.0`"]
+    assert rows["learning_rate"] == ["`0.003`", "`0.003`"] and rows["kl_coef"][0] == "`0.0`"
+    assert rows["beta"] == ["-", "`0.0`"]  # GRPO's KL weight is `beta`
     assert rows["group_size"] == ["-", "`4`"] and "n_epochs" in rows and "gamma" in rows
     assert "model preset" in report
     table = report.split("## Results")[1].split("\n## ")[0]

@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = ["MODEL_PRESETS", "preset_for"]
 
-_RANDOM_INIT = {"learning_rate": 3e-3, "kl_coef": 0.0}
+_RANDOM_INIT = {"learning_rate": 3e-3, "kl_coef": 0.0, "beta": 0.0}  # beta: GRPO's KL-in-the-loss weight
 #: ``{model name: (settings, why)}``.
 MODEL_PRESETS: dict[str, tuple[dict[str, Any], str]] = {
     name: (_RANDOM_INIT, "randomly initialised tiny model: a large learning rate, no KL penalty (nothing to stay "
