@@ -67,7 +67,7 @@ from textgym.config import NO_RL, ConfigError, RunConfig, build_reward, dump_con
 
 __all__ = ["STAGES", "RunResult", "Pipeline", "train", "resume", "evaluate_target", "resolve_model",
            "make_vec_env", "load_trained_policy", "actor_critic", "ComponentRecorder", "RunFolderError",
-           "format_table", "preference_rows", "run_reward"]
+           "format_table", "preference_rows", "run_reward", "finished_stages"]
 
 STAGES = ("sft", "reward_model", "eval_before", "rl", "eval_after", "report")
 
@@ -609,7 +609,12 @@ class Pipeline:
         overrides = {"run_dir": str(run_dir)}
         if hasattr(cfg.algo, "save_every"):  # else the pipeline saves (see _on_iteration)
             overrides["save_every"] = cfg.train.save_every
-        recover_checkpoint(ckpt)
+        from textgym.agents.checkpoint import CheckpointError
+
+        try:
+            recover_checkpoint(ckpt)
+        except CheckpointError as exc:
+            raise RunFolderError(str(exc)) from None
         if has_checkpoint(ckpt):
             counters = checkpoint_counters(ckpt)
             it = int(counters["iteration"])
@@ -780,8 +785,24 @@ class Pipeline:
 # ----------------------------------------------------------------------------- entry points
 
 
+def finished_stages(run_dir: str | os.PathLike) -> list[str]:
+    """The stages a run folder finished (``[]`` for a run that failed or was stopped before finishing one)."""
+    path = Path(run_dir) / "run_state.json"
+    try:
+        stages = json.loads(path.read_text())["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [s for s, status in stages.items() if status == "done"]
+
+
 def train(config: RunConfig, runs_dir: str | os.PathLike = "runs", *, overwrite: bool = False) -> RunResult:
     """Run ``config`` in ``<runs_dir>/<config.name>/`` from the start.
+
+    Before the run folder is created, :func:`textgym.app.preflight.preflight` checks the
+    model's tokenizer, the envs and their rewards, and the run folder's lock is taken
+    (:class:`textgym.app.run_lock.RunLock`, held until this returns).  A folder of an
+    earlier attempt that finished no stage is reused (cleared first): a failed run never
+    blocks a rerun under the same name.
 
     Args:
         config: a validated :class:`RunConfig` (:func:`textgym.config.load_config`).
@@ -789,16 +810,30 @@ def train(config: RunConfig, runs_dir: str | os.PathLike = "runs", *, overwrite:
         overwrite: delete an existing run folder of the same name first.
 
     Raises:
-        RunFolderError: the run folder exists already (resume it, rename, or overwrite).
+        ConfigError: the pre-flight check failed (nothing was created).
+        RunFolderError: the run folder exists already with a finished stage, or is not a run
+            folder (resume it, rename, or overwrite).
+        textgym.app.run_lock.RunLockError: another process uses the run folder.
         KeyboardInterrupt: interrupted; the folder is resumable.
     """
+    from textgym.app.preflight import preflight
+    from textgym.app.run_lock import RunLock
+
     run_dir = Path(runs_dir) / str(config.name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunFolderError(f"run folder {run_dir} exists already; continue it with "
-                                 f"`textgym train --resume {run_dir}`, pick another --name, or pass --overwrite")
-        shutil.rmtree(run_dir)
-    return Pipeline(config, run_dir).run()
+    preflight(config)
+    with RunLock(run_dir):
+        if run_dir.exists() and any(run_dir.iterdir()):
+            is_run = (run_dir / "config.yaml").is_file()
+            if overwrite:
+                shutil.rmtree(run_dir)
+            elif is_run and not finished_stages(run_dir):
+                print(f"[run] {run_dir} holds an attempt that finished no stage; starting it over", flush=True)
+                shutil.rmtree(run_dir)
+            else:
+                what = "exists already" if is_run else "exists and is not a textgym run folder"
+                raise RunFolderError(f"run folder {run_dir} {what}; continue it with `textgym train --resume "
+                                     f"{run_dir}`, pick another --name, or pass --overwrite")
+        return Pipeline(config, run_dir).run()
 
 
 #: Keys ``--set`` may change on resume (the rest would make the resumed run a different run).
@@ -818,6 +853,8 @@ def resume(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunResu
         RunFolderError: not a run folder.
         ConfigError: an override of another key.
     """
+    from textgym.app.run_lock import RunLock
+
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "run_state.json").is_file():
         raise RunFolderError(f"{run_dir} is not a textgym run folder (config.yaml / run_state.json missing)")
@@ -827,15 +864,16 @@ def resume(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunResu
             raise ConfigError(f"cannot change {key!r} when resuming (only train.*, eval.every, eval.num_samples); "
                               "start a new run instead", key)
     cfg = load_config(run_dir / "config.yaml", overrides)
-    pipe = Pipeline(cfg, run_dir, resume=True)
-    if not pipe._rl_reached_target():  # more training asked for: evaluate and report again afterwards
-        for stage in ("rl", "eval_after", "report"):
-            if pipe.state["stages"].get(stage) == "done":
-                pipe.state["stages"][stage] = "pending"
-    elif all(pipe._done(stage) for stage in STAGES):
-        pipe._say(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with --set "
-                  "to train further). Its summary:")
-    return pipe.run()
+    with RunLock(run_dir):
+        pipe = Pipeline(cfg, run_dir, resume=True)
+        if not pipe._rl_reached_target():  # more training asked for: evaluate and report again afterwards
+            for stage in ("rl", "eval_after", "report"):
+                if pipe.state["stages"].get(stage) == "done":
+                    pipe.state["stages"][stage] = "pending"
+        elif all(pipe._done(stage) for stage in STAGES):
+            pipe._say(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with "
+                      "--set to train further). Its summary:")
+        return pipe.run()
 
 
 def evaluate_target(target: str, *, env_id: str | None = None, split: str | None = None,

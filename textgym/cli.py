@@ -118,7 +118,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     from textgym.agents.pipeline import RunFolderError, resume, train
+    from textgym.app.run_lock import RunLockError
     from textgym.config import load_config
+    from textgym.reward_api import RewardError
 
     try:
         if args.resume:
@@ -128,8 +130,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         else:
             cfg = load_config(args.config, args.set, name=args.name)
             train(cfg, args.runs_dir or "runs", overwrite=args.overwrite)
-    except (ConfigError, RunFolderError) as exc:
+    except (ConfigError, RunFolderError, RunLockError) as exc:
         return _fail(str(exc))
+    except RewardError as exc:  # a reward that fails only on some completions, after the pre-flight check
+        return _fail(f"{' '.join(str(exc).split())} (the run folder is kept: fix the reward, then resume it)", 1)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return 0

@@ -1,0 +1,1 @@
+"""The application layer: CLI, run configs, the training pipeline, run folders, reports."""
