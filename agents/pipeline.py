@@ -11,7 +11,8 @@ The run folder::
                          reward_model.use_as_reward it scores the training and eval envs
     metrics.csv, tb/     RL metrics per iteration (CSV + TensorBoard; tb/eval: the evaluations)
     samples.jsonl        training samples per iteration (prompt, completion, score, reward components)
-    checkpoint/          the RL checkpoint (every train.save_every iterations and at the end; atomic)
+    checkpoint/          the RL checkpoint (every train.save_every iterations and at the end; atomic,
+                         complete when its MANIFEST.json matches: textgym.agents.checkpoint)
     eval.csv             every evaluation: iteration, stage (before / sft / train / after), metrics
     eval.json            {stage: metrics} for before, sft and after
     samples_eval.jsonl   evaluation samples per stage (prompt, completion, score)
@@ -28,6 +29,11 @@ since the last checkpoint.  SFT and reward-model training are one stage each:
 an interrupted one restarts (their model folders are written atomically).
 Evaluations save and restore the global RNG states, so where they happen does
 not change training.  The file handling lives in :mod:`textgym.agents.run_folder`.
+
+:func:`train` and :func:`resume` hold the run folder's lock (:mod:`textgym.app.run_lock`,
+``<runs_dir>/.<name>.lock``) while they work; :func:`train` runs the pre-flight check
+(:mod:`textgym.app.preflight`) before it creates the folder, and starts over a folder whose
+earlier attempt finished no stage.
 """
 
 from __future__ import annotations
