@@ -1,6 +1,6 @@
 """Pre-flight checks of a run config: what the YAML schema cannot see, checked before any model loads.
 
-:func:`textgym.config.load_config` checks types, ranges and names.  Some
+:func:`textgym.app.config.load_config` checks types, ranges and names.  Some
 mistakes only show when the pieces meet: a model folder with no tokenizer, a
 ``vocab_size`` smaller than the tokenizer's ids, a split the task lacks, a
 reward that raises or returns NaN or the wrong shape.  :func:`preflight`
@@ -8,14 +8,14 @@ builds each env of the run with one row and the model's tokenizer (no model
 weights), and scores one completion (a reference of the first sample, else a
 short text) with each env's reward.  It runs before the run folder is created,
 so a config that fails leaves nothing behind; every failure is a
-:class:`textgym.config.ConfigError` naming the key.
+:class:`textgym.app.config.ConfigError` naming the key.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from textgym.config import ConfigError, RunConfig
+from textgym.app.config import ConfigError, RunConfig
 
 __all__ = ["preflight", "check_reward"]
 
@@ -64,7 +64,7 @@ def preflight(cfg: RunConfig) -> Any:
     Raises:
         ConfigError: naming the key at fault (``model``, ``env.kwargs``, ``env.kwargs.reward``, ...).
     """
-    from textgym.agents.pipeline import make_vec_env, resolve_model
+    from textgym.app.pipeline import make_vec_env, resolve_model
     from textgym.models import load_tokenizer
 
     try:

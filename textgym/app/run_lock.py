@@ -57,7 +57,7 @@ def _alive(pid: int) -> bool:
 
 def _command() -> str:
     argv = list(sys.argv) or ["python"]
-    if argv[0].endswith(("textgym", os.path.join("textgym", "cli.py"))):
+    if argv[0].endswith(("textgym", os.path.join("textgym", "__main__.py"), os.path.join("app", "cli.py"))):
         argv[0] = "textgym"
     return shlex.join(argv)
 
