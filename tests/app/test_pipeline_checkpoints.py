@@ -23,7 +23,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 #: Saves checkpoint ``iteration`` N into ``ckpt`` with atomic_directory and is SIGKILLed (os._exit) at ``kill``.
 SAVE = '''
 import json, os, shutil, sys
-from textgym.agents import checkpoint
+from textgym.agents.common import checkpoint
 ckpt, n, kill = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if kill == "in-delete":  # the old folder is being deleted: one file gone, then the kill
     def rmtree(path, ignore_errors=False):
