@@ -320,8 +320,8 @@ def check_config(config: Any, sizes: Sequence[str] = (), unit: Sequence[str] = (
     if config.kl_estimator not in KL_ESTIMATORS:
         raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {config.kl_estimator!r}")
     lr = config.learning_rate
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"learning_rate must be a number > 0 (e.g. 1e-5), got {lr!r}")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"learning_rate must be a number >= 0 (e.g. 1e-5; 0 freezes the weights), got {lr!r}")
     config.sampling()  # validates temperature / top_k / top_p
     for name in sizes:
         v = getattr(config, name)

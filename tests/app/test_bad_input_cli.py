@@ -90,7 +90,7 @@ CASES = {
     "max_prompt_length -1": ("env.kwargs.max_prompt_length", -1, ["`env.kwargs.max_prompt_length`", "got -1"]),
     "samples empty": ("env.kwargs.samples", [], ["`env.kwargs.samples`", "non-empty list"]),
     "samples without prompt": ("env.kwargs.samples", [{"text": "hi"}], ["`env.kwargs.samples[0]`", "'prompt'"]),
-    "negative learning rate": ("algo.learning_rate", -0.001, ["`algo.learning_rate`", "learning_rate must be a number > 0"]),
+    "negative learning rate": ("algo.learning_rate", -0.001, ["`algo.learning_rate`", "learning_rate must be a number >= 0"]),
     "shuffle string": ("env.kwargs.shuffle", "no", ["`env.kwargs.shuffle`", "true or false"]),
     "vocab_size too small": ("env.kwargs.vocab_size", 10, ["`env.kwargs`", "vocab_size=10", "omit vocab_size"]),
     "reward raises": ("env.kwargs.reward", "test-raises", ["`env.kwargs.reward`", "ZeroDivisionError", "boom"]),
