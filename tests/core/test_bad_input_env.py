@@ -11,6 +11,7 @@ import pytest
 import textgym  # noqa: F401  (registers the ids)
 from textgym import TextGenEnv, TextGenVectorEnv
 from textgym.reward_api import RewardError, call_reward, as_reward_function
+from textgym.prompts import PromptTruncatedWarning
 from textgym.tokenizers import char_tokenizer
 
 SAMPLES = [{"prompt": "abc", "references": ["abc"]}, {"prompt": "de", "references": ["de"]}]
@@ -97,7 +98,7 @@ def test_bad_lengths_and_modes_raise_value_errors(kw):
 @pytest.mark.parametrize("side,kept", [("left", "end"), ("right", "start")])
 def test_a_long_prompt_is_cut_with_one_warning_saying_how_much_and_from_where(side, kept):
     long = [{"prompt": "x" * 100_000}, {"prompt": "y" * 50_000}]
-    with pytest.warns(UserWarning) as rec:
+    with pytest.warns(PromptTruncatedWarning) as rec:
         env = TextGenEnv(char_tokenizer(), long, const_reward, max_prompt_length=16, max_new_tokens=2,
                          truncation_side=side)
         env.reset(seed=0)
