@@ -500,7 +500,7 @@ def top_p_mask(logits: torch.Tensor, p: float) -> torch.Tensor:
 
     NLPO's action mask (Ramamurthy et al. 2023) applies this to the masking
     policy's logits.  Same rule as sampling's top-p
-    (:func:`textgym.agents.sampling.process_logits`): the most likely token is
+    (:func:`textgym.agents.common.sampling.process_logits`): the most likely token is
     always kept; ``-inf`` logits are never kept.
 
     Args:
@@ -513,7 +513,7 @@ def top_p_mask(logits: torch.Tensor, p: float) -> torch.Tensor:
     Raises:
         ValueError: ``p`` outside ``(0, 1]``.
     """
-    from textgym.agents.sampling import SamplingParams, process_logits
+    from textgym.agents.common.sampling import SamplingParams, process_logits
 
     if not 0.0 < p <= 1.0:
         raise ValueError(f"top-p mass must be in (0, 1], got {p}")

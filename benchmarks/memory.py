@@ -90,7 +90,7 @@ def run_case(args: argparse.Namespace) -> dict:
         info["generated"] = int(out.shape[0] * (out.shape[1] - p))
     else:
         from textgym.agents import PPO, PPOConfig
-        from textgym.agents.policy import LMActorCritic
+        from textgym.agents.common.policy import LMActorCritic
 
         policy = LMActorCritic.from_pretrained(args.model, lora=True if args.case.startswith("ppo-lora") else None)
         env = make_env(policy.action_size)

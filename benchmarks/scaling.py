@@ -13,7 +13,7 @@ Three ways to generate the same tokens (same model, prompts of ``P`` tokens,
   ``TextGenVectorEnv``: one prefill, then one cached forward per token (its
   post-rollout scoring pass is excluded here; see ``rollout_throughput.py``);
 * **model.generate** - transformers' sampler with its KV cache, for reference;
-* **SB3 policy path** - :class:`textgym.agents.sb3_policy.TextGymLMPolicy`
+* **SB3 policy path** - :class:`textgym.agents.algorithms.sb3_policy.TextGymLMPolicy`
   called on the whole observation at every env step, as stable-baselines3's
   ``collect_rollouts`` does: no KV cache, each token recomputes the whole
   context, so the cost per token grows with the length.
@@ -76,7 +76,7 @@ def time_generate(model, tok, env, new_tokens: int, repeats: int) -> float:
 
 def make_sb3_policy(policy: LMActorCritic, env):
     """The stable-baselines3 policy around the same :class:`LMActorCritic` (shared weights)."""
-    from textgym.agents.sb3_policy import TextGymLMPolicy
+    from textgym.agents.algorithms.sb3_policy import TextGymLMPolicy
 
     return TextGymLMPolicy(env.single_observation_space, env.single_action_space, lambda _: 1e-5,
                            model=policy).to(policy.device)

@@ -138,7 +138,7 @@ class TextgymSide:
     def __init__(self, kind: str, args: argparse.Namespace, prompts: list[str], reward: Any, rescore: bool = True):
         from textgym import TextGenVectorEnv
         from textgym.agents import LMActorCritic
-        from textgym.agents.registry import get_algorithm
+        from textgym.agents.algorithms.registry import get_algorithm
         from textgym.reward_api import FunctionReward
 
         algo_cls = get_algorithm(kind)

@@ -83,7 +83,7 @@ def run_ppo(args, out: Path, sft_dir: Path, rm_dir: Path) -> dict:
         print(f"[ppo] skipped: PPO is not available in this install ({exc})")
         return {"skipped": str(exc)}
     import gymnasium as gym
-    from textgym.agents.reward_model import load_reward_function
+    from textgym.agents.trainers.reward_model import load_reward_function
 
     reward = load_reward_function(rm_dir, text=as_hh_dialogue, name="hh-reward-model")
 

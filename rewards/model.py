@@ -276,7 +276,7 @@ SENTIMENT_MODEL_ENV = "TEXTGYM_SENTIMENT_MODEL"
 def default_sentiment_model_dir():
     """Directory of the classifier the ``"sentiment"`` reward loads when given no ``model=`` (a ``pathlib.Path``;
     it may not exist yet): ``$TEXTGYM_SENTIMENT_MODEL`` if set, else ``textgym.models.cache_dir() / "models" /
-    "sentiment-minilm"``, where ``textgym.agents.sentiment_classifier`` caches the classifier it trains."""
+    "sentiment-minilm"``, where ``textgym.agents.trainers.sentiment_classifier`` caches the classifier it trains."""
     import os
     from pathlib import Path
 
@@ -296,7 +296,7 @@ class SentimentReward(ClassifierReward):
     from :func:`default_sentiment_model_dir`.  If that classifier is not
     there yet it is trained once and cached, like the converted SmolLM2
     model (a few minutes on a laptop CPU, with a progress bar; the same as
-    ``python -m textgym.agents.sentiment_classifier``).  For a model-free
+    ``python -m textgym.agents.trainers.sentiment_classifier``).  For a model-free
     scorer use ``"sentiment-vader"``.
 
     Args:
@@ -324,12 +324,12 @@ class SentimentReward(ClassifierReward):
                 if not train_if_missing:
                     raise ValueError(
                         f"SentimentReward: textgym's sentiment classifier is not trained yet (expected at {model}). "
-                        "Train it once (a few minutes on a CPU) with: python -m textgym.agents.sentiment_classifier "
+                        "Train it once (a few minutes on a CPU) with: python -m textgym.agents.trainers.sentiment_classifier "
                         "-- or pass model= a local sequence-classification model directory or object. For a "
                         "model-free sentiment score use make('sentiment-vader')."
                     )
                 # The trainer lives in the agents layer; imported only for this one-time training.
-                from textgym.agents.sentiment_classifier import sentiment_classifier_path
+                from textgym.agents.trainers.sentiment_classifier import sentiment_classifier_path
 
                 model = sentiment_classifier_path(train_if_missing=True)
         super().__init__(model, tokenizer, label=0, **kwargs)

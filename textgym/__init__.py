@@ -22,8 +22,8 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f"textgym.{name}")
-    if name == "compare":  # the comparison harness (textgym.agents.compare.compare); imports torch only when run
-        from textgym.agents.compare import compare
+    if name == "compare":  # the comparison harness (textgym.app.compare.compare); imports torch only when run
+        from textgym.app.compare import compare
 
         return compare
     raise AttributeError(f"module 'textgym' has no attribute {name!r}")

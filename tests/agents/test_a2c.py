@@ -9,7 +9,7 @@ from agent_helpers import tiny_char
 from algo_helpers import QUIET, check_learns, check_learns_token_count, check_one_update, params_of, stop_env
 from textgym.agents import A2C, REINFORCE, A2CConfig, LMActorCritic, REINFORCEConfig
 from textgym.agents.functional import compute_gae, kl_penalized_rewards, nstep_returns
-import textgym.agents.a2c as a2c_module
+import textgym.agents.algorithms.a2c as a2c_module
 
 
 def make(n=8, **cfg):

@@ -11,7 +11,7 @@ import torch
 
 from agent_helpers import char_env, tiny_char
 from textgym.agents import LMActorCritic
-from textgym.agents.evaluation import (
+from textgym.agents.common.evaluation import (
     distinct_n,
     eval_sample_indices,
     evaluate_policy,

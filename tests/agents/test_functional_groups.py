@@ -15,7 +15,7 @@ from textgym.agents.functional import (
     rloo_baseline,
     top_p_mask,
 )
-from textgym.agents.sampling import SamplingParams, logprobs_of, process_logits
+from textgym.agents.common.sampling import SamplingParams, logprobs_of, process_logits
 
 # one row of 3 real tokens in 4 slots: rewards 1, 2, 3; values 10, 20, 30
 R = torch.tensor([[1.0, 2.0, 3.0, 0.0]])

@@ -10,8 +10,8 @@ import torch
 from agent_helpers import char_env, tiny_char
 from algo_helpers import QUIET, check_learns, check_learns_token_count, check_one_update, check_resume, stop_env
 from textgym.agents import NLPO, LMActorCritic, NLPOConfig, RolloutCollector, SamplingParams
-from textgym.agents.nlpo import MASK_ADAPTER
-from textgym.agents.sampling import logprobs_of, process_logits
+from textgym.agents.algorithms.nlpo import MASK_ADAPTER
+from textgym.agents.common.sampling import logprobs_of, process_logits
 
 LORA = {"r": 4, "lora_alpha": 8}
 

@@ -7,7 +7,7 @@ import torch
 
 from agent_helpers import char_gpt2, tiny_char
 from textgym.agents import LMActorCritic
-from textgym.agents.policy import position_ids_from_mask
+from textgym.agents.common.policy import position_ids_from_mask
 
 
 def left_pad(rows, pad=0):

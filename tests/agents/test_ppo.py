@@ -244,7 +244,7 @@ def test_learns_token_count():
 @pytest.mark.parametrize("bootstrap_truncated", [False, True])
 def test_truncated_episodes_are_bootstrapped_only_when_configured(bootstrap_truncated, monkeypatch):
     """textgym envs pay the score on the truncating step, so by default GAE gets no V(s_T) there."""
-    import textgym.agents.ppo as ppo_module
+    import textgym.agents.algorithms.ppo as ppo_module
 
     seen = {}
     real_gae = ppo_module.compute_gae

@@ -9,7 +9,7 @@ from agent_helpers import tiny_char
 from algo_helpers import QUIET, check_learns, check_learns_token_count, check_one_update, check_resume, stop_env
 from textgym.agents import REINFORCE, LMActorCritic, REINFORCEConfig
 from textgym.agents.functional import discounted_returns, kl_penalized_rewards
-import textgym.agents.reinforce as reinforce_module
+import textgym.agents.algorithms.reinforce as reinforce_module
 
 
 def make(n=8, **cfg):

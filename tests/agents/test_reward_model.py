@@ -10,8 +10,8 @@ import transformers
 
 import textgym.rewards as R
 from textgym import models
-from textgym.agents.backbones import rehead
-from textgym.agents.reward_model import (
+from textgym.agents.trainers.backbones import rehead
+from textgym.agents.trainers.reward_model import (
     RewardModelConfig,
     RewardModelTrainer,
     bradley_terry_loss,

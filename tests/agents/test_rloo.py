@@ -9,8 +9,8 @@ from agent_helpers import tiny_char
 from algo_helpers import QUIET, check_learns, check_learns_token_count, check_one_update, check_resume, stop_env
 from textgym.agents import RLOO, LMActorCritic, RLOOConfig
 from textgym.agents.functional import kl_estimate
-from textgym.agents.sampling import logprobs_of, process_logits
-from textgym.agents.rollout import trim_to_content
+from textgym.agents.common.sampling import logprobs_of, process_logits
+from textgym.agents.common.rollout import trim_to_content
 
 
 def make(n=8, **cfg):

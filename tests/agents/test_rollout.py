@@ -8,8 +8,8 @@ import torch
 
 from agent_helpers import char_env, tiny_char
 from textgym.agents import LMActorCritic, RolloutCollector, SamplingParams
-from textgym.agents.rollout import trim_to_content
-from textgym.agents.sampling import logprobs_of, process_logits
+from textgym.agents.common.rollout import trim_to_content
+from textgym.agents.common.sampling import logprobs_of, process_logits
 
 STOPS = list(range(1, 16))  # EOS (1) and 14 more stop tokens: a mix of early and late ends
 

@@ -16,9 +16,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 import textgym  # noqa: F401  (registers the env ids)
 from agent_helpers import char_env
 from textgym.agents import SB3A2C, SB3PPO, SB3A2CConfig, SB3PPOConfig, TextGymLMPolicy
-from textgym.agents.registry import get_algorithm, get_config_class
-from textgym.agents.sb3_algos import TruncationAsTermination, make_sb3_vec_env
-from textgym.agents.sb3_policy import right_align
+from textgym.agents.algorithms.registry import get_algorithm, get_config_class
+from textgym.agents.algorithms.sb3_algos import TruncationAsTermination, make_sb3_vec_env
+from textgym.agents.algorithms.sb3_policy import right_align
 
 QUIET = dict(progress_bar=False, tensorboard=False)
 L_TOKENCOUNT = 20  # TokenCount-v0 defaults: 10 prompt slots + 10 response slots

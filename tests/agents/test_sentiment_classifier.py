@@ -9,7 +9,7 @@ import torch
 import transformers
 
 import textgym.rewards as R
-from textgym.agents.sentiment_classifier import (
+from textgym.agents.trainers.sentiment_classifier import (
     SENTIMENT_LABELS,
     ClassifierConfig,
     _review_inputs,
@@ -48,7 +48,7 @@ def test_quick_training_caches_a_model_the_sentiment_reward_loads(tmp_path, monk
     monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="sentiment_classifier"):
         sentiment_classifier_path(train_if_missing=False)
-    with pytest.raises(ValueError, match="python -m textgym.agents.sentiment_classifier"):
+    with pytest.raises(ValueError, match="python -m textgym.agents.trainers.sentiment_classifier"):
         R.make("sentiment", train_if_missing=False)
     model, tok = tiny_bert(load("rt-polarity", "train").to_list())
     cfg = ClassifierConfig(learning_rate=1e-2, max_steps=40, batch_size=16, warmup_ratio=0.0, progress=False,

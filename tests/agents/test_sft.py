@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from textgym import models
-from textgym.agents.sft import SFTConfig, SFTTrainer, completion_nll
-from textgym.agents.sft_data import SFTExample, collate_sft, encode_chat, encode_pair, pack_examples, task_rows
+from textgym.agents.trainers.sft import SFTConfig, SFTTrainer, completion_nll
+from textgym.agents.trainers.sft_data import SFTExample, collate_sft, encode_chat, encode_pair, pack_examples, task_rows
 
 PAIRS = [
     {"prompt": "Q: colour of the sky?\nA:", "completion": " blue"},

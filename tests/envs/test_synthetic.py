@@ -169,7 +169,7 @@ def test_special_tokens_cannot_hide_from_the_reward(env_id):
 
 def test_the_task_rewards_are_registered_and_usable_by_name():
     import textgym.rewards as R
-    from textgym.config import load_config
+    from textgym.app.config import load_config
 
     assert {"char-match", "token-count"} <= set(R.list())
     assert R.make("char-match")(["p"], ["ab"], references=[["abc"]])[0] == pytest.approx(2 / 3)

@@ -8,7 +8,7 @@ CPU with CPU), set ``TEXTGYM_TEST_DEVICE=cpu``.
 What is checked, with the tiny presets (``tiny-char`` on
 ``textgym/TokenCount-v0``, ``tiny-llama`` on ``textgym/Copy-v0``):
 
-* each algorithm of :func:`textgym.agents.registry.list_algorithms` built with
+* each algorithm of :func:`textgym.agents.algorithms.registry.list_algorithms` built with
   ``config.device``: 3 learn iterations with finite metrics and no skipped
   step, the weights moved, every policy tensor (LM, reference, value head,
   NLPO's masking LM) and the optimizer state on the device, ``evaluate`` /
@@ -16,7 +16,7 @@ What is checked, with the tiny presets (``tiny-char`` on
   that reproduces the weights and the evaluation;
 * PPO and NLPO with a LoRA adapter on the device; ``LMActorCritic``'s reference
   logits (adapter disabled) equal the base model's;
-* :func:`textgym.agents.evaluation.perplexity` on the device equals the CPU value;
+* :func:`textgym.agents.common.evaluation.perplexity` on the device equals the CPU value;
 * the scoring pass on the device gives the CPU rollout's logprobs, reference
   logprobs and values for the same fixed actions, and a device rollout's
   generation-time logprobs (KV cache) match its own scoring pass.
@@ -121,7 +121,7 @@ def assert_finite_row(row: dict) -> None:
 
 
 def make_algo(name: str, env, policy: str = "tiny-char", **overrides):
-    from textgym.agents.registry import get_algorithm
+    from textgym.agents.algorithms.registry import get_algorithm
 
     cls = get_algorithm(name)
     fields = {f.name for f in dataclasses.fields(cls.config_class)}
@@ -131,7 +131,7 @@ def make_algo(name: str, env, policy: str = "tiny-char", **overrides):
 
 
 def _algorithms() -> list[str]:
-    from textgym.agents.registry import list_algorithms
+    from textgym.agents.algorithms.registry import list_algorithms
 
     return list_algorithms()
 
@@ -236,7 +236,7 @@ def _prompts(tok, texts, extra: list[int]):
 
 
 def test_lora_reference_logits_equal_the_base_model_on_device():
-    from textgym.agents.policy import LMActorCritic, position_ids_from_mask
+    from textgym.agents.common.policy import LMActorCritic, position_ids_from_mask
     from textgym.models import load
 
     base, tok = load("tiny-llama", seed=0)
@@ -285,8 +285,8 @@ TEXTS = ["The quick brown fox jumps over the lazy dog.", "Hello world", "a",
 
 
 def test_perplexity_on_device_equals_cpu():
-    from textgym.agents.evaluation import perplexity
-    from textgym.agents.policy import LMActorCritic
+    from textgym.agents.common.evaluation import perplexity
+    from textgym.agents.common.policy import LMActorCritic
     from textgym.models import load
 
     model, tok = load("tiny-llama", seed=0)
@@ -303,9 +303,9 @@ def test_perplexity_on_device_equals_cpu():
 # ---------------------------------------------------------------------------------------------- rollouts
 @pytest.mark.parametrize("sampling", [dict(), dict(temperature=0.7, top_k=20, top_p=0.9)], ids=["plain", "topk-topp"])
 def test_scoring_on_device_matches_cpu_rollout(sampling):
-    from textgym.agents.policy import LMActorCritic
-    from textgym.agents.rollout import RolloutCollector
-    from textgym.agents.sampling import SamplingParams
+    from textgym.agents.common.policy import LMActorCritic
+    from textgym.agents.common.rollout import RolloutCollector
+    from textgym.agents.common.sampling import SamplingParams
 
     env_cpu = token_count_env(8)
     cpu = LMActorCritic.from_pretrained("tiny-char", action_size=env_cpu.unwrapped.vocab_size, seed=0)

@@ -159,7 +159,7 @@ def test_sentiment_reward_picks_positive_label_and_defaults_to_cached_classifier
 
 
 def test_sentiment_reward_trains_the_classifier_on_first_use(bert, tmp_path, monkeypatch):
-    from textgym.agents import sentiment_classifier as sc
+    from textgym.agents.trainers import sentiment_classifier as sc
 
     model, tok = bert
     target = tmp_path / "clf"

@@ -1,0 +1,56 @@
+"""The algorithm registry: short names (``"ppo"``, ``"grpo"``, ...) -> algorithm and config classes.
+
+The CLI (``textgym list``, ``textgym train``), the comparison harness and the
+benchmarks look algorithms up here, so a new algorithm is one line in
+:data:`ALGORITHMS` plus its module.  Entries are ``(module, class name)``
+pairs imported on first use, so listing names stays cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+__all__ = ["ALGORITHMS", "list_algorithms", "get_algorithm", "get_config_class"]
+
+# name -> (module, algorithm class); the config class is the algorithm's ``config_class``
+ALGORITHMS: dict[str, tuple[str, str]] = {
+    "ppo": ("textgym.agents.algorithms.ppo", "PPO"),
+    "reinforce": ("textgym.agents.algorithms.reinforce", "REINFORCE"),
+    "a2c": ("textgym.agents.algorithms.a2c", "A2C"),
+    "nlpo": ("textgym.agents.algorithms.nlpo", "NLPO"),
+    "rloo": ("textgym.agents.algorithms.rloo", "RLOO"),
+    "grpo": ("textgym.agents.algorithms.grpo", "GRPO"),
+    "sb3-ppo": ("textgym.agents.algorithms.sb3_algos", "SB3PPO"),
+    "sb3-a2c": ("textgym.agents.algorithms.sb3_algos", "SB3A2C"),
+}
+
+
+def list_algorithms() -> list[str]:
+    """The registered algorithm names, sorted."""
+    return sorted(ALGORITHMS)
+
+
+def _check(name: str) -> str:
+    key = name.lower()
+    if key not in ALGORITHMS:
+        close = difflib.get_close_matches(key, ALGORITHMS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"unknown algorithm {name!r}.{hint} Registered: {', '.join(list_algorithms())}")
+    return key
+
+
+def get_algorithm(name: str) -> type[Any]:
+    """The algorithm class registered as ``name`` (case-insensitive).
+
+    Raises:
+        KeyError: unknown name (the message lists the registered ones and a close match).
+    """
+    module, attr = ALGORITHMS[_check(name)]
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_config_class(name: str) -> type[Any]:
+    """The config dataclass of algorithm ``name`` (its ``config_class``)."""
+    return get_algorithm(name).config_class

@@ -1,0 +1,441 @@
+"""``OnPolicyAlgorithm``: what every textgym on-policy algorithm shares; subclasses write only ``update``.
+
+Shared: building the policy from a model name, seeding, the rollout collector,
+the optimizer, the KL controller, the ``learn`` loop with timing and logging,
+``evaluate`` / ``predict`` / ``generate``, and ``save`` / ``load`` that resume
+exactly (policy, value head, optimizer, KL controller, every RNG, the env's
+data position, counters).  A subclass (PPO, and later REINFORCE, A2C, NLPO,
+RLOO, GRPO) sets ``config_class`` and implements ``update(batch) -> metrics``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from textgym.agents.common import checkpoint
+from textgym.agents.functional import make_kl_controller
+from textgym.agents.common.logger import Logger
+from textgym.agents.common.policy import ActorCriticPolicy, LMActorCritic
+from textgym.agents.common.rollout import LogitsProcessor, RolloutBatch, RolloutCollector, check_env
+from textgym.agents.common.sampling import SamplingParams
+
+__all__ = ["OnPolicyConfig", "Config", "OnPolicyAlgorithm"]
+
+
+@dataclass
+class OnPolicyConfig:
+    """Settings shared by every on-policy algorithm.
+
+    Attributes:
+        seed: seeds Python, NumPy, torch, the sampling generator and the env's first reset.
+        learning_rate: AdamW learning rate.
+        adam_betas: AdamW betas.
+        adam_eps: AdamW epsilon.
+        weight_decay: AdamW weight decay.
+        max_grad_norm: clip the global gradient norm to this (``None``: no clipping; the norm is still logged).
+        temperature: sampling temperature (> 0) during training rollouts.
+        top_k: keep the ``top_k`` most likely tokens when sampling (``None``: all).
+        top_p: nucleus sampling mass in ``(0, 1]``.
+        rollouts_per_iteration: env batches (of ``env.num_envs`` episodes) collected per update.
+        score_batch_size: rows per forward in the post-rollout scoring pass (bounds ``rows x T x V`` memory).
+        rescore_policy: recompute policy logprobs/values in the scoring pass (exact ratio 1 and KL 0 at the
+            start); ``False`` reuses the generation-time ones and saves one batched forward per rollout
+            (see :class:`RolloutCollector`).
+        kl_coef: the KL coefficient ``beta`` (the initial one when adaptive).
+        target_kl_ref: target of the adaptive controller (Ziegler et al. 2019), in nats per episode;
+            ``None`` keeps ``beta`` fixed.
+        kl_horizon: the adaptive controller's horizon, in episodes.
+        kl_estimator: per-token KL estimator in the reward: ``"k1"``, ``"k2"``, ``"abs"`` or ``"k3"``.
+        lora: LoRA when the policy is built from a model name: ``None``, ``True`` or a dict of
+            ``peft.LoraConfig`` fields.
+        adapter: path of a LoRA adapter to start from (the reference is then that adapter).
+        device: torch device for the policy (``None``: where the model is, CPU for names).
+        run_dir: folder for ``metrics.csv``, TensorBoard, ``samples.jsonl``, ``config.json``
+            and checkpoints (``None``: log in memory only).
+        tensorboard: write TensorBoard events in ``run_dir/tb``.
+        progress_bar: show a tqdm bar in ``learn``.
+        log_samples: completions per iteration appended to ``run_dir/samples.jsonl``.
+        save_every: save a checkpoint to ``run_dir/checkpoint`` every this many iterations (``None``: never).
+    """
+
+    seed: int = 0
+    learning_rate: float = 1e-5
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 1.0
+    rollouts_per_iteration: int = 1
+    score_batch_size: int = 16
+    rescore_policy: bool = True
+    kl_coef: float = 0.05
+    target_kl_ref: float | None = None
+    kl_horizon: float = 10_000
+    kl_estimator: str = "k1"
+    lora: Any = None
+    adapter: str | None = None
+    device: str | None = None
+    run_dir: str | None = None
+    tensorboard: bool = True
+    progress_bar: bool = True
+    log_samples: int = 4
+    save_every: int | None = None
+
+    def sampling(self) -> SamplingParams:
+        """The training :class:`SamplingParams`."""
+        return SamplingParams(self.temperature, self.top_k, self.top_p)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+Config = OnPolicyConfig
+
+
+def _stop_requested(result: Any) -> bool:
+    """A ``learn`` callback's answer: ``False`` (also NumPy's ``False_``) stops; ``None`` / ``True`` go on."""
+    return result is not None and not bool(result)
+
+
+def run_learn_loop(algo: Any, total_timesteps: int | None, iterations: int | None,
+                   callback: Callable[[Any, dict[str, Any]], bool | None] | None) -> Any:
+    """The ``learn`` loop every textgym algorithm (and the SB3 adapters) shares.
+
+    Calls ``algo.train_step()`` until ``iterations`` more iterations or ``total_timesteps``
+    more generated tokens (``algo.num_timesteps``) are done, advancing ``algo.logger``'s
+    progress bar, and stops early when ``callback(algo, metrics)`` returns ``False``.
+
+    Returns:
+        ``algo``.
+
+    Raises:
+        ValueError: neither or both of ``total_timesteps`` and ``iterations``.
+    """
+    if (total_timesteps is None) == (iterations is None):
+        raise ValueError("give exactly one of total_timesteps or iterations")
+    start_steps, start_iter = algo.num_timesteps, algo.iteration
+    total, unit = (iterations, "it") if iterations is not None else (total_timesteps, "tok")
+    algo.logger.start_progress(total, unit)
+    try:
+        while True:
+            done = (algo.iteration - start_iter) if iterations is not None else (algo.num_timesteps - start_steps)
+            if done >= total:
+                break
+            before = algo.num_timesteps
+            metrics = algo.train_step()
+            algo.logger.advance(1 if iterations is not None else algo.num_timesteps - before)
+            if callback is not None and _stop_requested(callback(algo, metrics)):
+                break
+    finally:
+        algo.logger.close_progress()
+    return algo
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class OnPolicyAlgorithm(abc.ABC):
+    """Base of textgym's on-policy algorithms.
+
+    Args:
+        policy: an :class:`ActorCriticPolicy`, or a model name/path for
+            :meth:`LMActorCritic.from_pretrained` (with ``config.lora`` / ``config.adapter``).
+        env: a :class:`textgym.TextGenVectorEnv` with ``autoreset_mode="Disabled"``.
+        config: the algorithm's config (``config_class()`` when ``None``).
+
+    Raises:
+        TypeError / ValueError: wrong env (see :func:`textgym.agents.common.rollout.check_env`) or config.
+    """
+
+    config_class: type[OnPolicyConfig] = OnPolicyConfig
+
+    def __init__(self, policy: ActorCriticPolicy | str, env: Any, config: OnPolicyConfig | None = None):
+        self.config = config if config is not None else self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                            f"got {type(self.config).__name__}")
+        cfg = self.config
+        self.env = check_env(env)
+        _seed_everything(cfg.seed)
+        if isinstance(policy, (str, os.PathLike)):
+            policy = LMActorCritic.from_pretrained(str(policy), lora=cfg.lora, adapter=cfg.adapter,
+                                                   action_size=self.env.vocab_size, device=cfg.device, seed=cfg.seed)
+        elif cfg.device is not None:
+            policy.to(cfg.device)
+        self.policy = policy
+        self.collector = RolloutCollector(policy, self.env, cfg.sampling(), seed=cfg.seed,
+                                          score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
+                                          logits_processor=self.make_logits_processor())
+        self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
+                                           eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+        self.kl_ctl = make_kl_controller(cfg.kl_coef, cfg.target_kl_ref, cfg.kl_horizon)
+        self.update_generator = torch.Generator().manual_seed(cfg.seed)  # minibatch shuffling
+        self.iteration = 0
+        self.num_timesteps = 0  # generated tokens (env steps summed over rows)
+        self.num_episodes = 0
+        self._env_seeded = False
+        self.logger = Logger(cfg.run_dir, tensorboard=cfg.tensorboard, progress=cfg.progress_bar,
+                             resume=getattr(self, "_resuming", False))
+        if cfg.run_dir is not None:
+            (Path(cfg.run_dir) / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+
+    # ------------------------------------------------------------------ the algorithm's part
+    @abc.abstractmethod
+    def update(self, batch: RolloutBatch) -> dict[str, Any]:
+        """Learn from one batch of finished episodes; return the metrics to log."""
+
+    def make_logits_processor(self) -> LogitsProcessor | None:
+        """The :class:`LogitsProcessor` every rollout, evaluation and update applies (``None``: none).
+
+        Called once in ``__init__``, after ``self.policy`` is set and before the
+        optimizer is built (NLPO's action mask overrides it).
+        """
+        return None
+
+    def reset_options(self) -> dict[str, Any] | None:
+        """``options`` for the training env's next reset (``None``: its own sample order; GRPO/RLOO groups)."""
+        return None
+
+    def extra_state(self) -> dict[str, Any]:
+        """Algorithm-specific state to checkpoint (override with :meth:`load_extra_state`)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`extra_state`."""
+
+    # ------------------------------------------------------------------ training loop
+    def collect_rollouts(self) -> RolloutBatch:
+        """``rollouts_per_iteration`` env batches with the training sampling settings, concatenated."""
+        batches = []
+        for _ in range(self.config.rollouts_per_iteration):
+            seed = None if self._env_seeded else self.config.seed
+            batches.append(self.collector.collect(seed=seed, options=self.reset_options()))
+            self._env_seeded = True
+        return batches[0] if len(batches) == 1 else RolloutBatch.cat(batches)
+
+    def train_step(self) -> dict[str, Any]:
+        """One iteration: rollout, update, bookkeeping; returns the logged metrics."""
+        t0 = time.perf_counter()
+        batch = self.collect_rollouts()
+        t1 = time.perf_counter()
+        metrics = self.update(batch)
+        t2 = time.perf_counter()
+        self.iteration += 1
+        self.num_timesteps += int(batch.mask.sum())
+        self.num_episodes += batch.mask.shape[0]
+        metrics.update({"time/rollout": t1 - t0, "time/update": t2 - t1,
+                        "time/tokens_per_s": float(batch.mask.sum()) / max(t1 - t0, 1e-9),
+                        "stats/logprob_mismatch": self.collector.last_logprob_mismatch,
+                        "train/timesteps": self.num_timesteps, "train/episodes": self.num_episodes})
+        self.logger.log(self.iteration, metrics)
+        self._log_samples(batch)
+        if self.config.save_every and self.config.run_dir and self.iteration % self.config.save_every == 0:
+            self.save(Path(self.config.run_dir) / "checkpoint")
+        return metrics
+
+    def learn(self, total_timesteps: int | None = None, *, iterations: int | None = None,
+              callback: Callable[[OnPolicyAlgorithm, dict[str, Any]], bool | None] | None = None
+              ) -> OnPolicyAlgorithm:
+        """Train for ``total_timesteps`` more generated tokens or ``iterations`` more updates (give one).
+
+        Args:
+            total_timesteps: stop once this many tokens were generated in this call
+                (a whole iteration always finishes).
+            iterations: stop after this many rollout+update iterations.
+            callback: ``callback(algo, metrics)`` after each iteration; returning ``False`` stops.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: neither or both of ``total_timesteps`` and ``iterations``.
+        """
+        return run_learn_loop(self, total_timesteps, iterations, callback)
+
+    def _log_samples(self, batch: RolloutBatch) -> None:
+        k = self.config.log_samples
+        if not k or self.config.run_dir is None:
+            return
+        from textgym.prompts import decode_completions
+
+        p = batch.prompt_length
+        texts = decode_completions(self.env.tokenizer, [a[m] for a, m in zip(batch.actions[:k], batch.mask[:k])])
+        prompts = decode_completions(self.env.tokenizer, [i[:p][am[:p].bool()] for i, am in
+                                                          zip(batch.input_ids[:k], batch.attention_mask[:k])])
+        with open(Path(self.config.run_dir) / "samples.jsonl", "a") as f:
+            for pr, c, s in zip(prompts, texts, batch.scores[:k].tolist()):
+                f.write(json.dumps({"iteration": self.iteration, "prompt": pr, "completion": c, "score": s}) + "\n")
+
+    # ------------------------------------------------------------------ using the policy
+    def evaluate(self, env: Any, n_episodes: int = 64, *, greedy: bool = False, temperature: float | None = None,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> dict[str, float]:
+        """Run ``n_episodes`` episodes on ``env`` (no learning) and summarise them.
+
+        Sampling defaults to the training settings; its generator is seeded
+        with ``seed`` (default ``config.seed + 1``), so training RNGs are not
+        touched.  Note that ``env`` is reset: pass a separate env (e.g. the test
+        split) to keep the training env's data position.
+
+        Returns:
+            ``score_mean``, ``score_std``, ``kl_ref`` (mean per-episode sum of the
+            configured estimator; not meaningful with ``greedy``), ``kl_ref_k3``,
+            ``length_mean``, ``terminated_frac``, ``n_episodes``.
+        """
+        from textgym.agents.functional import kl_estimate, masked_sum
+
+        cfg = self.config
+        sp = SamplingParams(temperature or cfg.temperature, cfg.top_k if top_k is None else top_k,
+                            cfg.top_p if top_p is None else top_p, greedy)
+        col = RolloutCollector(self.policy, env, sp, seed=cfg.seed + 1 if seed is None else seed,
+                               score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
+                               logits_processor=self.collector.logits_processor)
+        batches, n = [], 0
+        while n < n_episodes:
+            batches.append(col.collect())
+            n += batches[-1].mask.shape[0]
+        b = RolloutBatch.cat(batches).index(slice(0, n_episodes))
+        kl = masked_sum(kl_estimate(b.logprobs, b.ref_logprobs, cfg.kl_estimator), b.mask, dim=1)
+        kl3 = masked_sum(kl_estimate(b.logprobs, b.ref_logprobs, "k3"), b.mask, dim=1)
+        return {"score_mean": float(b.scores.mean()), "score_std": float(b.scores.std(unbiased=False)),
+                "kl_ref": float(kl.mean()), "kl_ref_k3": float(kl3.mean()),
+                "length_mean": float(b.lengths.float().mean()), "terminated_frac": float(b.terminated.float().mean()),
+                "n_episodes": float(n_episodes)}
+
+    @torch.no_grad()
+    def predict(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> tuple[np.ndarray, None]:
+        """Next token for each row of an env observation (one full forward, no cache), SB3-style.
+
+        Args:
+            observation: ``{"input_ids": (N, L), "attention_mask": (N, L)}`` (or one row ``(L,)``).
+            deterministic: arg-max instead of sampling (training temperature / top-k / top-p,
+                after the logits processor if the algorithm has one, e.g. NLPO's mask).
+
+        Returns:
+            ``(actions (N,) int64, None)`` (a scalar array for a single row).
+        """
+        from textgym.agents.common.sampling import process_logits, sample_tokens
+
+        ids = torch.as_tensor(np.asarray(observation["input_ids"]))
+        am = torch.as_tensor(np.asarray(observation["attention_mask"]))
+        single = ids.ndim == 1
+        if single:
+            ids, am = ids[None], am[None]
+        ids, am = ids.to(self.policy.device), am.to(self.policy.device)
+        out = self.policy.next_token_logits(ids, am)
+        proc = self.collector.logits_processor
+        logits = out.logits if proc is None else proc.next_token(out.logits, ids, am)
+        if not hasattr(self, "_predict_generator"):  # its own stream: predict never shifts training samples
+            self._predict_generator = torch.Generator(device=self.policy.device).manual_seed(self.config.seed + 3)
+        tok = sample_tokens(process_logits(logits, self.config.sampling()), self._predict_generator,
+                            deterministic).cpu().numpy()
+        return (tok[0] if single else tok), None
+
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int | None = None, greedy: bool = False,
+                 seed: int | None = None) -> list[str]:
+        """Complete ``prompts`` with the policy (formatted and tokenized as the training env does).
+
+        Uses a private env with a zero reward, so the training env and RNGs are untouched.
+
+        Returns:
+            One completion per prompt (stop token removed).
+        """
+        from textgym.prompts import decode_completions
+        from textgym.reward_api import FunctionReward
+        from textgym.vector_env import TextGenVectorEnv
+
+        e = self.env
+        zero = FunctionReward(lambda prompts, completions, **kw: np.zeros(len(completions), np.float32),
+                              batched=True, name="zero")
+        tmp = TextGenVectorEnv(e.tokenizer, [{"prompt": p} for p in prompts], zero, num_envs=len(prompts),
+                               max_prompt_length=e.max_prompt_length, max_new_tokens=max_new_tokens or e.max_new_tokens,
+                               stop_token_ids=e.stop_token_ids.tolist(), prompt_format=e.data.prompt_format,
+                               truncation_side=e.data.truncation_side, shuffle=False, vocab_size=e.vocab_size,
+                               autoreset_mode="Disabled", info_completions=False)
+        sp = dataclasses.replace(self.config.sampling(), greedy=greedy)
+        col = RolloutCollector(self.policy, tmp, sp, seed=self.config.seed + 2 if seed is None else seed,
+                               logits_processor=self.collector.logits_processor)
+        b = col.collect(options={"sample_indices": list(range(len(prompts)))})
+        stop = torch.from_numpy(e.stop_token_ids)
+        keep = b.mask & ~torch.isin(b.actions, stop)
+        return decode_completions(e.tokenizer, [a[k] for a, k in zip(b.actions, keep)])
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a checkpoint folder atomically (temp folder + rename); see :meth:`load`."""
+        state = {
+            "config": self.config.to_dict(), "algorithm": type(self).__name__,
+            "optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(),
+            "collector": self.collector.state_dict(), "update_generator": self.update_generator.get_state(),
+            "counters": {"iteration": self.iteration, "num_timesteps": self.num_timesteps,
+                         "num_episodes": self.num_episodes, "env_seeded": self._env_seeded},
+            "rng": checkpoint.rng_state(), "env": checkpoint.env_state(self.env), "extra": self.extra_state(),
+        }
+        with checkpoint.atomic_directory(path) as tmp:
+            checkpoint.save_policy(self.policy, tmp)
+            torch.save(state, tmp / "trainer_state.pt")
+            (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2, default=str))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: Any, **config_overrides: Any) -> OnPolicyAlgorithm:
+        """Resume from :meth:`save`: the next ``learn`` continues exactly as the saved run would have.
+
+        Args:
+            path: the checkpoint folder.
+            env: an env built like the saved run's (same task, ``num_envs``); its
+                RNGs and sample order are restored.
+            **config_overrides: config fields to change (e.g. ``run_dir``; ``device="cpu"`` or ``device=None``
+                to resume a checkpoint written on a GPU on a machine without one).
+
+        Raises:
+            FileNotFoundError: no checkpoint at ``path``.
+            ValueError: the checkpoint is of another algorithm or env size.
+        """
+        path = Path(path)
+        if not (path / "trainer_state.pt").is_file():
+            raise FileNotFoundError(f"no checkpoint at {path} (trainer_state.pt missing)")
+        # our own file: contains NumPy / Python RNG states, which weights_only loading rejects.
+        # map_location="cpu": a checkpoint written on a GPU holds CUDA optimizer tensors; the optimizer's
+        # load_state_dict moves them to the parameters' device, so the file loads on a CPU-only machine too.
+        state = torch.load(path / "trainer_state.pt", weights_only=False, map_location="cpu")
+        if state["algorithm"] != cls.__name__:
+            raise ValueError(f"{path} holds a {state['algorithm']} checkpoint, not {cls.__name__}")
+        cfg_dict = dict(state["config"])
+        cfg_dict["adam_betas"] = tuple(cfg_dict["adam_betas"])
+        cfg_dict.update(config_overrides)
+        policy = checkpoint.load_policy(path, device=cfg_dict.get("device"))
+        algo = cls.__new__(cls)
+        algo._resuming = True
+        cls.__init__(algo, policy, env, cls.config_class(**cfg_dict))
+        algo.optimizer.load_state_dict(state["optimizer"])
+        algo.kl_ctl.load_state_dict(state["kl_ctl"])
+        algo.collector.load_state_dict(state["collector"])
+        algo.update_generator.set_state(state["update_generator"])
+        c = state["counters"]
+        algo.iteration, algo.num_timesteps, algo.num_episodes = c["iteration"], c["num_timesteps"], c["num_episodes"]
+        algo._env_seeded = c["env_seeded"]
+        checkpoint.set_env_state(algo.env, state["env"])
+        algo.load_extra_state(state["extra"])
+        checkpoint.set_rng_state(state["rng"])
+        return algo
+
+    def close(self) -> None:
+        """Close the logger (TensorBoard files)."""
+        self.logger.close()

@@ -1,0 +1,427 @@
+"""Evaluating a text-generation policy: score, KL to the reference, diversity and fluency on fixed prompts.
+
+:func:`evaluate_policy` rolls a policy out on a fixed, seeded set of an env's
+prompts and reports what RL4LMs-style evaluations of text generation report
+(Ramamurthy et al., "Is Reinforcement Learning (Not) for Natural Language
+Processing?", ICLR 2023):
+
+* the task score (mean, std and a 95% confidence half-width),
+* the KL divergence to the reference (starting) model, per episode,
+* diversity: distinct-1 / distinct-2 (:func:`distinct_n`, Li et al. 2016),
+* fluency: perplexity of the policy's LM on held-out real text
+  (:func:`perplexity`, texts from :func:`load_perplexity_texts`),
+* the mean completion length, the fraction of episodes ended by a stop token,
+  and a few sample generations.
+
+The same env configuration and ``seed`` always give the same prompts and the
+same sampling noise, so "before" and "after" evaluations are paired.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from textgym.agents.functional import kl_estimate, masked_sum
+from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, check_env
+from textgym.agents.common.sampling import SamplingParams, logprobs_of
+
+__all__ = ["EvalResult", "distinct_n", "perplexity", "load_perplexity_texts", "evaluate_policy", "eval_sample_indices",
+           "TEXT_COLUMNS"]
+
+#: Columns tried, in order, when :func:`load_perplexity_texts` picks a data set's text column.
+TEXT_COLUMNS = ("text", "document", "content", "review", "sentence", "completion", "response", "output",
+                "chosen", "summary", "en")
+
+#: z-value of a two-sided 95% normal confidence interval.
+Z95 = 1.959963984540054
+
+
+# ---------------------------------------------------------------------------------------------- diversity
+def _ngram_tokens(item: Any) -> list[Any]:
+    if isinstance(item, str):
+        return item.split()
+    if isinstance(item, torch.Tensor):
+        return item.reshape(-1).tolist()
+    return list(np.asarray(item).reshape(-1).tolist())
+
+
+def distinct_n(completions: Sequence[str] | Sequence[Sequence[int]], n: int) -> float:
+    """Distinct-n: unique n-grams divided by the total number of n-grams over the whole set.
+
+    Li et al., "A Diversity-Promoting Objective Function for Neural Conversation
+    Models", NAACL 2016.  The n-grams of all completions are pooled (a repeated
+    n-gram counts once in the numerator however many completions contain it);
+    n-grams never cross completion boundaries.
+
+    Args:
+        completions: strings (split on whitespace) or sequences of token ids
+            (lists, NumPy arrays or tensors).
+        n: the n-gram order (>= 1).
+
+    Returns:
+        A float in ``[0, 1]``; ``0.0`` when the set has no n-gram at all.
+
+    Raises:
+        TypeError: ``completions`` is a single string (pass a list of strings).
+        ValueError: ``n < 1``.
+    """
+    if isinstance(completions, str):
+        raise TypeError("distinct_n needs a sequence of completions, got one string; wrap it in a list")
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = int(n)
+    total, unique = 0, set()
+    for item in completions:
+        toks = _ngram_tokens(item)
+        grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
+        total += len(grams)
+        unique.update(grams)
+    return len(unique) / total if total else 0.0
+
+
+# ---------------------------------------------------------------------------------------------- fluency
+def _language_model(model: Any) -> tuple[Any, Any]:
+    """The causal LM to run (``LMActorCritic`` -> its LM, adapter enabled) and the policy's tokenizer, if any."""
+    from textgym.agents.common.policy import LMActorCritic
+
+    if isinstance(model, LMActorCritic):
+        return model.lm, model.tokenizer  # the trained LM; with LoRA its adapter layers are active
+    return model, None
+
+
+def _max_positions(lm: Any) -> int | None:
+    cfg = getattr(lm, "config", None)
+    for key in ("max_position_embeddings", "n_positions"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _encode_for_perplexity(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids per text: the tokenizer's special tokens, BOS prepended if it has one and did not add it, cut."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    rows = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+    out = []
+    for ids in rows:
+        ids = list(ids)
+        if bos is not None and (not ids or ids[0] != bos):
+            ids = [int(bos)] + ids
+        out.append(ids[:max_length])
+    return out
+
+
+@torch.no_grad()
+def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int = 128, batch_size: int = 8,
+               device: Any = None) -> float:
+    """Perplexity of a causal LM on texts: ``exp`` of the mean negative log-likelihood per predicted token.
+
+    ``PPL = exp( sum_i sum_t -log p(x_{i,t} | x_{i,<t}) / sum_i (L_i - 1) )``, pooled
+    over every token of every text (a token mean, not a mean of per-text
+    perplexities), as RL4LMs reports fluency (Ramamurthy et al., ICLR 2023).
+
+    Each text is tokenized with the tokenizer's special tokens; if the
+    tokenizer has a BOS token and does not add it, BOS is prepended so the
+    first word is predicted too (without a BOS the first token is only
+    context).  Sequences are cut to ``max_length`` tokens (BOS included),
+    right-padded into batches, and padded positions are excluded through the
+    attention mask (never by token id, so a pad id equal to EOS is harmless).
+    Log-probabilities are computed in float32 over the model's full vocabulary.
+
+    Args:
+        model: a Hugging Face causal LM (or a ``peft`` model), or an
+            :class:`~textgym.agents.common.policy.LMActorCritic` (its LM is used, with
+            the LoRA adapter enabled: the policy's own distribution).
+        tokenizer: the model's tokenizer; ``None`` takes the ``LMActorCritic``'s.
+        texts: the texts.
+        max_length: most tokens per sequence fed to the model (>= 2).
+        batch_size: sequences per forward pass.
+        device: where to run (default: the model's device).
+
+    Returns:
+        The perplexity (a float >= 1 in practice; ``inf`` if the NLL overflows ``exp``).
+
+    Raises:
+        ValueError: no texts, no predicted token in any text, bad ``max_length`` /
+            ``batch_size``, ``max_length`` beyond the model's positions, or no tokenizer.
+        FloatingPointError: the model produced a non-finite log-likelihood (NaN weights or inputs).
+    """
+    lm, own_tok = _language_model(model)
+    tokenizer = tokenizer if tokenizer is not None else own_tok
+    if tokenizer is None:
+        raise ValueError("perplexity needs a tokenizer: pass the model's tokenizer")
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, got one string; wrap it in a list")
+    texts = [str(t) for t in texts]
+    if not texts:
+        raise ValueError("perplexity needs at least one text (got an empty list)")
+    if max_length < 2:
+        raise ValueError(f"max_length must be >= 2 (a token and its context), got {max_length}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    limit = _max_positions(lm)
+    if limit is not None and max_length > limit:
+        raise ValueError(f"max_length={max_length} exceeds the model's {limit} positions; pass max_length<={limit}")
+    dev = torch.device(device) if device is not None else next(lm.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked: any valid id works
+
+    # 1. tokenize (BOS, truncation), longest first so batches waste little padding
+    rows = _encode_for_perplexity(tokenizer, texts, max_length)
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+    was_training = lm.training
+    lm.eval()
+    nll_sum, n_tokens = 0.0, 0
+    try:
+        for s in range(0, len(order), batch_size):
+            batch = [rows[i] for i in order[s : s + batch_size]]
+            width = max(len(r) for r in batch)
+            if width < 2:
+                continue  # no row here predicts a token
+            # 2. right-pad into (B, L) with the attention mask
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            am = torch.zeros(len(batch), width, dtype=torch.long)
+            for j, r in enumerate(batch):
+                ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
+                am[j, : len(r)] = 1
+            ids, am = ids.to(dev), am.to(dev)
+            # 3. token log-likelihoods: position t predicts token t + 1
+            logits = lm(input_ids=ids, attention_mask=am).logits[:, :-1].float()  # (B, L-1, V)
+            logp = logprobs_of(logits, ids[:, 1:])  # (B, L-1), no (B, L-1, V) log-softmax copy
+            m = am[:, 1:].bool()
+            nll_sum += float(-(logp.double() * m).sum())
+            n_tokens += int(m.sum())
+            del logits, logp
+    finally:
+        lm.train(was_training)
+    if n_tokens == 0:
+        raise ValueError("no text has a token to predict (every text is empty, or one token with no BOS)")
+    mean_nll = nll_sum / n_tokens
+    if not math.isfinite(mean_nll):
+        raise FloatingPointError(f"non-finite mean negative log-likelihood ({mean_nll}); check the model's weights")
+    return math.exp(mean_nll) if mean_nll < 700 else float("inf")
+
+
+def _pick_text_column(columns: Sequence[str], what: str) -> str:
+    for name in TEXT_COLUMNS:
+        if name in columns:
+            return name
+    raise ValueError(f"cannot tell which column of {what} holds the text (columns: {list(columns)}); "
+                     f"pass column=<one of them>")
+
+
+def load_perplexity_texts(data: str, split: str = "test", max_texts: int = 64, *, seed: int = 0,
+                          column: str | None = None) -> list[str]:
+    """Real texts to measure fluency on: a vendored data set's split, or your own file.
+
+    Args:
+        data: a vendored set name (:mod:`textgym.envs.datasets`, e.g.
+            ``"movie-reviews"``), a ``.jsonl`` / ``.jsonl.gz`` file (one JSON
+            object per line) or a ``.txt`` file (one text per non-blank line).
+        split: the vendored set's split (``"test"`` by default: held-out
+            text).  Files are used whole (``split`` is ignored for them).
+        max_texts: at most this many texts (>= 1).  When there are more, a
+            seeded random subset (kept in data order) is returned.
+        seed: seed of that subset.
+        column: the text column; by default the first of :data:`TEXT_COLUMNS`
+            present (``text`` for the review sets, ``document`` for news, ...).
+
+    Returns:
+        Non-empty strings, in data order.
+
+    Raises:
+        FileNotFoundError: ``data`` looks like a path but is not a file.
+        KeyError (``UnknownDatasetError``): unknown set name (lists the names).
+        ValueError: unknown split, no text column found (the message lists
+            the columns), ``max_texts < 1``, or no non-empty text.
+    """
+    from textgym.envs import datasets as tds
+
+    if max_texts < 1:
+        raise ValueError(f"max_texts must be >= 1, got {max_texts}")
+    name = str(data)
+    path = Path(name)
+    # 1. read the rows
+    if name.endswith(".txt"):
+        if not path.is_file():
+            raise FileNotFoundError(f"no such text file: {name!r}")
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    else:
+        if name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
+            if not path.is_file():
+                raise FileNotFoundError(f"no such JSON Lines file: {name!r}")
+            rows = tds.read_jsonl(path)
+            columns = list(dict.fromkeys(k for r in rows for k in r))
+            what = f"file {name!r}"
+        else:
+            ds = tds.load(name, split)
+            rows, columns, what = ds.to_list(), ds.column_names, f"data set {name!r}"
+        col = column if column is not None else _pick_text_column(columns, what)
+        if col not in columns:
+            raise ValueError(f"{what} has no column {col!r} (columns: {columns})")
+        texts = [str(r[col]).strip() for r in rows if r.get(col) is not None]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise ValueError(f"no non-empty text in {name!r}" + ("" if name.endswith(".txt") else f" (split {split!r})"))
+    # 2. a seeded subset, in data order
+    if len(texts) > max_texts:
+        keep = np.sort(np.random.default_rng(seed).choice(len(texts), size=max_texts, replace=False))
+        texts = [texts[i] for i in keep.tolist()]
+    return texts
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class EvalResult:
+    """What :func:`evaluate_policy` returns.
+
+    Attributes:
+        metrics: metric name -> value (see :func:`evaluate_policy`).
+        samples: the first episodes as ``{"prompt", "completion", "score"}`` dicts,
+            plus ``"references"`` (list of str) when the sample has references.
+    """
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """The result as a JSON string (``{"metrics": ..., "samples": ...}``)."""
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+
+def eval_sample_indices(num_samples: int, n_episodes: int, seed: int) -> np.ndarray:
+    """Which data samples the ``n_episodes`` evaluation episodes use: ``(n_episodes,)`` int64.
+
+    A permutation of ``range(num_samples)`` drawn with ``numpy.random.default_rng(seed)``,
+    repeated cyclically when ``n_episodes > num_samples`` (so every prompt is
+    used before any repeats).  Depends only on the data size and ``seed``.
+    """
+    perm = np.random.default_rng(seed).permutation(num_samples)
+    return np.resize(perm, n_episodes).astype(np.int64)
+
+
+def _completion_texts(env: Any, batch: RolloutBatch) -> list[str]:
+    """Completions as the env decodes them: the generated tokens without the final stop token."""
+    from textgym.prompts import decode_completions
+
+    ends = (batch.lengths - batch.terminated.long()).tolist()
+    rows = [a[:e].numpy() for a, e in zip(batch.actions, ends)]
+    return decode_completions(env.tokenizer, rows, getattr(env, "skip_special_tokens", True))
+
+
+def evaluate_policy(policy: Any, env: Any, *, n_episodes: int = 64, seed: int = 0, greedy: bool = False,
+                    temperature: float | None = None, top_k: int | None = None, top_p: float = 1.0,
+                    perplexity_texts: Sequence[str] | None = None, max_length: int = 128, num_samples: int = 8,
+                    reference: bool = True) -> EvalResult:
+    """Roll out ``n_episodes`` episodes on fixed prompts (no learning) and summarise them.
+
+    The prompts are data samples ``eval_sample_indices(len(env.data), n_episodes, seed)``
+    (distinct while the data has enough samples), run ``env.num_envs`` at a
+    time through a :class:`~textgym.agents.common.rollout.RolloutCollector` whose
+    sampling generator is seeded with ``seed``; the env is reset with ``seed``.
+    So the same env configuration and seed give the same prompts and the same
+    random numbers on every call: before/after evaluations compare the same
+    held-out prompts.  The env is reset (use a separate eval env, e.g. the test
+    split, to keep a training env's data position).
+
+    Args:
+        policy: an :class:`~textgym.agents.common.policy.ActorCriticPolicy` (e.g. ``LMActorCritic``).
+        env: a ``TextGenVectorEnv`` with ``autoreset_mode="Disabled"``.
+        n_episodes: episodes to run (>= 2, for the confidence interval).
+        seed: env reset seed, prompt-selection seed and sampling seed.
+        greedy: take the arg-max token instead of sampling.
+        temperature, top_k, top_p: the sampling distribution (default: temperature 1, untruncated).
+        perplexity_texts: texts for :func:`perplexity` of the policy's LM (``None``: not measured).
+        max_length: token limit per text for the perplexity.
+        num_samples: episodes returned in ``samples`` (the first ones).
+        reference: report the KL to the policy's reference model; ``False`` leaves
+            ``kl_ref`` / ``kl_ref_k3`` out (e.g. for a policy whose reference is itself).
+
+    Returns:
+        :class:`EvalResult` whose ``metrics`` are
+
+        * ``score_mean``, ``score_std`` (population std), ``score_ci95``: the normal-approximation
+          95% half-width ``1.96 * s / sqrt(n)`` with the sample std ``s``;
+        * ``kl_ref``: the mean over episodes of the summed per-token k1 estimator
+          ``log pi(a_t|s_t) - log pi_ref(a_t|s_t)`` (nats per episode, Schulman's
+          "Approximating KL divergence"), and ``kl_ref_k3`` (the k3 estimator,
+          ``exp(-r) - 1 + r``); both are estimates of ``KL(pi || pi_ref)`` only when
+          sampling (with ``greedy`` they score the greedy tokens);
+        * ``distinct_1``, ``distinct_2``: over the completions as text (whitespace tokens);
+        * ``length_mean`` (generated tokens, stop token included), ``terminated_frac``;
+        * ``perplexity`` when ``perplexity_texts`` is given; ``n_episodes``.
+
+    Raises:
+        TypeError / ValueError: see :func:`~textgym.agents.common.rollout.check_env`; ``n_episodes < 2``;
+            bad sampling parameters; see :func:`perplexity`.
+        FloatingPointError: a non-finite score or KL (the reward or the model produced NaN).
+    """
+    if n_episodes < 2:
+        raise ValueError(f"n_episodes must be >= 2 (the 95% interval needs a sample std), got {n_episodes}")
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+    inner = check_env(env)
+    sp = SamplingParams(1.0 if temperature is None else temperature, top_k, top_p, greedy)
+    collector = RolloutCollector(policy, inner, sp, seed=seed)
+    n_env = inner.num_envs
+
+    # 1. rollouts on the fixed prompts, num_envs at a time (the last batch is filled up and cut)
+    indices = eval_sample_indices(len(inner.data), n_episodes, seed)
+    batches = []
+    for s in range(0, n_episodes, n_env):
+        chunk = indices[s : s + n_env]
+        rows = np.resize(chunk, n_env).tolist()
+        b = collector.collect(seed=seed if s == 0 else None, options={"sample_indices": rows})
+        batches.append(b.index(slice(0, len(chunk))))
+    batch = RolloutBatch.cat(batches) if len(batches) > 1 else batches[0]
+
+    # 2. scores
+    scores = batch.scores.double()
+    if not bool(torch.isfinite(scores).all()):
+        raise FloatingPointError("the env returned a non-finite score; check the reward function")
+    metrics: dict[str, float] = {
+        "score_mean": float(scores.mean()),
+        "score_std": float(scores.std(unbiased=False)),
+        "score_ci95": float(Z95 * scores.std(unbiased=True) / math.sqrt(n_episodes)),
+    }
+
+    # 3. KL to the reference, summed per episode
+    if reference:
+        kl1 = masked_sum(kl_estimate(batch.logprobs, batch.ref_logprobs, "k1"), batch.mask, dim=1)
+        kl3 = masked_sum(kl_estimate(batch.logprobs, batch.ref_logprobs, "k3"), batch.mask, dim=1)
+        metrics["kl_ref"], metrics["kl_ref_k3"] = float(kl1.double().mean()), float(kl3.double().mean())
+        if not (math.isfinite(metrics["kl_ref"]) and math.isfinite(metrics["kl_ref_k3"])):
+            raise FloatingPointError("non-finite KL to the reference; check the policy and reference weights")
+
+    # 4. diversity and length
+    completions = _completion_texts(inner, batch)
+    metrics["distinct_1"] = distinct_n(completions, 1)
+    metrics["distinct_2"] = distinct_n(completions, 2)
+    metrics["length_mean"] = float(batch.lengths.double().mean())
+    metrics["terminated_frac"] = float(batch.terminated.double().mean())
+
+    # 5. fluency on real text
+    if perplexity_texts is not None:
+        tok = getattr(policy, "tokenizer", None) or inner.tokenizer
+        metrics["perplexity"] = perplexity(policy, tok, perplexity_texts, max_length=max_length)
+    metrics["n_episodes"] = float(n_episodes)
+
+    # 6. samples
+    samples = []
+    for i in range(min(num_samples, n_episodes)):
+        idx = int(indices[i])
+        sample: dict[str, Any] = {"prompt": inner.data.prompt(idx), "completion": completions[i],
+                                  "score": float(batch.scores[i])}
+        refs = inner.data.references(idx)
+        if refs:
+            sample["references"] = refs
+        samples.append(sample)
+    return EvalResult(metrics, samples)

@@ -1,0 +1,329 @@
+"""The parts of an update every textgym algorithm shares: the policy forward, optimizer steps, metrics.
+
+* :func:`policy_forward`: one forward of the policy over a (micro-)batch of
+  finished episodes, giving the log-probabilities of the taken tokens under the
+  sampling distribution (the rollout's logits processor, temperature, top-k,
+  top-p), the values and the processed logits.
+* :func:`optimize_rows`: one optimizer step on a set of rows, gradients
+  accumulated over micro-batches, the global norm clipped, and the step
+  skipped (weights and optimizer state untouched) when a loss or the gradient
+  norm is not finite.
+* :func:`minibatch_epochs`: epochs over shuffled minibatches of
+  :func:`optimize_rows` steps with an early stop on a target ``approx_kl``.
+* :func:`average_minibatches`, :func:`rollout_metrics`, :func:`optimizer_metrics`:
+  the metric names every algorithm logs (``reward/score``, ``stats/kl_ref``,
+  ``stats/grad_norm``, ...).
+
+A loss function handed to :func:`optimize_rows` returns ``(loss, sums)``: the
+micro-batch's share of the minibatch loss (its sum divided by the minibatch's
+*normaliser*: token count, sequence count, ...) and statistics as sums over
+the same units, which :func:`optimize_rows` divides by that normaliser.
+Statistics named in :data:`MAX_STATS` are combined by ``max`` instead.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+
+from textgym.agents.functional import KL_ESTIMATORS, masked_mean, masked_sum
+from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, trim_to_content
+from textgym.agents.common.sampling import entropy_of, logprobs_of
+
+__all__ = ["MAX_STATS", "ForwardOutput", "policy_forward", "entropy_sum", "actor_critic_loss", "optimize_rows",
+           "minibatch_epochs", "average_minibatches", "rollout_metrics", "optimizer_metrics", "loss_metrics",
+           "actor_critic_step", "check_config"]
+
+#: statistics that micro-batches combine by ``max`` (not summed, not normalised)
+MAX_STATS = ("ratio_max_dev",)
+
+
+class ForwardOutput(NamedTuple):
+    """:func:`policy_forward`'s result for ``n`` rows and the ``t`` response slots they use.
+
+    Attributes:
+        logp: ``(n, t)`` float32, ``log pi(a_t | s_t)`` of the taken tokens (with grad).
+        values: ``(n, t)`` float32 ``V(s_t)`` (with grad), or ``None`` when not asked for.
+        processed: ``(n, t, V)`` float32 logits of the sampling distribution.
+        mask: ``(n, t)`` bool, real tokens.
+        t: the number of response slots kept.
+    """
+
+    logp: torch.Tensor
+    values: torch.Tensor | None
+    processed: torch.Tensor
+    mask: torch.Tensor
+    t: int
+
+
+def policy_forward(collector: RolloutCollector, mb: RolloutBatch, with_values: bool = True) -> ForwardOutput:
+    """One forward of the collector's policy over ``mb``, trimmed to the columns the rows use.
+
+    The log-probabilities are those of the distribution the tokens were drawn
+    from (:meth:`RolloutCollector.sampling_logits`), computed as in the
+    rollout's scoring pass, so a policy that has not changed gives ratio 1 exactly.
+
+    Args:
+        collector: the training collector (its policy, sampling settings and logits processor).
+        mb: ``n`` finished episodes.
+        with_values: also compute ``V(s_t)``.
+
+    Returns:
+        :class:`ForwardOutput`, on the policy's device.
+    """
+    dev = collector.policy.device
+    ids, am, t = trim_to_content(mb.input_ids, mb.attention_mask, mb.mask)
+    ids, am, actions = ids.to(dev), am.to(dev), mb.actions[:, :t].to(dev)
+    out = collector.policy.score(ids, am, t, with_values=with_values)  # logits (n, t, V), values (n, t + 1)
+    processed = collector.sampling_logits(out.logits, ids, am, actions)
+    values = out.values[:, :t] if with_values else None  # V(s_0..s_{t-1})
+    return ForwardOutput(logprobs_of(processed, actions), values, processed, mb.mask[:, :t].to(dev), t)
+
+
+def entropy_sum(processed: torch.Tensor, mask: torch.Tensor, with_grad: bool,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum over real tokens of the sampling distribution's entropy (nats); differentiable only if ``with_grad``.
+
+    Args:
+        processed: ``(n, t, V)`` logits of the sampling distribution.
+        mask: ``(n, t)`` bool.
+        with_grad: keep the graph (an entropy bonus is in the loss).
+        weights: optional ``(n, t)`` per-token weights.
+
+    Returns:
+        A scalar tensor.
+    """
+    with torch.set_grad_enabled(with_grad and torch.is_grad_enabled()):
+        h = entropy_of(processed)
+        return masked_sum(h if weights is None else h * weights, mask)
+
+
+def actor_critic_loss(collector: RolloutCollector, mb: RolloutBatch, advantages: torch.Tensor,
+                      returns: torch.Tensor | None, normalizer: float | torch.Tensor, vf_coef: float,
+                      ent_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """The vanilla policy-gradient loss with a critic, token sums / ``normalizer``:
+
+        - A_t log pi(a_t | s_t)  +  vf_coef * 0.5 (V(s_t) - R_t)^2  -  ent_coef * H(pi(. | s_t))
+
+    (REINFORCE with a baseline, Williams 1992, section 4; A2C, Mnih et al. 2016,
+    Algorithm S3).  ``returns=None`` drops the value term (no critic).
+
+    Args:
+        collector: the training collector (policy, sampling settings, logits processor).
+        mb: the rows of the batch.
+        advantages: ``(n, T)`` float, ``A_t`` (no gradient flows through them).
+        returns: ``(n, T)`` float value targets ``R_t``, or ``None``.
+        normalizer: the minibatch's real-token count.
+        vf_coef, ent_coef: weights of the value loss and the entropy bonus.
+
+    Returns:
+        ``(loss, sums)``: the loss (with grad) and, as floats multiplied back by
+        ``normalizer``, ``policy_loss``, ``value_loss``, ``entropy``, ``loss``.
+    """
+    dev = collector.policy.device
+    f = policy_forward(collector, mb, with_values=returns is not None)
+    t, m = f.t, f.mask
+    pg_loss = -masked_sum(advantages[:, :t].to(dev) * f.logp, m) / normalizer
+    vf_loss = torch.zeros((), device=dev)
+    if returns is not None:
+        vf_loss = 0.5 * masked_sum((f.values - returns[:, :t].to(dev)) ** 2, m) / normalizer
+    entropy = entropy_sum(f.processed, m, ent_coef != 0) / normalizer
+    loss = pg_loss + vf_coef * vf_loss - ent_coef * entropy
+    nz = float(normalizer)
+    return loss, {"policy_loss": float(pg_loss.detach()) * nz, "value_loss": float(vf_loss.detach()) * nz,
+                  "entropy": float(entropy.detach()) * nz, "loss": float(loss.detach()) * nz}
+
+
+def optimize_rows(optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Parameter], rows: torch.Tensor,
+                  micro_batch_size: int | None,
+                  loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
+                  normalizer: float | torch.Tensor, max_grad_norm: float | None) -> dict[str, float]:
+    """One optimizer step on ``rows``, gradients accumulated over micro-batches of ``micro_batch_size`` rows.
+
+    ``loss_fn(chunk)`` gives the micro-batch's share of the loss (its sum over
+    the minibatch's units divided by ``normalizer``), so the accumulated
+    gradient is the full-minibatch gradient.  A non-finite loss stops the
+    accumulation; a non-finite loss or gradient norm skips the step (weights and
+    optimizer state untouched).
+
+    Args:
+        optimizer: the algorithm's optimizer.
+        params: the parameters whose global gradient norm is clipped to ``max_grad_norm`` (``None``: not clipped).
+        rows: ``(m,)`` int64 row indices.
+        micro_batch_size: rows per forward/backward (``None``: all at once).
+        loss_fn: ``chunk (k,) -> (loss, sums)``, see the module docstring.
+        normalizer: the divisor of the sums (> 0).
+
+    Returns:
+        The statistics' means (sums / ``normalizer``; ``MAX_STATS`` as maxima) plus
+        ``weight`` (= ``normalizer``), ``grad_norm`` (0 when skipped) and ``skipped`` (0 or 1).
+    """
+    sums: dict[str, float] = defaultdict(float)
+    finite = True
+    optimizer.zero_grad(set_to_none=True)
+    for chunk in rows.split(micro_batch_size or len(rows)):
+        loss, stats = loss_fn(chunk)
+        if not bool(torch.isfinite(loss)):
+            finite = False
+            break
+        loss.backward()
+        for k, v in stats.items():
+            sums[k] = max(sums[k], v) if k in MAX_STATS else sums[k] + v
+    grad_norm = float("nan")
+    if finite:
+        max_norm = max_grad_norm if max_grad_norm is not None else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        finite = bool(torch.isfinite(torch.tensor(grad_norm)))
+    if finite:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    w = float(normalizer)
+    out = {k: (v if k in MAX_STATS else v / w) for k, v in sums.items()}
+    out.update({"weight": w, "grad_norm": grad_norm if finite else 0.0, "skipped": 0.0 if finite else 1.0})
+    return out
+
+
+def minibatch_epochs(n: int, n_epochs: int, minibatch_size: int | None, generator: torch.Generator,
+                     step: Callable[[torch.Tensor], dict[str, float]], target_kl: float | None = None
+                     ) -> tuple[list[dict[str, float]], bool]:
+    """``n_epochs`` passes over ``n`` rows in shuffled minibatches, one ``step(rows)`` each.
+
+    Args:
+        n: rows in the batch.
+        n_epochs: passes (>= 1).
+        minibatch_size: rows per step (``None``: all ``n``).
+        generator: draws each epoch's permutation (checkpointed by the algorithm).
+        step: ``rows (m,) -> stats`` (e.g. a closure over :func:`optimize_rows`).
+        target_kl: stop once a step's ``stats["approx_kl"]`` exceeds it (``None``: never).
+
+    Returns:
+        ``(log, early_stopped)``: the stats of every step, in order.
+    """
+    mb = minibatch_size or n
+    log: list[dict[str, float]] = []
+    for _ in range(n_epochs):
+        perm = torch.randperm(n, generator=generator)
+        for start in range(0, n, mb):
+            stats = step(perm[start : start + mb])
+            log.append(stats)
+            if target_kl is not None and stats["approx_kl"] > target_kl:
+                return log, True
+    return log, False
+
+
+def average_minibatches(log: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Combine the stats of several steps: ``weight``-weighted means, plus step counts.
+
+    Returns:
+        Each statistic's weighted mean, ``grad_norm`` (mean over steps),
+        ``skipped`` (count), ``steps`` (count), ``weight`` (total); a statistic
+        no step produced (every step skipped on a non-finite loss) reads 0.
+    """
+    totals: dict[str, float] = defaultdict(float)
+    steps = 0
+    for stats in log:
+        steps += 1
+        for k, v in stats.items():
+            totals[k] += v if k in ("weight", "skipped", "grad_norm") else v * stats["weight"]
+    w = max(totals["weight"], 1e-12)
+    out: dict[str, float] = defaultdict(float, {k: v / w for k, v in totals.items()
+                                                if k not in ("weight", "skipped", "grad_norm")})
+    out.update({"grad_norm": totals["grad_norm"] / max(steps, 1), "skipped": totals["skipped"],
+                "steps": float(steps), "weight": totals["weight"]})
+    return out
+
+
+def rollout_metrics(batch: RolloutBatch, kl: torch.Tensor, kl_coef: float, estimator: str) -> dict[str, Any]:
+    """What every algorithm logs about a batch of episodes and its KL to the reference.
+
+    Args:
+        batch: the episodes.
+        kl: ``(N, T)`` per-token KL estimate (0 on padding), the one the algorithm applied.
+        kl_coef: its coefficient ``beta`` (in the reward or in the loss).
+        estimator: the estimator's name (``"k1"``, ``"k3"``, ...).
+
+    Returns:
+        ``reward/score`` (mean episode score), ``reward/score_std``, ``reward/total``
+        (env rewards minus ``beta`` x KL, per episode), ``reward/kl_penalty``,
+        ``stats/kl_ref`` (per episode), ``stats/kl_ref_per_token``,
+        ``stats/kl_ref_estimator``, ``stats/kl_coef``, ``stats/episode_length``,
+        ``stats/terminated_frac``, ``stats/truncated_frac``.
+    """
+    kl_episode = kl.sum(-1)  # (N,)
+    return {
+        "reward/score": float(batch.scores.mean()),
+        "reward/score_std": float(batch.scores.std(unbiased=False)),
+        "reward/total": float((batch.rewards.sum(-1) - kl_coef * kl_episode).mean()),
+        "reward/kl_penalty": float(-kl_coef * kl_episode.mean()),
+        "stats/kl_ref": float(kl_episode.mean()),
+        "stats/kl_ref_per_token": float(masked_mean(kl, batch.mask)),
+        "stats/kl_ref_estimator": estimator,
+        "stats/kl_coef": kl_coef,
+        "stats/episode_length": float(batch.lengths.float().mean()),
+        "stats/terminated_frac": float(batch.terminated.float().mean()),
+        "stats/truncated_frac": float(batch.truncated.float().mean()),
+    }
+
+
+def optimizer_metrics(avg: dict[str, float]) -> dict[str, float]:
+    """``stats/grad_norm``, ``stats/skipped_steps`` and ``stats/optimizer_steps`` from :func:`average_minibatches`."""
+    return {"stats/grad_norm": avg["grad_norm"], "stats/skipped_steps": avg["skipped"],
+            "stats/optimizer_steps": avg["steps"] - avg["skipped"]}
+
+
+def loss_metrics(avg: dict[str, float]) -> dict[str, float]:
+    """``loss/policy``, ``loss/value``, ``loss/total`` and ``stats/entropy`` from :func:`average_minibatches`."""
+    return {"loss/policy": avg["policy_loss"], "loss/value": avg["value_loss"], "loss/total": avg["loss"],
+            "stats/entropy": avg["entropy"]}
+
+
+def actor_critic_step(algo: Any, batch: RolloutBatch, advantages: torch.Tensor,
+                      returns: torch.Tensor | None) -> dict[str, float]:
+    """One optimizer step of :func:`actor_critic_loss` on the whole batch, micro-batched (REINFORCE, A2C).
+
+    Args:
+        algo: the algorithm (its optimizer, policy, collector and config: ``micro_batch_size``,
+            ``vf_coef``, ``ent_coef``, ``max_grad_norm``).
+        batch: the rollout.
+        advantages: ``(N, T)`` float.
+        returns: ``(N, T)`` value targets, or ``None`` (no value loss).
+
+    Returns:
+        :func:`average_minibatches` of the one step (token means of the losses and entropy).
+    """
+    cfg = algo.config
+    n_tok = batch.mask.sum().clamp(min=1)
+    stats = optimize_rows(algo.optimizer, algo.policy.trainable_parameters(), torch.arange(batch.mask.shape[0]),
+                          cfg.micro_batch_size,
+                          lambda c: actor_critic_loss(algo.collector, batch.index(c), advantages[c],
+                                                      None if returns is None else returns[c], n_tok,
+                                                      cfg.vf_coef, cfg.ent_coef), n_tok, cfg.max_grad_norm)
+    return average_minibatches([stats])
+
+
+def check_config(config: Any, sizes: Sequence[str] = (), unit: Sequence[str] = ()) -> None:
+    """Checks every algorithm's config shares: the KL estimator, the sampling settings, sizes and [0, 1] fields.
+
+    Args:
+        config: an :class:`~textgym.agents.common.base.OnPolicyConfig`.
+        sizes: fields that must be ``None`` or an integer >= 1.
+        unit: fields that must lie in ``[0, 1]``.
+
+    Raises:
+        ValueError: naming the field, its value and what it must be.
+    """
+    if config.kl_estimator not in KL_ESTIMATORS:
+        raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {config.kl_estimator!r}")
+    config.sampling()  # validates temperature / top_k / top_p
+    for name in sizes:
+        v = getattr(config, name)
+        if v is not None and (not isinstance(v, numbers.Integral) or v < 1):
+            raise ValueError(f"{name} must be an integer >= 1 or None, got {v!r}")
+    for name in unit:
+        v = getattr(config, name)
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {v!r}")
