@@ -11,8 +11,8 @@ Two probes, both read-only (no training), both seeded and reproducible:
   50, the model prefers the stereotype.
 * :func:`bold_bias` - BOLD (Dhamala et al., FAccT 2021): a stratified, seeded
   sample of each domain's prompts (``"Jacob Zachar is an American actor
-  whose"``) is continued with textgym's batched sampler
-  (:class:`~textgym.agents.common.rollout.RolloutCollector`), each continuation is
+  whose"``) is continued with the policy's batched KV-cache sampler
+  (:func:`generate_continuations`), each continuation is
   scored with a sentiment scorer (textgym's ``"sentiment"`` classifier and
   the ``"sentiment-vader"`` lexicon), and the result is the per-group mean
   with its CI and, per domain, the largest gap between two groups' means with
@@ -59,7 +59,7 @@ from textgym.agents.common.bootstrap import bootstrap_ci, bootstrap_diff_ci
 
 __all__ = ["Estimate", "GroupStat", "Gap", "CrowsPairsResult", "BoldResult", "shared_token_positions",
            "sequence_token_logprobs", "crows_pairs_score", "stereotype_score", "group_stats", "largest_gap",
-           "bold_sample", "generate_continuations", "bold_bias", "SCORERS", "CROWS_METHODS"]
+           "stratified_sample", "bold_sample", "generate_continuations", "bold_bias", "SCORERS", "CROWS_METHODS"]
 
 #: Sentence scores of :func:`crows_pairs_score`.
 CROWS_METHODS = ("shared", "full")
@@ -343,35 +343,45 @@ def crows_pairs_score(model: Any, pairs: Iterable[Mapping[str, Any]], tokenizer:
 
 
 # ---------------------------------------------------------------------------------------------- BOLD
+def stratified_sample(rows: Iterable[Mapping[str, Any]], by: Sequence[str], per_group: int, seed: int = 0
+                      ) -> list[dict[str, Any]]:
+    """``per_group`` rows of every group (rows with equal ``by`` columns), all of a smaller group.
+
+    Each group is shuffled with its own ``random.Random(f"{seed}:{key}")`` (``key``: the
+    group's values joined by ``/``), so a group's sample depends only on its own rows and
+    the seed.  Rows come back grouped, groups sorted by key.
+
+    Raises:
+        ValueError: ``per_group < 1``.
+    """
+    if per_group < 1:
+        raise ValueError(f"per_group must be >= 1, got {per_group}")
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(str(r[k]) for k in by), []).append(dict(r))
+    out = []
+    for key in sorted(groups):
+        items = groups[key]
+        random.Random(f"{seed}:{'/'.join(key)}").shuffle(items)
+        out.extend(items[:per_group])
+    return out
+
+
 def bold_sample(rows: Iterable[Mapping[str, Any]], per_group: int, seed: int = 0,
                 domains: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """A stratified sample: ``per_group`` prompts of every (domain, category), all of a smaller group.
-
-    Each group is shuffled with its own ``random.Random(f"{seed}:{domain}/{category}")``,
-    so a group's sample does not depend on the other groups or the row order of
-    other groups.  Rows come back grouped by domain then category (sorted).
+    """A stratified sample of BOLD prompts: ``per_group`` of every (domain, category) (:func:`stratified_sample`).
 
     Raises:
         ValueError: ``per_group < 1`` or a domain in ``domains`` that the rows lack (the message lists them).
     """
-    if per_group < 1:
-        raise ValueError(f"per_group must be >= 1, got {per_group}")
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((str(r["domain"]), str(r["category"])), []).append(dict(r))
-    have = sorted({d for d, _ in groups})
+    rows = list(rows)
+    have = sorted({str(r["domain"]) for r in rows})
     if domains is not None:
         unknown = [d for d in domains if d not in have]
         if unknown:
             raise ValueError(f"unknown BOLD domain(s) {unknown}; the data has {have}")
-    out = []
-    for key in sorted(groups):
-        if domains is not None and key[0] not in domains:
-            continue
-        items = groups[key]
-        random.Random(f"{seed}:{key[0]}/{key[1]}").shuffle(items)
-        out.extend(items[:per_group])
-    return out
+        rows = [r for r in rows if r["domain"] in domains]
+    return stratified_sample(rows, ("domain", "category"), per_group, seed)
 
 
 @torch.no_grad()
@@ -379,43 +389,64 @@ def generate_continuations(policy: Any, prompts: Sequence[str], *, max_new_token
                            temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0,
                            greedy: bool = False, batch_size: int = 32, seed: int = 0,
                            max_prompt_length: int = 64) -> list[str]:
-    """Continue raw-text ``prompts`` with textgym's batched sampler (prompts as given, no chat template).
+    """Continue raw-text ``prompts`` with the policy's batched KV-cache sampler (no chat template).
+
+    The rollout collector's generation loop without its scoring pass (a probe needs
+    no log-probabilities or values): left-padded prompts, one
+    :meth:`~textgym.agents.common.policy.LMActorCritic.prefill`, then one
+    ``decode_step`` per token, tokens drawn with
+    :func:`~textgym.agents.common.sampling.process_logits` /
+    :func:`~textgym.agents.common.sampling.sample_tokens`; a row stops at EOS.
 
     Args:
         policy: an :class:`~textgym.agents.common.policy.LMActorCritic` with a tokenizer.
         prompts: the texts to continue.
-        max_new_tokens: tokens generated at most (generation stops at EOS).
+        max_new_tokens: tokens generated at most.
         temperature, top_k, top_p, greedy: the sampling distribution.
-        batch_size: prompts per batch (rows of the vector env).
-        seed: seed of the sampling noise (batch ``i`` uses ``seed + i``).
-        max_prompt_length: longer prompts are cut on the left.
+        batch_size: prompts per batch.
+        seed: seed of the sampling noise (one ``torch.Generator`` for all batches).
+        max_prompt_length: longer prompts keep their last ``max_prompt_length`` tokens.
 
     Returns:
-        One continuation per prompt, stop token removed.
+        One continuation per prompt, EOS removed.
     """
-    from textgym.agents.common.rollout import RolloutCollector
-    from textgym.agents.common.sampling import SamplingParams
+    from textgym.agents.common.sampling import SamplingParams, process_logits, sample_tokens
     from textgym.prompts import decode_completions
-    from textgym.reward_api import FunctionReward
-    from textgym.vector_env import TextGenVectorEnv
 
-    tok = policy.tokenizer
-    zero = FunctionReward(lambda prompts, completions, **kw: np.zeros(len(completions), np.float32),
-                          batched=True, name="zero")
+    tok, dev = policy.tokenizer, policy.device
     sp = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
-    stop = [int(tok.eos_token_id)] if tok.eos_token_id is not None else []
+    eos = tok.eos_token_id
+    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
+    was_training = policy.training
+    policy.eval()
     out: list[str] = []
-    for i, start in enumerate(range(0, len(prompts), batch_size)):
-        chunk = list(prompts[start : start + batch_size])
-        env = TextGenVectorEnv(tok, [{"prompt": p} for p in chunk], zero, num_envs=len(chunk),
-                               max_prompt_length=max_prompt_length, max_new_tokens=max_new_tokens,
-                               stop_token_ids=stop, shuffle=False, vocab_size=policy.action_size,
-                               autoreset_mode="Disabled", info_completions=False)
-        col = RolloutCollector(policy, env, sp, seed=seed + i, rescore_policy=False)
-        b = col.collect(options={"sample_indices": list(range(len(chunk)))})
-        keep = b.mask & ~torch.isin(b.actions, torch.tensor(stop, dtype=torch.long))
-        out.extend(decode_completions(tok, [a[k] for a, k in zip(b.actions, keep)]))
-        env.close()
+    for start in range(0, len(prompts), batch_size):
+        enc = [list(tok(p, add_special_tokens=False)["input_ids"])[-max_prompt_length:] or [eos]
+               for p in prompts[start : start + batch_size]]
+        width = max(len(e) for e in enc)
+        ids = torch.full((len(enc), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(enc), width), dtype=torch.long)
+        for row, e in enumerate(enc):  # left padding
+            ids[row, width - len(e) :] = torch.tensor(e)
+            mask[row, width - len(e) :] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        step = policy.prefill(ids, mask)  # logits (N, V)
+        active = torch.ones(len(enc), dtype=torch.bool, device=dev)
+        new = torch.full((len(enc), max_new_tokens), pad, dtype=torch.long, device=dev)
+        keep = torch.zeros((len(enc), max_new_tokens), dtype=torch.bool, device=dev)
+        for t in range(max_new_tokens):
+            tokens = sample_tokens(process_logits(step.logits, sp), gen, sp.greedy)  # (N,)
+            ended = tokens == eos if eos is not None else torch.zeros_like(active)
+            new[:, t] = torch.where(active, tokens, pad)
+            keep[:, t] = active & ~ended
+            active = active & ~ended
+            if not bool(active.any()) or t == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, active.long()[:, None]], dim=1)
+            step = policy.decode_step(torch.where(active, tokens, pad), mask, step.cache)
+        out.extend(decode_completions(tok, [n[k].cpu() for n, k in zip(new, keep)]))
+    policy.train(was_training)
     return out
 
 

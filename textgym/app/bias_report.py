@@ -44,7 +44,9 @@ class BiasSettings:
     Attributes:
         crows: run the CrowS-Pairs probe.
         crows_method: ``shared`` (log-likelihood of the shared tokens) or ``full`` (whole sentence).
-        crows_max_pairs: score only the first this many pairs (``null``: all 1508).
+        crows_per_type: a seeded sample of this many pairs of each bias type (all of a
+            smaller type; ``null``: every pair of the 1508).
+        crows_max_pairs: then keep only the first this many pairs (``null``: no limit).
         crows_types: only these bias types (``null``: all nine).
         bold: run the BOLD probe.
         bold_per_group: prompts per (domain, category).
@@ -59,10 +61,11 @@ class BiasSettings:
 
     crows: bool = True
     crows_method: str = "shared"
+    crows_per_type: int | None = 30
     crows_max_pairs: int | None = None
     crows_types: list[str] | None = None
     bold: bool = True
-    bold_per_group: int = 6
+    bold_per_group: int = 5
     bold_domains: list[str] | None = None
     bold_max_new_tokens: int = 16
     scorers: list[str] = field(default_factory=lambda: list(_SCORERS))
@@ -74,7 +77,7 @@ class BiasSettings:
         """Raise ``ValueError`` (one line, naming the key) for a bad value."""
         if self.crows_method not in ("shared", "full"):
             raise ValueError(f"crows_method must be 'shared' or 'full', got {self.crows_method!r}")
-        for key in ("crows_max_pairs", "bold_per_group", "bold_max_new_tokens", "batch_size"):
+        for key in ("crows_per_type", "crows_max_pairs", "bold_per_group", "bold_max_new_tokens", "batch_size"):
             v = getattr(self, key)
             if v is not None and v < 1:
                 raise ValueError(f"{key} must be >= 1, got {v}")
@@ -107,8 +110,11 @@ def run_probes(policy: Any, settings: BiasSettings) -> dict[str, Any]:
             if bad:
                 raise ValueError(f"unknown crows_types {bad}; choose from {sorted(known)}")
             pairs = pairs.filter(lambda r: r["bias_type"] in settings.crows_types)
+        pairs = list(pairs)
+        if settings.crows_per_type is not None:
+            pairs = bias.stratified_sample(pairs, ("bias_type",), settings.crows_per_type, settings.seed)
         if settings.crows_max_pairs is not None:
-            pairs = pairs.select(range(min(settings.crows_max_pairs, len(pairs))))
+            pairs = pairs[: settings.crows_max_pairs]
         out["crows"] = bias.crows_pairs_score(policy, pairs, method=settings.crows_method,
                                               batch_size=settings.batch_size, seed=settings.seed)
     if settings.bold:
