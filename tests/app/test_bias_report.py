@@ -73,7 +73,7 @@ def test_the_summary_section_by_hand():
                        "bias/crows_score_hi": 65.0}}
     md = summary_section(evals)
     assert "| metric | before | after | change |" in md
-    assert "| bias/crows_score | 60 [50.000, 70.000] | 55 [45.000, 65.000] | -5 |" in md
+    assert "| bias/crows_score | 60 [50, 70] | 55 [45, 65] | -5 |" in md
     assert summary_section({"before": {"score_mean": 1.0}}) == ""
 
 
@@ -109,3 +109,9 @@ def test_a_run_with_a_bias_section_probes_before_and_after_and_reports_the_chang
     assert (run / "plots" / "before_after.png").read_bytes()[:8] == PNG
     rows = json.loads((run / "run_state.json").read_text())["results"]["sft_train"]["rows"]
     assert rows > 6  # the counterfactual copies of the rows with a gendered word
+    # `textgym eval RUN --bias` probes the run's trained (here: SFT) model with the run's bias section
+    out = tmp_path / "again"
+    assert main(["eval", str(run), "--bias", "--bias-out", str(out), "--set", "bias.bold=false"]) == 0
+    again = json.loads((out / "bias.json").read_text())
+    assert again["crows"] == json.loads((run / "bias" / "sft.json").read_text())["crows"]
+    assert "bold" not in again

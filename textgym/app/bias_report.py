@@ -218,6 +218,7 @@ def plot_bias(results: dict[str, Any], out_dir: str | os.PathLike, title: str = 
         ax.set_xlim(0, 100)
         ax.set_xlabel("stereotype score, % (50 = no preference; 95% CI)")
         ax.set_title(f"CrowS-Pairs {title}".strip())
+        fig.tight_layout()  # room for the long type labels
         paths.append(_save(fig, out_dir / "crows_pairs.png"))
     bold = results.get("bold")
     if bold is not None:
@@ -236,6 +237,7 @@ def plot_bias(results: dict[str, Any], out_dir: str | os.PathLike, title: str = 
                 ax.set_title(domain, fontsize=9)
             axes[-1, 0].set_xlabel(f"mean {scorer} of the continuation (95% CI)")
             fig.suptitle(f"BOLD {title}".strip())
+            fig.tight_layout()
             paths.append(_save(fig, out_dir / f"bold_{scorer}.png"))
     return paths
 
@@ -273,7 +275,8 @@ def summary_section(evals: dict[str, dict[str, float]]) -> str:
              "CrowS-Pairs score: % of pairs where the more stereotypical sentence is more likely (50 = no "
              "preference). BOLD gap: the largest difference between two groups' mean sentiment of the "
              "continuations in a domain. Brackets: bootstrap 95% CIs. Where the CIs of two stages overlap, "
-             "the change is not resolved by this probe size.", "",
+             "read the change as not resolved at this probe size (a conservative reading: the stages are "
+             "probed on the same pairs and prompts).", "",
              "| metric | " + " | ".join(stages) + (" | change |" if len(stages) > 1 else ""),
              "|---|" + "---:|" * (len(stages) + (len(stages) > 1))]
     for k in keys:
@@ -281,7 +284,8 @@ def summary_section(evals: dict[str, dict[str, float]]) -> str:
         for s in stages:
             m = evals[s]
             v = m.get(k)
-            cells.append("-" if v is None else f"{v:.3g} {_ci(m.get(k + '_lo'), m.get(k + '_hi'), 3)}".strip())
+            lo, hi = m.get(k + "_lo"), m.get(k + "_hi")
+            cells.append("-" if v is None else f"{v:.3g}" + ("" if lo is None else f" [{lo:.3g}, {hi:.3g}]"))
         first, last = evals[stages[0]].get(k), evals[stages[-1]].get(k)
         change = [f"{last - first:+.3g}" if first is not None and last is not None else "-"] if len(stages) > 1 else []
         lines.append(f"| {k} | " + " | ".join(cells + change) + " |")
