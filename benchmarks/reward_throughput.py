@@ -3,10 +3,13 @@
 Scores batches of 64 synthetic completions (about 20 words, one or two
 references each) with every built-in metric, rule and lexicon reward, with
 tiny randomly initialised model rewards (CPU), and runs the code-execution
-sandbox with parallel workers.  Prints one table.  Runs offline.
+sandbox (bubblewrap, one sandbox per program, parallel workers) on a toy
+program and on MBPP's reference solutions with their 3 tests each: its
+``completions/s`` is programs per second.  Prints one table.  Runs offline.
 
     python benchmarks/reward_throughput.py            # full run (a few minutes on 2 cores)
     python benchmarks/reward_throughput.py --quick    # fewer repeats, smaller sandbox batch
+    python benchmarks/reward_throughput.py --sandbox-only   # only the code-execution rows
 """
 
 from __future__ import annotations
@@ -62,6 +65,13 @@ def tiny_models():
             ("reward-model (tiny Llama)", R.RewardModelReward(llama, hf))]
 
 
+def mbpp_references(n: int) -> list[dict]:
+    """The first ``n`` problems of MBPP's test split (bundled data), with their reference solutions."""
+    from textgym.envs.datasets import load
+
+    return load("mbpp", "test").to_list()[:n]
+
+
 def measure(reward, prompts, completions, references, columns=None, repeats=3):
     call_reward(reward, prompts[:2], completions[:2], references=references[:2],
                 columns={k: v[:2] for k, v in (columns or {}).items()} or None)  # warm-up (lazy loads)
@@ -81,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=64, help="completions per batch (default 64)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="sandbox worker processes")
     parser.add_argument("--no-models", action="store_true", help="skip the tiny model rewards (no torch import)")
+    parser.add_argument("--sandbox-only", action="store_true", help="only the code-execution sandbox rows")
     parser.add_argument("--out-dir", default=None, help="where to write the table (default benchmarks/results)")
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else 3
@@ -88,9 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     concepts = [["cat", "dog", "run"]] * args.batch
 
     rows = []
-    rewards = [(name, R.make(name)) for name in
+    rewards = [] if args.sandbox_only else [(name, R.make(name)) for name in
                ["bleu", "sacrebleu", "chrf", "rouge1", "rouge2", "rougeL", "meteor", "exact-match", "token-f1"]]
-    rewards += [
+    rewards += [] if args.sandbox_only else [
         ("sentiment-vader", R.make("sentiment-vader")),
         ("length", R.make("length", target=20)),
         ("repetition", R.make("repetition")),
@@ -99,9 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for name, reward in rewards:
         rows.append((name, args.batch, *measure(reward, prompts, completions, references, repeats=repeats)))
-    rows.append(("keyword-coverage", args.batch, *measure(R.make("keyword-coverage"), prompts, completions,
-                                                          references, {"concepts": concepts}, repeats)))
-    if not args.no_models:
+    if not args.sandbox_only:
+        rows.append(("keyword-coverage", args.batch, *measure(R.make("keyword-coverage"), prompts, completions,
+                                                              references, {"concepts": concepts}, repeats)))
+    if not args.no_models and not args.sandbox_only:
         for name, reward in tiny_models():
             rows.append((name, args.batch, *measure(reward, prompts, completions, references, repeats=repeats)))
 
@@ -112,9 +124,15 @@ def main(argv: list[str] | None = None) -> None:
     rows.append((f"code-exec ({args.workers} workers)", n_code,
                  *measure(sandbox, ["# add\n"] * n_code, code, [[""]] * n_code,
                           {"test_list": [["assert add(1, 2) == 3", "assert add(0, 0) == 0"]] * n_code}, repeats)))
+    mbpp = mbpp_references(n_code)
+    rows.append((f"code-exec, MBPP references ({args.workers} workers)", n_code,
+                 *measure(sandbox, [""] * n_code, [r["code"] for r in mbpp], [[""]] * n_code,
+                          {"test_list": [r["test_list"] for r in mbpp],
+                           "test_setup_code": [r["test_setup_code"] for r in mbpp]}, repeats)))
+    assert sandbox.last_reasons == ["passed 3/3"] * n_code, sandbox.last_reasons
 
-    table = Table("reward_throughput", ["reward", "batch", "completions/s", "ms/batch"], {"completions/s": 0,
-                                                                                      "ms/batch": 1})
+    name = "reward_throughput-sandbox" if args.sandbox_only else "reward_throughput"
+    table = Table(name, ["reward", "batch", "completions/s", "ms/batch"], {"completions/s": 0, "ms/batch": 1})
     for row in rows:
         table.add(*row)
     table.emit(f"Reward throughput ({'quick' if args.quick else 'full'} run, CPU, best of {repeats})\n"

@@ -17,12 +17,13 @@
   by the env and counted in ``info["prompt_truncated_tokens"]``.
 * **Reward**: pass fraction of the unit tests, in ``[0, 1]``
   (``"code-exec"``: :class:`~textgym.rewards.CodeExecutionReward`, each
-  sample in its own resource-limited subprocess; MBPP: its 3 asserts (columns
-  ``test_list``, ``test_setup_code``), program = completion; HumanEval: its
-  ``check(candidate)`` (columns ``test``, ``entry_point``), program = prompt +
-  completion).  A fenced Markdown code block in the completion is extracted.
-  The reference solutions pass (1.0).  The sandbox is best effort: run
-  model-written code inside a container or VM as well.
+  sample in its own bubblewrap sandbox, the verdict decided outside it; MBPP:
+  its 3 asserts (columns ``test_list``, ``test_setup_code``), program =
+  completion; HumanEval: its ``check(candidate)`` (columns ``test``,
+  ``entry_point``), program = prompt + completion).  A fenced Markdown code
+  block in the completion is extracted.  The reference solutions pass (1.0).
+  What the sandbox isolates and what it does not: the README's
+  "Code-execution sandbox".
 * **Episode end**: EOS (terminated) or ``max_new_tokens`` tokens (truncated).
 * **References**: the reference solution (MBPP ``code``; HumanEval
   ``canonical_solution``, the body only).

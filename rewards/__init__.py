@@ -43,7 +43,7 @@ from textgym.reward_api import (
 )
 
 from .answer import CharMatchReward, TokenCountReward
-from .code_exec import CodeExecutionReward, ExecutionResult
+from .code_exec import CodeExecutionReward, ExecutionResult, SandboxUnavailable
 from .combine import RunningNormalizer, WeightedSum
 from .metric import (
     BLEUReward,
@@ -70,7 +70,7 @@ __all__ = [
     # models
     "ClassifierReward", "RewardModelReward", "SentimentReward", "VaderSentimentReward",
     # code, rules, combinators
-    "CodeExecutionReward", "ExecutionResult", "LengthReward", "RepetitionPenalty", "RegexReward",
+    "CodeExecutionReward", "ExecutionResult", "SandboxUnavailable", "LengthReward", "RepetitionPenalty", "RegexReward",
     "KeywordCoverageReward", "ConstantReward", "WeightedSum", "RunningNormalizer",
     # answers of the synthetic tasks
     "CharMatchReward", "TokenCountReward",

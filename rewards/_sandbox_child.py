@@ -1,35 +1,103 @@
-"""Child side of textgym's code-execution sandbox (run as ``python -I -S _sandbox_child.py``).
+"""Child side of textgym's code-execution sandbox (run as ``python -I -S -c <this file's source> FD``).
 
-Standalone (standard library only).  It reads the job from ``job.json`` in its
-working directory, deletes it, applies resource limits and in-process guards,
-runs the program, the setup code and each test, and appends one line per event
-to ``result.jsonl`` prefixed with a per-job nonce::
+Standalone (standard library only; it imports only built-in C modules, so that
+it starts fast).  It reads the job (``marshal``, written by the parent) from stdin, sets
+its resource limits, runs the program and the test setup code, then evaluates
+each *call under test* (an expression such as ``add(1, 2)``, with the test
+data it needs) and writes its value as tagged plain data (the encoder below;
+the parent's decoder is ``textgym.rewards._plain``) to the result pipe ``FD``,
+one line per call, each line starting with the job's nonce::
 
-    <nonce> {"event": "test", "i": 0, "ok": true, "error": ""}
-    <nonce> {"event": "done"}
-    <nonce> {"event": "abort", "reason": "..."}
+    <nonce> {"i": 0, "v": ["i", "3"]}
+    <nonce> {"i": 1, "e": "ZeroDivisionError: division by zero"}
+    <nonce> {"done": 2}
+    <nonce> {"abort": "<completion> failed: SyntaxError: ..."}
 
-The parent (``textgym.rewards.code_exec``) enforces the wall-clock limit,
-kills the process group and reads the results.
+The child never sees the expected values and never decides whether a test
+passed: the parent does (``textgym.rewards._verdict``).  The program runs in
+this same process and can change or forge anything written here; that can
+only make its own tests fail, since a passing value must equal an expected
+value the child never had.
 """
 
+import _signal
 import builtins
-import io
-import json
+import marshal
 import os
 import resource
-import signal
 import sys
+from _collections import OrderedDict, defaultdict, deque
+from _json import encode_basestring_ascii as _quote
 
-RESULT = "result.jsonl"
-
-
-class _TestTimeout(BaseException):
-    """Raised by SIGALRM when one test runs past its time limit."""
+MAX_RECORD = 1 << 20
 
 
-def _emit(fd, nonce, obj):
-    os.write(fd, (nonce + " " + json.dumps(obj) + "\n").encode("utf-8", "replace"))
+class _CallTimeout(BaseException):
+    """Raised by SIGALRM when one call under test runs past its time limit."""
+
+
+def encode(value, depth=0):
+    """JSON text of the tagged plain data of ``value`` (exact built-in types only; anything else: TypeError)."""
+    if depth > 64:
+        raise TypeError("value nested too deeply")
+    t = type(value)
+    if value is None:
+        return '["N"]'
+    if t is bool:
+        return '["b",true]' if value else '["b",false]'
+    if t is int:
+        return '["i","%s"]' % int.__repr__(value)
+    if t is float:
+        return '["f",%s]' % _quote(float.__repr__(value))
+    if t is complex:
+        return '["c",%s,%s]' % (_quote(float.__repr__(value.real)), _quote(float.__repr__(value.imag)))
+    if t is str:
+        return '["s",%s]' % _quote(value)
+    if t is bytes:
+        return '["y","%s"]' % bytes.hex(value)
+    for tag, kind in (("l", list), ("t", tuple), ("S", set), ("F", frozenset), ("q", deque)):
+        if t is kind:
+            return '["%s",[%s]]' % (tag, ",".join([encode(x, depth + 1) for x in value]))
+    collections = sys.modules.get("collections")
+    counter = getattr(collections, "Counter", None) if collections is not None else None
+    for tag, kind in (("d", dict), ("d", defaultdict), ("C", counter), ("o", OrderedDict)):
+        if kind is not None and t is kind:
+            pairs = ["[%s,%s]" % (encode(k, depth + 1), encode(v, depth + 1)) for k, v in dict.items(value)]
+            return '["%s",[%s]]' % (tag, ",".join(pairs))
+    raise TypeError(f"result of type {t.__name__} is not plain data (use built-in types)")
+
+
+def decode(obj, results):
+    """A binding sent by the parent: plain data, a module (by name) or an earlier call's value."""
+    tag, args = obj[0], obj[1:]
+    if tag == "h":
+        ok, value = results[args[0]]
+        if not ok:
+            raise RuntimeError(f"uses the value of call {args[0]}, which failed: {value}")
+        return value
+    if tag == "m":
+        return __import__(args[0])
+    if tag == "N":
+        return None
+    if tag in ("b", "s"):
+        return args[0]
+    if tag == "i":
+        return int(args[0])
+    if tag == "f":
+        return float(args[0])
+    if tag == "c":
+        return complex(float(args[0]), float(args[1]))
+    if tag == "y":
+        return bytes.fromhex(args[0])
+    seq = {"l": list, "t": tuple, "S": set, "F": frozenset, "q": deque}
+    if tag in seq:
+        return seq[tag](decode(x, results) for x in args[0])
+    pairs = [(decode(k, results), decode(v, results)) for k, v in args[0]]
+    if tag == "C":
+        from collections import Counter
+
+        return Counter(dict(pairs))
+    return {"d": dict, "o": OrderedDict}[tag](pairs)
 
 
 def _limit(kind, value):
@@ -44,129 +112,54 @@ def _limit(kind, value):
             resource.setrlimit(getattr(resource, kind), (value, hard))
 
 
-def _install_guards(root):
-    """Best-effort in-process guards; the limits and the parent's kill are the real backstop."""
-
-    def deny(what):
-        def denied(*args, **kwargs):
-            raise PermissionError(f"{what} is disabled in the textgym sandbox")
-
-        return denied
-
-    import posix
-
-    for name in ("fork", "forkpty", "vfork", "system", "execv", "execve", "execl", "execle", "execlp", "execlpe",
-                 "execvp", "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp",
-                 "spawnvpe", "posix_spawn", "posix_spawnp", "kill", "killpg", "setsid", "setpgid", "setuid",
-                 "setgid", "chroot", "plock", "pidfd_open"):
-        for mod in (os, posix):
-            if hasattr(mod, name):
-                setattr(mod, name, deny(f"os.{name}()"))
-    try:
-        import _posixsubprocess
-
-        _posixsubprocess.fork_exec = deny("starting a subprocess")
-    except ImportError:
-        pass
-    try:
-        import _socket
-        import socket
-
-        for mod in (socket, _socket):
-            for name in ("socket", "socketpair", "create_connection", "create_server", "getaddrinfo",
-                         "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "fromfd"):
-                if hasattr(mod, name):
-                    setattr(mod, name, deny(f"network access (socket.{name})"))
-    except ImportError:
-        pass
-
-    root = os.path.realpath(root)
-    real_open = builtins.open
-    real_os_open = os.open
-
-    def inside(path):
-        if isinstance(path, int):
-            return True
-        try:
-            path = os.fsdecode(path)
-        except TypeError:
-            return False
-        target = os.path.realpath(path)
-        return target == root or target.startswith(root + os.sep)
-
-    def check(path, what, kwargs=None):
-        if kwargs and any(kwargs.get(k) is not None for k in ("dir_fd", "src_dir_fd", "dst_dir_fd")):
-            raise PermissionError(f"{what} with dir_fd is disabled in the textgym sandbox")
-        if not inside(path):
-            raise PermissionError(f"{what} outside the sandbox directory is not allowed: {path!r}")
-
-    def guarded_open(file, mode="r", *args, **kwargs):
-        if any(c in str(mode) for c in "wax+"):
-            check(file, "writing a file")
-        return real_open(file, mode, *args, **kwargs)
-
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-
-    def guarded_os_open(path, flags, *args, **kwargs):
-        if flags & write_flags:
-            check(path, "writing a file", kwargs)
-        return real_os_open(path, flags, *args, **kwargs)
-
-    builtins.open = guarded_open
-    io.open = guarded_open
-    for mod in (os, posix):
-        mod.open = guarded_os_open
-
-    def path_guard(name, nargs):
-        real = getattr(os, name)
-
-        def guarded(*args, **kwargs):
-            paths = list(args[:nargs]) + [kwargs[k] for k in ("path", "src", "dst") if k in kwargs]
-            for p in paths:
-                check(p, f"os.{name}()", kwargs)
-            return real(*args, **kwargs)
-
-        return guarded
-
-    for name, nargs in (("remove", 1), ("unlink", 1), ("rmdir", 1), ("mkdir", 1), ("rename", 2), ("replace", 2),
-                        ("chmod", 1), ("chown", 1), ("lchown", 1), ("truncate", 1), ("symlink", 2), ("link", 2),
-                        ("utime", 1), ("mkfifo", 1), ("mknod", 1)):
-        if hasattr(os, name):
-            guarded = path_guard(name, nargs)
-            setattr(os, name, guarded)
-            if hasattr(posix, name):
-                setattr(posix, name, guarded)
+def _describe(exc):
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def main():
-    root = os.getcwd()
-    with open("job.json", encoding="utf-8") as fh:
-        job = json.load(fh)
-    os.unlink("job.json")
+    out = int(sys.argv[1])
+    job = marshal.loads(sys.stdin.buffer.read())
     nonce = job["nonce"]
-    out = os.open(RESULT, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
+
+    def emit(text):
+        """Write one record (JSON text of an object) to the result pipe."""
+        line = (nonce + " " + text + "\n").encode("ascii")
+        os.write(out, line)
+
+    def record(i, value=None, error=None):
+        if error is None:
+            try:
+                text = '{"i":%d,"v":%s}' % (i, encode(value))
+                if len(text) <= MAX_RECORD:
+                    return text
+                error = "result too large"
+            except (TypeError, ValueError, RecursionError) as exc:
+                error = _describe(exc)
+        return '{"i":%d,"e":%s}' % (i, _quote(error))
+
+    def abort(reason):
+        emit('{"abort":%s}' % _quote(reason))
+
     limits = job["limits"]
 
     def on_xcpu(signum, frame):
-        _emit(out, nonce, {"event": "abort", "reason": f"CPU time limit ({limits['cpu_seconds']} s) exceeded"})
+        abort(f"CPU time limit ({limits['cpu_seconds']} s) exceeded")
         os._exit(124)
 
     def on_alarm(signum, frame):
-        raise _TestTimeout()
+        raise _CallTimeout()
 
-    signal.signal(signal.SIGXCPU, on_xcpu)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes fail with EFBIG instead of killing
-    for name in job.get("blocked_modules", []):
-        sys.modules[name] = None  # makes `import name` raise ImportError
-    _install_guards(root)
+    _signal.signal(_signal.SIGXCPU, on_xcpu)
+    _signal.signal(_signal.SIGALRM, on_alarm)
+    _signal.signal(_signal.SIGXFSZ, _signal.SIG_IGN)  # oversized writes fail with EFBIG instead of killing
     _limit("RLIMIT_CORE", 0)
     _limit("RLIMIT_FSIZE", limits["file_size_bytes"])
     _limit("RLIMIT_NOFILE", limits["max_open_files"])
-    _limit("RLIMIT_NPROC", 0)  # no new processes or threads (not enforced for root: see the guards)
+    _limit("RLIMIT_NPROC", limits["max_processes"])
     _limit("RLIMIT_CPU", limits["cpu_seconds"])
     _limit("RLIMIT_AS", limits["memory_bytes"])
     if not hasattr(builtins, "exit"):  # `-S` skips site, which normally defines exit() and quit()
@@ -174,39 +167,50 @@ def main():
             raise SystemExit(code)
 
         builtins.exit = builtins.quit = _exit
-    test_timeout = job.get("test_timeout")
+    call_timeout = job.get("call_timeout")
     namespace = {"__name__": "__sandbox__", "__builtins__": builtins}
 
-    def run(code, label):
-        """Execute ``code``; return '' on success or an error description; exit() aborts the job."""
-        if test_timeout:
-            signal.setitimer(signal.ITIMER_REAL, test_timeout)
+    for code, label in ((job["program"], "<completion>"), (job["setup"], "<test setup>")):
+        if not code.strip():
+            continue
         try:
             exec(compile(code, label, "exec"), namespace)
-            return ""
         except SystemExit as exc:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            _emit(out, nonce, {"event": "abort", "reason": f"called exit()/sys.exit() ({exc.code!r}) in {label}"})
+            abort(f"called exit()/sys.exit() ({exc.code!r}) in {label}")
             os._exit(3)
-        except _TestTimeout:
-            return f"timed out after {test_timeout} s"
-        except MemoryError:
-            return f"MemoryError (memory limit {limits['memory_bytes'] // 2**20} MiB)"
         except BaseException as exc:  # noqa: BLE001 - any failure of untrusted code is a result
-            text = str(exc)
-            return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-
-    for code, label in ((job["program"], "<completion>"), (job.get("setup") or "", "<test setup>")):
-        error = run(code, label) if code.strip() else ""
-        if error:
-            _emit(out, nonce, {"event": "abort", "reason": f"{label} failed: {error}"})
+            abort(f"{label} failed: {_describe(exc)}")
             os._exit(2)
-    for i, test in enumerate(job["tests"]):
-        error = run(test, f"<test {i}>")
-        _emit(out, nonce, {"event": "test", "i": i, "ok": not error, "error": error})
-    _emit(out, nonce, {"event": "done"})
+
+    results = []
+    aliases = job["aliases"]
+    for i, call in enumerate(job["calls"]):
+        env = dict(namespace)
+        if call_timeout:
+            _signal.setitimer(_signal.ITIMER_REAL, call_timeout)
+        try:
+            for name, target in aliases.items():
+                env[name] = namespace[target]
+            for name, obj in call["bind"].items():
+                env[name] = decode(obj, results)
+            value = eval(compile(call["src"], f"<test {call['test']}>", "eval"), env)
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
+            results.append((True, value))
+            text = record(i, value)
+        except _CallTimeout:
+            results.append((False, "timed out"))
+            text = record(i, error=f"timed out after {call_timeout} s")
+        except SystemExit as exc:
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
+            results.append((False, "exit"))
+            text = record(i, error=f"called exit()/sys.exit() ({exc.code!r})")
+        except BaseException as exc:  # noqa: BLE001 - a failing call is a result
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
+            error = "MemoryError (memory limit)" if isinstance(exc, MemoryError) else _describe(exc)
+            results.append((False, error))
+            text = record(i, error=error)
+        emit(text)
+    emit('{"done":%d}' % len(results))
     os._exit(0)
 
 

@@ -1,58 +1,46 @@
-"""Code-execution reward: run a completion against unit tests in a separate, limited process.
+"""Code-execution reward: run a completion against unit tests in an isolated, limited process.
 
-Each sample runs in its own child process (``sys.executable -I -S`` on
-``_sandbox_child.py``) in a fresh temporary working directory, with a clean
-environment, and these limits:
+Two separate guarantees (details: the README's "Code-execution sandbox"):
 
-* wall clock (the parent kills the whole process group at ``timeout``);
-* ``RLIMIT_AS`` (address space, ``memory_mb``), ``RLIMIT_CPU``,
-  ``RLIMIT_FSIZE`` (largest file), ``RLIMIT_NOFILE``, ``RLIMIT_CORE = 0``;
-* ``RLIMIT_NPROC = 0``: no new processes or threads (the kernel does not
-  enforce it for root, so fork/exec/spawn/subprocess/kill are also replaced by
-  functions raising ``PermissionError`` inside the child);
-* writes outside the working directory refused by guarded ``open``/``os.open``
-  and friends; ``ctypes`` import blocked;
-* no network: socket creation and name lookup raise in the child; when the
-  process runs as root and ``unshare`` exists (``isolation="auto"``), the child
-  also gets its own network namespace (no interfaces but loopback) and PID
-  namespace (every process it leaves behind dies with it).
-
-This is a best-effort sandbox for model-written code, not a security boundary
-against a determined attacker: the in-process guards can be undone by code that
-knows about them.  Run untrusted workloads inside a container or VM as well.
+* **The verdict** is decided in the parent (:mod:`textgym.rewards._verdict`):
+  the sandbox only evaluates the calls under test (``add(1, 2)``) and returns
+  their values as plain data of exact built-in types; the expected values
+  never enter it, and the parent compares with its own code.
+* **Isolation** by the operating system (:mod:`textgym.rewards._launcher`):
+  each sample runs in a bubblewrap sandbox as an unprivileged user with a
+  read-only view of the system directories only, a private size-limited
+  tmpfs, fresh ``/proc``, no network, and process, memory, CPU, file-size and
+  wall-clock limits; every process it starts is killed at the end.  Without
+  bubblewrap the reward refuses to run, unless ``isolation="none"`` is passed
+  explicitly (a warning says what is lost).
 """
 
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import re
 import secrets
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
-import threading
-from collections.abc import Sequence
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from textgym.reward_api import RewardFunction
 
+from ._launcher import SandboxUnavailable, resolve_bwrap, run_child
+from ._plain import PlainError, decode
 from ._text import clean_text
+from ._verdict import Plan, judge, make_plan
 
-__all__ = ["CodeExecutionReward", "ExecutionResult"]
+__all__ = ["CodeExecutionReward", "ExecutionResult", "SandboxUnavailable"]
 
-_CHILD = str(Path(__file__).resolve().parent / "_sandbox_child.py")
 _FENCE_RE = re.compile(r"```[ \t]*[\w+-]*[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_PROBE_LOCK = threading.Lock()
-_UNSHARE_OK: bool | None = None
-_UNSHARE = ["unshare", "--net", "--pid", "--fork", "--kill-child"]
 
 
 @dataclass
@@ -64,7 +52,7 @@ class ExecutionResult:
         total: number of tests.
         reason: human-readable summary (first failure, or why it was aborted).
         timed_out: the wall-clock limit was hit.
-        aborted: the run ended abnormally (timeout, crash, exit(), load error).
+        aborted: the run ended abnormally (timeout, crash, exit(), load error, forged results).
     """
 
     passed: int
@@ -79,20 +67,6 @@ class ExecutionResult:
         return 0.0 if self.aborted or self.total == 0 else self.passed / self.total
 
 
-def _namespaces_available() -> bool:
-    global _UNSHARE_OK
-    with _PROBE_LOCK:
-        if _UNSHARE_OK is None:
-            _UNSHARE_OK = False
-            if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("unshare"):
-                try:
-                    r = subprocess.run([*_UNSHARE, "true"], capture_output=True, timeout=10)
-                    _UNSHARE_OK = r.returncode == 0
-                except (OSError, subprocess.SubprocessError):
-                    _UNSHARE_OK = False
-        return _UNSHARE_OK
-
-
 def extract_code(text: str) -> str:
     """The first fenced Markdown code block of ``text``, or ``text`` unchanged if there is none."""
     m = _FENCE_RE.search(text)
@@ -100,15 +74,15 @@ def extract_code(text: str) -> str:
 
 
 class CodeExecutionReward(RewardFunction):
-    """Pass fraction of unit tests run on the completion in a resource-limited subprocess.
+    """Pass fraction of unit tests run on the completion in an isolated, resource-limited sandbox.
 
     Per-sample test columns (passed as keyword columns, one entry per sample):
 
     * HumanEval style: ``test`` (code defining ``check(candidate)``) and
       ``entry_point`` (the function name); one test, ``check(<entry_point>)``.
       Chen et al. (2021), "Evaluating Large Language Models Trained on Code".
-    * MBPP style: ``test_list`` (assert statements, each run and counted
-      separately in the same process) and optional ``test_setup_code``.
+    * MBPP style: ``test_list`` (assert statements, each counted separately)
+      and optional ``test_setup_code`` (run in the sandbox after the program).
       Austin et al. (2021), "Program Synthesis with Large Language Models".
 
     The program is ``prompt + completion`` when ``include_prompt`` is true
@@ -116,37 +90,47 @@ class CodeExecutionReward(RewardFunction):
     function header), else the completion alone.  With ``extract_code`` the
     first fenced Markdown block of the completion is used when there is one.
 
+    Verdict: the sandbox evaluates only the calls under test and returns their
+    values as plain data; the parent compares them with the expected values
+    (which never enter the sandbox).  See :mod:`textgym.rewards._verdict` for
+    the test forms supported; a test of another form counts as failed and
+    ``last_reasons`` says so.
+
     Score: ``passed / total`` in [0, 1] when the run finishes; 0 when the
     completion fails to load, calls ``exit()``/``os._exit``, exceeds the wall
-    clock, memory, CPU or is killed, or a sample has no tests.  After each
-    call ``last_reasons`` (list of ``B`` strings) and ``last_results``
+    clock, CPU or memory, is killed, writes anything but the harness's
+    results to the result pipe, or a sample has no tests.  After each call
+    ``last_reasons`` (list of ``B`` strings) and ``last_results``
     (:class:`ExecutionResult`) say what happened; the components returned are
     ``tests_passed``, ``tests_total``, ``timed_out`` and ``aborted`` (each
     ``(B,)`` float32).
 
     Args:
-        timeout: wall-clock seconds per sample (whole child process).
-        test_timeout: optional seconds per test (a slow test fails, the rest
-            still count); ``None`` = only the overall ``timeout``.
-        memory_mb: address-space limit of the child (MiB).
-        cpu_seconds: CPU-time limit; default ``ceil(timeout) + 1``.
-        file_size_mb: largest file the child may write (MiB).
+        timeout: wall-clock seconds per sample (the whole sandbox).
+        test_timeout: optional seconds per call under test (a slow call fails,
+            the rest still count); ``None`` = only the overall ``timeout``.
+        memory_mb: address-space limit per process (MiB).
+        cpu_seconds: CPU-time limit per process; default ``ceil(timeout) + 1``.
+        file_size_mb: largest file the program may write (MiB).
+        disk_mb: size of the sandbox's private tmpfs, its only writable place (MiB).
+        max_processes: processes and threads the sandbox user may have (``RLIMIT_NPROC``).
         max_open_files: ``RLIMIT_NOFILE`` of the child.
-        workers: parallel child processes (default: CPU count).
+        workers: sandboxes run in parallel (default: CPU count).
         include_prompt: ``True``, ``False`` or ``"auto"`` (see above).
         extract_code: use the first fenced code block if present.
-        isolation: ``"auto"`` (namespaces when available), ``"namespaces"``
-            (require them) or ``"none"``.
-        allow_site_packages: let the child import installed packages (adds
-            startup time); by default only the standard library is importable.
-        blocked_modules: module names the child may not import.
-        python: interpreter for the child (default ``sys.executable``).
+        isolation: ``"bwrap"`` (bubblewrap, required; ``"auto"`` is the same
+            and never falls back) or ``"none"`` (no OS isolation: the program
+            runs as this user with only the resource limits; warns).
+        python: interpreter for the child (default: this one if the sandbox
+            user can read it, else ``/usr/bin/python3``); standard library only.
         test_column, entry_point_column, test_list_column, setup_column:
             column names.
 
     Raises:
-        ValueError (when called): a sample has neither HumanEval nor MBPP test
-            columns; ``isolation="namespaces"`` where namespaces are unavailable.
+        SandboxUnavailable: (construction) isolation is asked for and
+            bubblewrap is missing or cannot start a sandbox.
+        ValueError: bad arguments; (when called) a sample has neither
+            HumanEval nor MBPP test columns.
     """
 
     name = "code-exec"
@@ -159,13 +143,13 @@ class CodeExecutionReward(RewardFunction):
         memory_mb: int = 1024,
         cpu_seconds: int | None = None,
         file_size_mb: int = 16,
+        disk_mb: int = 64,
+        max_processes: int = 16,
         max_open_files: int = 64,
         workers: int | None = None,
         include_prompt: bool | str = "auto",
         extract_code: bool = True,
         isolation: str = "auto",
-        allow_site_packages: bool = False,
-        blocked_modules: Sequence[str] = ("ctypes", "_ctypes"),
         python: str | None = None,
         test_column: str = "test",
         entry_point_column: str = "entry_point",
@@ -174,23 +158,34 @@ class CodeExecutionReward(RewardFunction):
     ):
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
-        if isolation not in ("auto", "namespaces", "none"):
-            raise ValueError(f"isolation must be 'auto', 'namespaces' or 'none', got {isolation!r}")
+        if isolation not in ("auto", "bwrap", "none"):
+            raise ValueError(f"isolation must be 'bwrap' (= 'auto') or 'none', got {isolation!r}")
         if include_prompt not in (True, False, "auto"):
             raise ValueError(f"include_prompt must be True, False or 'auto', got {include_prompt!r}")
+        for arg, value in (("memory_mb", memory_mb), ("file_size_mb", file_size_mb), ("disk_mb", disk_mb),
+                           ("max_processes", max_processes), ("max_open_files", max_open_files)):
+            if int(value) < 1:
+                raise ValueError(f"{arg} must be a positive integer, got {value!r}")
         self.timeout = float(timeout)
         self.test_timeout = test_timeout
         self.memory_mb = int(memory_mb)
         self.cpu_seconds = int(cpu_seconds) if cpu_seconds is not None else int(np.ceil(timeout)) + 1
         self.file_size_mb = int(file_size_mb)
+        self.disk_mb = int(disk_mb)
+        self.max_processes = int(max_processes)
         self.max_open_files = int(max_open_files)
         self.workers = max(1, int(workers or os.cpu_count() or 1))
         self.include_prompt = include_prompt
         self.extract_code = extract_code
-        self.isolation = isolation
-        self.allow_site_packages = allow_site_packages
-        self.blocked_modules = list(blocked_modules)
-        self.python = python or sys.executable
+        self.isolation = "none" if isolation == "none" else "bwrap"
+        if self.isolation == "bwrap":
+            self.python, self._bwrap = resolve_bwrap(python, self.disk_mb)
+        else:
+            warnings.warn(
+                "CodeExecutionReward(isolation='none'): model-written code runs as this user with full access "
+                "to its files, network and processes (only time, memory, CPU and file-size limits apply). "
+                "Use it only for trusted code; install bubblewrap for isolation.", RuntimeWarning, stacklevel=2)
+            self.python, self._bwrap = python or sys.executable, None
         self.columns = dict(test=test_column, entry_point=entry_point_column, test_list=test_list_column,
                             setup=setup_column)
         self.last_reasons: list[str] = []
@@ -210,10 +205,11 @@ class CodeExecutionReward(RewardFunction):
             code = extract_code(code)
         test, entry, test_list = col("test"), col("entry_point"), col("test_list")
         if test and entry:
-            tests = [f"{test}\n\ncheck({entry})\n"]
+            plan = make_plan((str(test),), str(entry))
             humaneval = True
         elif test_list is not None:
             tests = [test_list] if isinstance(test_list, str) else [str(t) for t in test_list]
+            plan = make_plan(tuple(tests), None)
             humaneval = False
         else:
             raise ValueError(
@@ -223,97 +219,46 @@ class CodeExecutionReward(RewardFunction):
             )
         use_prompt = humaneval if self.include_prompt == "auto" else self.include_prompt
         program = clean_text(prompt) + code if use_prompt else code
-        return {
-            "program": program,
-            "setup": clean_text(col("setup") or ""),
-            "tests": tests,
-            "test_timeout": self.test_timeout,
-            "blocked_modules": self.blocked_modules,
-            "limits": {
-                "memory_bytes": self.memory_mb * 2**20,
-                "cpu_seconds": self.cpu_seconds,
-                "file_size_bytes": self.file_size_mb * 2**20,
-                "max_open_files": self.max_open_files,
-            },
-        }
-
-    def _command(self) -> list[str]:
-        cmd = [self.python, "-I"] + ([] if self.allow_site_packages else ["-S"]) + [_CHILD]
-        if self.isolation == "none":
-            return cmd
-        if _namespaces_available():
-            return _UNSHARE + cmd
-        if self.isolation == "namespaces":
-            raise ValueError("isolation='namespaces' needs root and the `unshare` tool; use isolation='auto'")
-        return cmd
+        return {"program": program, "setup": clean_text(col("setup") or ""), "plan": plan}
 
     def run_one(self, job: dict[str, Any]) -> ExecutionResult:
-        """Run one job (from the per-sample columns) and return its :class:`ExecutionResult`."""
-        total = len(job["tests"])
+        """Run one job (from :meth:`_job`) in a sandbox and judge it."""
+        plan: Plan = job["plan"]
+        total = plan.n_tests
         nonce = secrets.token_hex(16)
-        workdir = tempfile.mkdtemp(prefix="textgym-sandbox-")
-        try:
-            with open(os.path.join(workdir, "job.json"), "w", encoding="utf-8") as fh:
-                json.dump({**job, "nonce": nonce}, fh)
-            env = {
-                "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-                "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0",
-                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            }  # fmt: skip
-            with open(os.path.join(workdir, "stderr.txt"), "wb") as err:
-                proc = subprocess.Popen(self._command(), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
-                                        close_fds=True)
-            timed_out = False
-            try:
-                proc.wait(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                _kill_group(proc)
-            return self._read_result(workdir, nonce, total, proc.returncode, timed_out)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-    def _read_result(self, workdir: str, nonce: str, total: int, returncode: int, timed_out: bool):
-        events = []
-        try:
-            with open(os.path.join(workdir, "result.jsonl"), "rb") as fh:
-                for line in fh.read(2**20).decode("utf-8", "replace").splitlines():
-                    tag, _, payload = line.partition(" ")
-                    if tag == nonce:
-                        try:
-                            events.append(json.loads(payload))
-                        except json.JSONDecodeError:
-                            pass
-        except OSError:
-            pass
-        tests = {e["i"]: e for e in events if e.get("event") == "test" and isinstance(e.get("i"), int)}
-        passed = sum(bool(e.get("ok")) for e in tests.values())
-        abort = next((e.get("reason", "") for e in events if e.get("event") == "abort"), None)
-        done = any(e.get("event") == "done" for e in events)
-        if timed_out:
+        payload = {
+            "nonce": nonce, "program": job["program"], "setup": job["setup"], "aliases": plan.aliases,
+            "calls": [{"src": c.src, "bind": c.bind, "test": c.test} for c in plan.calls],
+            "call_timeout": self.test_timeout,
+            "limits": {"memory_bytes": self.memory_mb * 2**20, "cpu_seconds": self.cpu_seconds,
+                       "file_size_bytes": self.file_size_mb * 2**20, "max_open_files": self.max_open_files,
+                       "max_processes": self.max_processes},
+        }  # fmt: skip
+        out = run_child(marshal.dumps(payload, 4), isolation=self.isolation,
+                        python=self.python, bwrap=self._bwrap, timeout=self.timeout)
+        if out.timed_out:
             return ExecutionResult(0, total, f"timeout: exceeded {self.timeout:g} s wall clock", True, True)
+        if out.overflow:
+            return ExecutionResult(0, total, "aborted: more than 16 MiB of results", False, True)
+        values, abort, done = _parse_results(out.results, nonce, len(plan.calls))
         if abort is not None:
-            return ExecutionResult(0, total, str(abort), False, True)
-        if not done:
-            if returncode is not None and returncode < 0:
-                sig = -returncode
+            return ExecutionResult(0, total, abort, False, True)
+        if not done or out.returncode != 0:
+            rc = out.returncode
+            if rc is not None and (rc < 0 or rc > 128):
+                sig = -rc if rc < 0 else rc - 128
                 what = {signal.SIGKILL: "killed (SIGKILL; memory or CPU limit?)",
                         signal.SIGXCPU: f"CPU time limit ({self.cpu_seconds} s) exceeded",
                         signal.SIGSEGV: "crashed (SIGSEGV)"}.get(sig, f"killed by signal {sig}")
             else:
-                what = f"process exited with code {returncode} before finishing the tests (os._exit()?)"
-                tail = _tail(os.path.join(workdir, "stderr.txt"))
-                if tail:
-                    what += f"; stderr: {tail}"
+                what = f"process exited with code {rc} before finishing the tests (os._exit()?)"
+            if out.stderr:
+                what += f"; stderr: {out.stderr}"
             return ExecutionResult(0, total, what, False, True)
-        failures = [e for _, e in sorted(tests.items()) if not e.get("ok")]
-        if failures:
-            first = failures[0]
-            reason = f"passed {passed}/{total}; test {first['i']} failed: {first.get('error') or 'AssertionError'}"
-        else:
-            reason = f"passed {passed}/{total}"
+        failures = judge(plan, values)
+        passed = sum(not f for f in failures)
+        first = next(((i, f) for i, f in enumerate(failures) if f), None)
+        reason = f"passed {passed}/{total}" + (f"; test {first[0]} failed: {first[1]}" if first else "")
         return ExecutionResult(passed, total, reason)
 
     # ------------------------------------------------------------------ reward
@@ -338,24 +283,43 @@ class CodeExecutionReward(RewardFunction):
         return scores, components
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL the child's whole process group (it is a session leader) and reap it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def _parse_results(data: bytes, nonce: str, n_calls: int) -> tuple[list[tuple[bool, Any]], str | None, bool]:
+    """``(values, abort reason, done)`` from the result pipe; anything out of protocol aborts the sample.
 
-
-def _tail(path: str, n: int = 300) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - n))
-            return fh.read().decode("utf-8", "replace").strip().replace("\n", " | ")
-    except OSError:
-        return ""
+    The protocol: one line per call under test, in order (``{"i": k, "v": value}``
+    or ``{"i": k, "e": error}``), then ``{"done": n_calls}``, each line
+    prefixed by the job's nonce; or an ``{"abort": reason}`` line.
+    """
+    prefix = nonce.encode() + b" "
+    values: list[tuple[bool, Any]] = []
+    lines = data.split(b"\n")
+    if lines[-1]:
+        lines.append(b"")  # an unfinished last line: the process died while writing
+    done = False
+    for line in lines[:-1]:
+        try:
+            if done or not line.startswith(prefix):
+                raise PlainError("unexpected output")
+            rec = json.loads(line[len(prefix):].decode("utf-8"))
+            if type(rec) is not dict:
+                raise PlainError("record is not an object")
+            keys = set(rec)
+            if keys == {"abort"} and type(rec["abort"]) is str:
+                return values, rec["abort"][:500], False
+            if keys == {"done"} and rec["done"] == n_calls == len(values):
+                done = True
+            elif keys in ({"i", "v"}, {"i", "e"}) and type(rec["i"]) is int and rec["i"] == len(values):
+                if "e" in rec:
+                    if type(rec["e"]) is not str:
+                        raise PlainError("malformed error")
+                    values.append((False, rec["e"][:300]))
+                else:
+                    try:
+                        values.append((True, decode(rec["v"])))
+                    except (PlainError, RecursionError, ValueError) as exc:
+                        values.append((False, f"result is not plain data ({exc})"))
+            else:
+                raise PlainError("record out of protocol")
+        except (PlainError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+            return values, f"aborted: the result pipe was tampered with ({exc})", False
+    return values, None, done

@@ -31,6 +31,20 @@ SYNTHETIC = ["textgym/Copy-v0", "textgym/Reverse-v0", "textgym/Sort-v0", "textgy
 _ENVS: dict = {}
 
 
+def _bwrap_problem() -> str:
+    from textgym.rewards._launcher import SandboxUnavailable, resolve_bwrap
+
+    try:
+        resolve_bwrap(None, 64)
+    except SandboxUnavailable as exc:
+        return str(exc)
+    return ""
+
+
+needs_bwrap = pytest.mark.skipif(bool(_bwrap_problem()), reason="the code tasks' reward needs bubblewrap "
+                                 "(apt-get install bubblewrap; `.ci/run` installs it)")
+
+
 def make(env_id, tok, **kw):
     """One env per (id, arguments) for the whole module (rewards load once)."""
     key = (env_id, tuple(sorted(kw.items())))
@@ -114,7 +128,8 @@ def test_prompt_format_template_is_measured_when_fitting(gpt2_tok):
     [("textgym/CNNDailyMail-v0", "test"), ("textgym/XSum-v0", "validation"),
      ("textgym/Translation-en-de-v0", "test"), ("textgym/Translation-en-fr-v0", "ntrex"),
      ("textgym/XQuAD-v0", "validation"), ("textgym/SelfInstruct-v0", "eval"),
-     ("textgym/CommonGen-v0", "validation"), ("textgym/MBPP-v0", "test"), ("textgym/HumanEval-v0", "test")],
+     ("textgym/CommonGen-v0", "validation"), pytest.param("textgym/MBPP-v0", "test", marks=needs_bwrap),
+     pytest.param("textgym/HumanEval-v0", "test", marks=needs_bwrap)],
 )
 def test_reference_gets_the_maximum_and_a_blank_does_not(env_id, split, gpt2_tok):
     env = make(env_id, gpt2_tok, split=split)
@@ -141,6 +156,7 @@ def test_other_reward_by_name(gpt2_tok):
     assert reward == pytest.approx(100.0, abs=0.01)  # SacreBLEU's 0-100 scale
 
 
+@needs_bwrap
 def test_code_tasks_fail_wrong_code(gpt2_tok):
     mbpp = make("textgym/MBPP-v0", gpt2_tok, split="test")
     reward, info = play(mbpp, gpt2_tok, 0, "def nothing():\n    return None\n")
