@@ -62,6 +62,8 @@ def test_bias_section_of_a_run_config():
     assert parse_config(base).bias is None
     with pytest.raises(ConfigError, match="crows_method must be 'shared' or 'full'"):
         parse_config({**base, "bias": {"crows_method": "pll"}})
+    with pytest.raises(ConfigError, match=r"unknown crows_types \['sex'\]"):
+        parse_config({**base, "bias": {"crows_types": ["sex"]}})
     with pytest.raises(ConfigError, match="unknown bold_domains"):
         parse_config({**base, "bias": {"bold_domains": ["sports"]}})
 
