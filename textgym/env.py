@@ -11,7 +11,9 @@ One episode is one completion of one prompt.
   given.  An out-of-range action raises ``ValueError`` (never clipped).
 * **Episode end**: ``terminated`` when the action is a stop token (EOS by
   default); ``truncated`` after ``T = max_new_tokens`` tokens without one.
-  Agents bootstrap from the value on truncation, not on termination.
+  The env pays the episode's score on the truncating step too, so textgym's
+  agents do not bootstrap from the value on truncation by default
+  (``bootstrap_truncated=False``; ``True`` adds ``V(s_T)`` there).
 * **Reward**: the reward function scores the decoded completion (stop token
   removed) once, on the final step; other steps get 0.  A dense reward
   (:class:`textgym.reward_api.DenseRewardFunction`) is paid as per-step
@@ -227,6 +229,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
                 references=[self._refs],
                 columns={k: [v] for k, v in self._columns.items()},
                 on_error=self.reward_on_error,
+                sample_labels=[f"sample {self._index}" if self._index >= 0 else "a custom prompt"],
             )
             score = float(scores[0])
             reward = score - self._last_dense_score if self.reward_fn.dense else score

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TaskData", "EncodedPrompt", "SampleOrder", "decode_completion", "decode_completions"]
+__all__ = ["TaskData", "EncodedPrompt", "SampleOrder", "RowOrders", "decode_completion", "decode_completions"]
 
 PromptFormat = str | Callable[[Mapping[str, Any]], str] | None
 
@@ -271,3 +271,42 @@ def decode_completions(
     else:
         texts = backend.decode_batch(rows, skip_special_tokens=skip_special_tokens)
     return [t.rstrip("\ufffd") for t in texts]
+
+
+class RowOrders:
+    """Per-row sample orders of a vector env: one random generator and one :class:`SampleOrder` per row.
+
+    Mixed into :class:`textgym.TextGenVectorEnv` and :class:`textgym.MultiTurnVectorEnv`; gives them the
+    public ``shuffle`` setting and the ``state_dict()`` / ``load_state_dict()`` that checkpoints save.
+    """
+
+    num_envs: int
+
+    def _init_row_orders(self, n_samples: int, shuffle: bool) -> None:
+        from gymnasium.utils import seeding
+
+        self.shuffle = bool(shuffle)  # each row's sample order: shuffled epochs, or file order
+        self._rngs = [seeding.np_random(None)[0] for _ in range(self.num_envs)]
+        self._orders = [SampleOrder(n_samples, self.shuffle) for _ in range(self.num_envs)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Each row's random generator and position in its sample order (what checkpoints save).
+
+        Restored with :meth:`load_state_dict` into an env built with the same data and ``num_envs``,
+        the next resets pick the same samples as this env's would.
+        """
+        return {"rngs": [g.bit_generator.state for g in self._rngs], "orders": [o.state_dict() for o in self._orders]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`.
+
+        Raises:
+            ValueError: the state is of an env with a different number of rows.
+        """
+        if len(state["rngs"]) != self.num_envs or len(state["orders"]) != self.num_envs:
+            raise ValueError(f"the saved env state has {len(state['rngs'])} rows, this env {self.num_envs}; "
+                             "build the env with the same num_envs")
+        for g, s in zip(self._rngs, state["rngs"]):
+            g.bit_generator.state = s
+        for o, s in zip(self._orders, state["orders"]):
+            o.load_state_dict(s)

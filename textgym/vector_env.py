@@ -36,7 +36,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from textgym.env import resolve_stop_ids, token_observation_space
-from textgym.prompts import PromptFormat, SampleOrder, TaskData, decode_completion, decode_completions
+from textgym.prompts import PromptFormat, RowOrders, TaskData, decode_completion, decode_completions
 from textgym.reward_api import RewardFunction, as_reward_function, call_reward
 
 __all__ = ["TextGenVectorEnv"]
@@ -56,7 +56,7 @@ def _put(infos: dict[str, Any], key: str, rows: np.ndarray, values: Sequence[Any
     infos["_" + key][rows] = True
 
 
-class TextGenVectorEnv(VectorEnv):
+class TextGenVectorEnv(RowOrders, VectorEnv):
     """Native batched version of :class:`textgym.TextGenEnv` (see the module docstring).
 
     Args:
@@ -150,8 +150,7 @@ class TextGenVectorEnv(VectorEnv):
         self._raw_prompts: list[str] = [""] * n  # custom prompts (rows with index -1)
         self._prompt_texts: list[str] = [""] * n
         self._last_dense = np.zeros(n, dtype=np.float64)
-        self._rngs = [seeding.np_random(None)[0] for _ in range(n)]
-        self._orders = [SampleOrder(len(self.data), shuffle) for _ in range(n)]
+        self._init_row_orders(len(self.data), shuffle)
         self._rows = np.arange(n)
         self.num_truncated_prompts = 0
         self._started = False
@@ -332,6 +331,7 @@ class TextGenVectorEnv(VectorEnv):
                 references=refs,
                 columns=self._column_batch(score_rows),
                 on_error=self.reward_on_error,
+                sample_labels=[self._row_label(r) for r in score_rows],
             )
             scores = scores.astype(np.float64)
             if self.reward_fn.dense:
@@ -382,6 +382,11 @@ class TextGenVectorEnv(VectorEnv):
         prompts = self.data.prompts
         return [self._raw_prompts[r] if i < 0 else prompts[i] for r, i in zip(rows, self._index[rows].tolist())]
 
+    def _row_label(self, r: int) -> str:
+        """How a reward error names row ``r``: the env row and the data set's sample index."""
+        i = int(self._index[r])
+        return f"env row {r} (sample {i})" if i >= 0 else f"env row {r} (a custom prompt)"
+
     def _row_refs(self, rows: np.ndarray) -> list[list[str]]:
         return [[] if i < 0 else self.data.references(i) for i in self._index[rows].tolist()]
 
@@ -415,3 +420,4 @@ class TextGenVectorEnv(VectorEnv):
     def finished(self) -> np.ndarray:
         """``(N,)`` bool: rows whose episode has ended and not been reset yet."""
         return self._done | self._needs_reset
+

@@ -181,30 +181,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def env_state(env: Any) -> dict[str, Any] | None:
-    """Data position and RNGs of a :class:`textgym.TextGenVectorEnv` (per-row generators and sample orders).
+    """Data position and RNGs of a :class:`textgym.TextGenVectorEnv` (its :meth:`state_dict`).
 
-    Reads the env's private ``_rngs`` / ``_orders`` (the env has no public
-    state API yet).  Returns ``None`` for other envs (resume is then exact for
+    Returns ``None`` for envs without ``state_dict`` (resume is then exact for
     the agent but not for the env's sample order).
     """
     env = getattr(env, "unwrapped", env)
-    if not (hasattr(env, "_rngs") and hasattr(env, "_orders")):
-        return None
-    return {"rngs": [g.bit_generator.state for g in env._rngs], "orders": [o.state_dict() for o in env._orders]}
+    return env.state_dict() if callable(getattr(env, "state_dict", None)) else None
 
 
 def set_env_state(env: Any, state: dict[str, Any] | None) -> None:
     """Restore :func:`env_state` (a no-op for ``None``).
 
     Raises:
-        ValueError: the env has a different number of rows than the saved one.
+        ValueError: the env has a different number of rows than the saved one, or cannot restore a state.
     """
     if state is None:
         return
     env = getattr(env, "unwrapped", env)
-    if not hasattr(env, "_rngs") or len(env._rngs) != len(state["rngs"]):
-        raise ValueError(f"the checkpoint's env had {len(state['rngs'])} rows; build the env with the same num_envs")
-    for g, s in zip(env._rngs, state["rngs"]):
-        g.bit_generator.state = s
-    for o, s in zip(env._orders, state["orders"]):
-        o.load_state_dict(s)
+    if not callable(getattr(env, "load_state_dict", None)):
+        raise ValueError(f"the checkpoint holds an env state but {type(env).__name__} cannot restore one; "
+                         "resume with a textgym.TextGenVectorEnv")
+    env.load_state_dict(state)

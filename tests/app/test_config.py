@@ -226,7 +226,11 @@ def test_imports_register_custom_rewards_before_validation(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples" / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_example_config_parses(path):
+def test_every_example_config_parses(path, tmp_path, monkeypatch):
+    # rlhf_human.yaml reads a feedback project that its first commands create (runs/rlhf-human-feedback.db)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "rlhf-human-feedback.db").write_bytes(b"")
     cfg = load_config(path)
     assert cfg.name and cfg.model
 

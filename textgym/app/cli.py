@@ -187,6 +187,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     import textgym  # noqa: F401  (registers the ids)
+    from textgym.app.prepare import prepare_rewards
     from textgym.models import load
 
     if args.threads:
@@ -213,6 +214,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     if args.chat:
         kwargs["prompt_format"] = "chat"
     try:
+        prepare_rewards(args.env, kwargs.get("reward"))  # e.g. trains the sentiment classifier once
         env = gym.make(args.env, **kwargs)
     except (ValueError, KeyError) as exc:  # unknown split or reward: the message names the choices
         return _fail(f"cannot build {args.env}: {exc.args[0] if exc.args else exc}")
@@ -289,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; use 1 on a machine busy with other jobs)")
     p.set_defaults(func=_cmd_rollout)
+
+    from textgym.app.feedback.cli import add_parser as add_feedback_parser
+
+    add_feedback_parser(sub)  # `textgym feedback ...` (textgym/app/feedback/cli.py)
     return parser
 
 

@@ -80,6 +80,10 @@ PIPELINE_ENV_KWARGS = {"tokenizer": "the env uses the model's tokenizer: set `mo
                        "num_envs": "set `env.num_envs`"}
 
 
+#: The splits of a human-feedback project's exports (80/10/10 by a hash of the item id; ``all``: every row).
+FEEDBACK_SPLITS = ("train", "validation", "test", "all")
+
+
 class ConfigError(ValueError):
     """A config no run can use.
 
@@ -134,6 +138,9 @@ class SFTDataConfig:
             (:func:`textgym.agents.trainers.sft_data.task_rows`).  ``None`` with ``path``
             unset: the training env's id.
         path: a JSON Lines file of rows instead.
+        feedback: a human-feedback project file (``textgym feedback new``): its edits become the
+            rows (:func:`textgym.app.feedback.export.sft_rows`; ``split`` picks train / validation /
+            test / all by a hash of the item id).
         split: the task's split.
         env_kwargs: task overrides (e.g. ``{sentiment: pos}`` for IMDB); when
             ``task`` is the training env's id, ``env.kwargs`` (minus ``reward`` and
@@ -151,6 +158,7 @@ class SFTDataConfig:
 
     task: str | None = None
     path: str | None = None
+    feedback: str | None = None
     split: str = "train"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     completion_words: int | None = None
@@ -178,7 +186,7 @@ class SFTStageConfig:
 
 @dataclass
 class RewardModelDataConfig:
-    """Where the reward-model stage gets its ``(prompt, chosen, rejected)`` pairs (give ``path`` or ``dataset``).
+    """Where the reward-model stage gets its ``(prompt, chosen, rejected)`` pairs (``path``, ``dataset`` or ``feedback``).
 
     Both are read with :func:`textgym.envs.datasets.load`, so ``split`` and
     ``eval_split`` follow the set's split rule: a vendored set's own splits
@@ -190,6 +198,9 @@ class RewardModelDataConfig:
         path: a JSON Lines file with the pair columns (``reward_model.config``'s
             ``prompt_key`` / ``chosen_key`` / ``rejected_key``).
         dataset: a vendored textgym data set with those columns (``hh-rlhf-harmless``).
+        feedback: a human-feedback project file (``textgym feedback new``): its judgments become
+            pairs (:func:`textgym.app.feedback.export.preference_pairs`, majority of annotators,
+            rating margin 2); splits ``train`` / ``validation`` / ``test`` (80/10/10 by item) / ``all``.
         split: the training pairs' split.
         eval_split: the held-out pairs' split, on which pairwise accuracy is
             reported (``None``: no held-out evaluation).
@@ -199,6 +210,7 @@ class RewardModelDataConfig:
 
     path: str | None = None
     dataset: str | None = None
+    feedback: str | None = None
     split: str = "train"
     eval_split: str | None = "test"
     max_rows: int | None = None
@@ -491,7 +503,9 @@ def build_dataclass(cls: type, data: Any, path: str, *, label: str | None = None
     for key, value in data.items():
         key = str(key)
         if key not in names:
-            raise ConfigError(f"unknown key {key!r} in {where} ({label or cls.__name__}).{_suggest(key, names)} "
+            hint = getattr(cls, "key_hints", {}).get(key)  # e.g. a name another algorithm uses for this
+            hint = f" {hint}." if hint else _suggest(key, names)
+            raise ConfigError(f"unknown key {key!r} in {where} ({label or cls.__name__}).{hint} "
                               f"Valid keys: {', '.join(names)}", _join(path, key))
         kwargs[key] = _coerce(hints[key], value, _join(path, key))
     try:
@@ -562,12 +576,9 @@ def build_reward(spec: Any) -> Any:
 
 def _env_factory(env_id: str) -> Any:
     """The task factory registered for ``env_id`` (``None`` if textgym did not register it)."""
-    try:
-        from textgym import envs
+    from textgym.envs import task_factory
 
-        return {spec.id: factory for spec, factory in envs._TASKS}.get(env_id)
-    except (ImportError, AttributeError):
-        return None
+    return task_factory(env_id)
 
 
 def _check_env(env_id: str, kwargs: Mapping[str, Any], path: str) -> None:
@@ -752,9 +763,14 @@ def _parse_sft(sft_raw: Any, cfg: RunConfig) -> SFTStageConfig:
         raise ConfigError(f"unknown key {key!r} in sft.{_suggest(key, ['data', 'config'])} Valid keys: data, config",
                           f"sft.{key}")
     data = build_dataclass(SFTDataConfig, sft_raw.get("data") or {}, "sft.data")
-    if data.task is not None and data.path is not None:
-        raise ConfigError("give one of sft.data.task or sft.data.path, not both", "sft.data")
-    if data.path is not None:
+    if sum(x is not None for x in (data.task, data.path, data.feedback)) > 1:
+        raise ConfigError("give one of sft.data.task, sft.data.path or sft.data.feedback", "sft.data")
+    if data.feedback is not None:
+        if not Path(data.feedback).expanduser().is_file():
+            raise ConfigError(f"no such feedback project: {data.feedback!r} (create it with `textgym feedback new`)",
+                              "sft.data.feedback")
+        _check_choice(data.split, FEEDBACK_SPLITS, "split", "sft.data.split", "a feedback project's splits")
+    elif data.path is not None:
         if not Path(data.path).expanduser().is_file():
             raise ConfigError(f"no such file: {data.path!r}", "sft.data.path")
     else:
@@ -811,11 +827,17 @@ def _check_preference_data(data: RewardModelDataConfig, conf: Any) -> None:
     from textgym.envs import datasets
 
     where = "reward_model.data"
-    if (data.path is None) == (data.dataset is None):
+    if sum(x is not None for x in (data.path, data.dataset, data.feedback)) != 1:
         raise ConfigError("give one of reward_model.data.path (a JSON Lines file of prompt / chosen / rejected "
-                          "rows) or reward_model.data.dataset (e.g. hh-rlhf-harmless)", where)
+                          "rows), reward_model.data.dataset (e.g. hh-rlhf-harmless) or reward_model.data.feedback "
+                          "(a `textgym feedback` project)", where)
     needed = [conf.prompt_key, conf.chosen_key, conf.rejected_key]
-    if data.path is not None:
+    if data.feedback is not None:
+        if not Path(data.feedback).expanduser().is_file():
+            raise ConfigError(f"no such feedback project: {data.feedback!r} (create it with `textgym feedback new`)",
+                              f"{where}.feedback")
+        columns, key, splits = ["prompt", "chosen", "rejected"], f"{where}.feedback", FEEDBACK_SPLITS
+    elif data.path is not None:
         path = Path(data.path).expanduser()
         if not path.is_file():
             raise ConfigError(f"no such file: {data.path!r}", f"{where}.path")

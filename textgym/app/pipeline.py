@@ -64,6 +64,7 @@ from textgym.app.run_folder import (
     write_jsonl,
 )
 from textgym.app.config import NO_RL, ConfigError, RunConfig, build_reward, dump_config, load_config
+from textgym.app.prepare import prepare_rewards
 
 __all__ = ["STAGES", "RunResult", "Pipeline", "train", "resume", "evaluate_target", "resolve_model",
            "make_vec_env", "load_trained_policy", "actor_critic", "ComponentRecorder", "RunFolderError",
@@ -144,6 +145,16 @@ def resolve_model(model: str) -> str:
     return str(p.resolve()) if p.exists() else model
 
 
+def skipped_steps_line(skipped: Mapping[str, int]) -> str:
+    """The run summary's line about skipped optimizer steps (``{iteration: count}``; ``""`` when none)."""
+    total = sum(int(n) for n in skipped.values())
+    if not total:
+        return ""
+    its = ", ".join(sorted(skipped, key=int))
+    return (f"**{total} optimizer step(s) skipped** (a non-finite loss or gradient norm; weights left unchanged) "
+            f"in iteration(s) {its}: see the warnings and `stats/skipped_steps` in metrics.csv")
+
+
 def make_vec_env(env_id: str, num_envs: int, kwargs: Mapping[str, Any], tokenizer: Any, reward: Any = None) -> Any:
     """``gym.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point", autoreset_mode="Disabled")``.
 
@@ -164,8 +175,10 @@ def make_vec_env(env_id: str, num_envs: int, kwargs: Mapping[str, Any], tokenize
     kw = dict(kwargs)
     if reward is not None:
         kw["reward"] = reward
-    elif kw.get("reward") is not None:
-        kw["reward"] = build_reward(kw["reward"])
+    else:
+        prepare_rewards(env_id, kw.get("reward"))  # e.g. trains the sentiment classifier once
+        if kw.get("reward") is not None:
+            kw["reward"] = build_reward(kw["reward"])
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
                         autoreset_mode="Disabled", tokenizer=tokenizer, **kw)
 
@@ -206,6 +219,11 @@ def preference_rows(data: Any, split: str, limit: int | None = None) -> list[dic
     Returns:
         The rows as dicts, in the data's order.
     """
+    if getattr(data, "feedback", None) is not None:  # a human-feedback project (textgym feedback ...)
+        from textgym.app.feedback.export import training_pairs
+
+        rows = training_pairs(Path(data.feedback).expanduser(), split)
+        return rows[:limit] if limit is not None else rows
     from textgym.envs.datasets import load
 
     source = str(Path(data.path).expanduser()) if data.path is not None else data.dataset
@@ -487,6 +505,10 @@ class Pipeline:
         t0 = time.perf_counter()
         if s.data.path is not None:
             rows = load_rows(str(Path(s.data.path).expanduser()))
+        elif s.data.feedback is not None:  # the edits of a human-feedback project
+            from textgym.app.feedback.export import training_sft_rows
+
+            rows = training_sft_rows(Path(s.data.feedback).expanduser(), s.data.split)
         else:
             kwargs = dict(self.cfg.env.kwargs) if s.data.task == self.cfg.env.id else {}
             for key in ("reward", "reward_model", "split", "samples"):
@@ -560,7 +582,7 @@ class Pipeline:
 
         r = self.cfg.reward_model
         d = r.data
-        source = d.path if d.path is not None else d.dataset
+        source = d.path or d.dataset or d.feedback
         self._say(f"[reward model] training {r.model} on {source} ({d.split}) ...")
         t0 = time.perf_counter()
         # 1. the pairs
@@ -630,7 +652,7 @@ class Pipeline:
         algo_cls = registry.get_algorithm(cfg.algorithm)
         ckpt = run_dir / "checkpoint"
         overrides = {"run_dir": str(run_dir)}
-        if hasattr(cfg.algo, "save_every"):  # else the pipeline saves (see _on_iteration)
+        if algo_cls.saves_checkpoints:  # else the pipeline saves (see _on_iteration)
             overrides["save_every"] = cfg.train.save_every
         recover_checkpoint(ckpt)
         if has_checkpoint(ckpt):
@@ -685,9 +707,9 @@ class Pipeline:
         self._mark("rl")
 
     def _on_iteration(self, algo: Any, metrics: Mapping[str, Any]) -> None:
-        # 1. the checkpoint, if the algorithm does not save by itself (no `save_every` in its config)
+        # 1. the checkpoint, if the algorithm does not save by itself (Algorithm.saves_checkpoints)
         every = self.cfg.train.save_every
-        if every and algo.iteration % every == 0 and not hasattr(algo.config, "save_every"):
+        if every and algo.iteration % every == 0 and not algo.saves_checkpoints:
             algo.save(self.run_dir / "checkpoint")
         # 2. reward components of this iteration's logged samples
         seen = self._recorder.take() if self._recorder is not None else {}
@@ -696,6 +718,9 @@ class Pipeline:
         # 3. the RL position
         rl = self.state["rl"]
         rl.update(iteration=algo.iteration, num_timesteps=algo.num_timesteps)
+        skipped = int(metrics.get("stats/skipped_steps") or 0)
+        if skipped:  # by iteration, so a resumed run that repeats an iteration does not count it twice
+            rl.setdefault("skipped_steps", {})[str(algo.iteration)] = skipped
         if every and algo.iteration % every == 0:
             rl["checkpoint_iteration"] = algo.iteration
         self._save_state()
@@ -754,9 +779,11 @@ class Pipeline:
             samples.setdefault(r["stage"], []).append(r)
         write_atomic(self.run_dir / "summary.md", self._summary(evals, samples, plots))
         self._mark("report")
-        self._say(f"\n{self.cfg.name}: {self.cfg.eval.n_episodes} held-out episodes of {self.cfg.eval_env.id}\n"
-                  + format_table(evals) + f"\n\nrun folder: {self.run_dir}")
         rl = self.state["rl"]
+        skipped = skipped_steps_line(rl.get("skipped_steps", {}))
+        self._say(f"\n{self.cfg.name}: {self.cfg.eval.n_episodes} held-out episodes of {self.cfg.eval_env.id}\n"
+                  + format_table(evals) + (f"\n\nWARNING: {skipped}" if skipped else "")
+                  + f"\n\nrun folder: {self.run_dir}")
         return RunResult(self.run_dir, evals, int(rl.get("iteration", 0)), int(rl.get("num_timesteps", 0)), plots)
 
     def _summary(self, evals: Mapping[str, Mapping[str, float]], samples: Mapping[str, Any],
@@ -771,6 +798,7 @@ class Pipeline:
                  f"({cfg.env.num_envs} episodes per rollout); seed {cfg.seed}",
                  f"- RL: {rl.get('iteration', 0)} iterations, {rl.get('num_timesteps', 0)} generated tokens, "
                  f"{rl.get('time_s', 0.0):.0f} s" if self.has_rl else "- RL: none (`algorithm: none`)",
+                 *([f"- {line}"] if (line := skipped_steps_line(rl.get("skipped_steps", {}))) else []),
                  f"- evaluation: {cfg.eval.n_episodes} episodes of `{cfg.eval_env.id}` "
                  f"({cfg.eval_env.kwargs.get('split', 'test')} split), seed {cfg.eval.seed}"]
         if "sft_train" in self.state["results"]:
@@ -793,7 +821,7 @@ class Pipeline:
         """The summary line of the reward-model stage (pairs, loss, held-out accuracy, time)."""
         rm = self.cfg.reward_model
         line = (f"- reward model: `{rm.model}` on {int(s.get('data/train_pairs', 0))} pairs of "
-                f"`{rm.data.path or rm.data.dataset}` ({rm.data.split}), "
+                f"`{rm.data.path or rm.data.dataset or rm.data.feedback}` ({rm.data.split}), "
                 f"train_loss {s.get('train_loss', float('nan')):.4g}")
         if "eval/accuracy" in s:
             line += (f"; held-out pairwise accuracy {s['eval/accuracy']:.3f} (before training "
