@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+import math
 import numbers
 import os
 import random
@@ -113,6 +114,9 @@ class OnPolicyConfig:
         """
         if self.kl_estimator not in KL_ESTIMATORS:
             raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"learning_rate must be a number >= 0 (e.g. 1e-5; 0 freezes the weights), got {lr!r}")
         self.sampling()  # validates temperature / top_k / top_p
         for name in self.size_fields:
             v = getattr(self, name)

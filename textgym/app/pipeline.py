@@ -11,7 +11,8 @@ The run folder::
                          reward_model.use_as_reward it scores the training and eval envs
     metrics.csv, tb/     RL metrics per iteration (CSV + TensorBoard; tb/eval: the evaluations)
     samples.jsonl        training samples per iteration (prompt, completion, score, reward components)
-    checkpoint/          the RL checkpoint (every train.save_every iterations and at the end; atomic)
+    checkpoint/          the RL checkpoint (every train.save_every iterations and at the end; atomic,
+                         complete when its MANIFEST.json matches: textgym.agents.common.checkpoint)
     eval.csv             every evaluation: iteration, stage (before / sft / train / after), metrics
     eval.json            {stage: metrics} for before, sft and after
     samples_eval.jsonl   evaluation samples per stage (prompt, completion, score)
@@ -28,6 +29,11 @@ since the last checkpoint.  SFT and reward-model training are one stage each:
 an interrupted one restarts (their model folders are written atomically).
 Evaluations save and restore the global RNG states, so where they happen does
 not change training.  The file handling lives in :mod:`textgym.app.run_folder`.
+
+:func:`train` and :func:`resume` hold the run folder's lock (:mod:`textgym.app.run_lock`,
+``<runs_dir>/.<name>.lock``) while they work; :func:`train` runs the pre-flight check
+(:mod:`textgym.app.preflight`) before it creates the folder, and starts over a folder whose
+earlier attempt finished no stage.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ from textgym.app.prepare import prepare_rewards
 
 __all__ = ["STAGES", "RunResult", "Pipeline", "train", "resume", "evaluate_target", "resolve_model",
            "make_vec_env", "load_trained_policy", "actor_critic", "ComponentRecorder", "RunFolderError",
-           "format_table", "preference_rows", "run_reward"]
+           "format_table", "preference_rows", "run_reward", "finished_stages"]
 
 STAGES = ("sft", "reward_model", "eval_before", "rl", "eval_after", "report")
 
@@ -427,6 +433,22 @@ class Pipeline:
             self._trackers.log_eval(stage, iteration, metrics, res.samples)
         return metrics
 
+    def probe_bias(self, policy: Any, stage: str) -> dict[str, float]:
+        """The ``bias:`` probes of ``policy`` (none without the section): report in ``bias/<stage>.json`` (+ plots);
+        returns the headline metrics for ``eval.json``.  Global RNG states are preserved."""
+        if self.cfg.bias is None:
+            return {}
+        from textgym.app.bias_report import flat_metrics, run_probes, write_report
+
+        self._say(f"[bias {stage}] CrowS-Pairs / BOLD probes ...")
+        with rng_preserved():
+            results = run_probes(policy, self.cfg.bias)
+        write_report(results, self.run_dir / "bias", name=stage, title=stage, plots=self.cfg.plots)
+        metrics = flat_metrics(results)
+        self._say(f"[bias {stage}] done in {results['time_s']:.0f} s: "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if not k.endswith(("_lo", "_hi"))))
+        return metrics
+
     def _tb_log(self, stage: str, iteration: int, metrics: Mapping[str, float]) -> None:
         if not getattr(self.cfg.algo, "tensorboard", True) or "tensorboard" not in (self.cfg.report_to or []):
             return
@@ -527,6 +549,12 @@ class Pipeline:
         rows = self._filter_sft_rows(rows)
         if s.data.max_rows is not None:
             rows = rows[: s.data.max_rows]
+        if s.data.counterfactual:
+            from textgym.agents.trainers.counterfactual import augment_rows
+
+            n = len(rows)
+            rows = augment_rows(rows)
+            self._say(f"[sft] counterfactual augmentation: {len(rows) - n} gender-swapped copies of {n} rows")
         trainer = SFTTrainer(self.base_model, self.tokenizer, train_data=rows, config=s.config)
         metrics = trainer.train()
         trainer.save(self.run_dir / "sft")
@@ -631,6 +659,7 @@ class Pipeline:
             self._say(f"[eval {stage}] {self.eval_description} ...")
             policy = _policy_for_eval(model, n, seed, ref)
             metrics = self.evaluate(policy, stage, 0)
+            metrics.update(self.probe_bias(policy, stage))
             self.state["results"][stage] = metrics
             del policy
             gc.collect()
@@ -656,7 +685,12 @@ class Pipeline:
         overrides = {"run_dir": str(run_dir)}
         if algo_cls.saves_checkpoints:  # else the pipeline saves (see _on_iteration)
             overrides["save_every"] = cfg.train.save_every
-        recover_checkpoint(ckpt)
+        from textgym.agents.common.checkpoint import CheckpointError
+
+        try:
+            recover_checkpoint(ckpt)
+        except CheckpointError as exc:
+            raise RunFolderError(str(exc)) from None
         if has_checkpoint(ckpt):
             counters = checkpoint_counters(ckpt)
             it = int(counters["iteration"])
@@ -781,6 +815,7 @@ class Pipeline:
         it = int(self.state["rl"].get("iteration", 0))
         self._say(f"[eval after] {self.eval_description} ...")
         metrics = self.evaluate(policy, "after", it)
+        metrics.update(self.probe_bias(policy, "after"))
         self.state["results"]["after"] = metrics
         self._mark("eval_after")
 
@@ -834,6 +869,10 @@ class Pipeline:
             parts.append(self._reward_model_line(self.state["results"]["reward_model"]))
         parts += ["", "## Before / after", "", format_table(evals, markdown=True), "", kl_note, "",
                   "## Samples", "", sample_table(samples), ""]
+        if self.cfg.bias is not None:
+            from textgym.app.bias_report import summary_section
+
+            parts += [summary_section(evals)]
         if plots:
             parts += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
         return "\n".join(parts)
@@ -857,8 +896,24 @@ class Pipeline:
 # ----------------------------------------------------------------------------- entry points
 
 
+def finished_stages(run_dir: str | os.PathLike) -> list[str]:
+    """The stages a run folder finished (``[]`` for a run that failed or was stopped before finishing one)."""
+    path = Path(run_dir) / "run_state.json"
+    try:
+        stages = json.loads(path.read_text())["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [s for s, status in stages.items() if status == "done"]
+
+
 def train(config: RunConfig, runs_dir: str | os.PathLike = "runs", *, overwrite: bool = False) -> RunResult:
     """Run ``config`` in ``<runs_dir>/<config.name>/`` from the start.
+
+    Before the run folder is created, :func:`textgym.app.preflight.preflight` checks the
+    model's tokenizer, the envs and their rewards, and the run folder's lock is taken
+    (:class:`textgym.app.run_lock.RunLock`, held until this returns).  A folder of an
+    earlier attempt that finished no stage is reused (cleared first): a failed run never
+    blocks a rerun under the same name.
 
     Args:
         config: a validated :class:`RunConfig` (:func:`textgym.app.config.load_config`).
@@ -866,16 +921,30 @@ def train(config: RunConfig, runs_dir: str | os.PathLike = "runs", *, overwrite:
         overwrite: delete an existing run folder of the same name first.
 
     Raises:
-        RunFolderError: the run folder exists already (resume it, rename, or overwrite).
+        ConfigError: the pre-flight check failed (nothing was created).
+        RunFolderError: the run folder exists already with a finished stage, or is not a run
+            folder (resume it, rename, or overwrite).
+        textgym.app.run_lock.RunLockError: another process uses the run folder.
         KeyboardInterrupt: interrupted; the folder is resumable.
     """
+    from textgym.app.preflight import preflight
+    from textgym.app.run_lock import RunLock
+
     run_dir = Path(runs_dir) / str(config.name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunFolderError(f"run folder {run_dir} exists already; continue it with "
-                                 f"`textgym train --resume {run_dir}`, pick another --name, or pass --overwrite")
-        shutil.rmtree(run_dir)
-    return Pipeline(config, run_dir).run()
+    preflight(config)
+    with RunLock(run_dir):
+        if run_dir.exists() and any(run_dir.iterdir()):
+            is_run = (run_dir / "config.yaml").is_file()
+            if overwrite:
+                shutil.rmtree(run_dir)
+            elif is_run and not finished_stages(run_dir):
+                print(f"[run] {run_dir} holds an attempt that finished no stage; starting it over", flush=True)
+                shutil.rmtree(run_dir)
+            else:
+                what = "exists already" if is_run else "exists and is not a textgym run folder"
+                raise RunFolderError(f"run folder {run_dir} {what}; continue it with `textgym train --resume "
+                                     f"{run_dir}`, pick another --name, or pass --overwrite")
+        return Pipeline(config, run_dir).run()
 
 
 #: Keys ``--set`` may change on resume (the rest would make the resumed run a different run).
@@ -895,6 +964,8 @@ def resume(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunResu
         RunFolderError: not a run folder.
         ConfigError: an override of another key.
     """
+    from textgym.app.run_lock import RunLock
+
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "run_state.json").is_file():
         raise RunFolderError(f"{run_dir} is not a textgym run folder (config.yaml / run_state.json missing)")
@@ -904,15 +975,16 @@ def resume(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunResu
             raise ConfigError(f"cannot change {key!r} when resuming (only train.*, eval.every, eval.num_samples); "
                               "start a new run instead", key)
     cfg = load_config(run_dir / "config.yaml", overrides)
-    pipe = Pipeline(cfg, run_dir, resume=True)
-    if not pipe._rl_reached_target():  # more training asked for: evaluate and report again afterwards
-        for stage in ("rl", "eval_after", "report"):
-            if pipe.state["stages"].get(stage) == "done":
-                pipe.state["stages"][stage] = "pending"
-    elif all(pipe._done(stage) for stage in STAGES):
-        pipe._say(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with --set "
-                  "to train further). Its summary:")
-    return pipe.run()
+    with RunLock(run_dir):
+        pipe = Pipeline(cfg, run_dir, resume=True)
+        if not pipe._rl_reached_target():  # more training asked for: evaluate and report again afterwards
+            for stage in ("rl", "eval_after", "report"):
+                if pipe.state["stages"].get(stage) == "done":
+                    pipe.state["stages"][stage] = "pending"
+        elif all(pipe._done(stage) for stage in STAGES):
+            pipe._say(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with "
+                      "--set to train further). Its summary:")
+        return pipe.run()
 
 
 def evaluate_target(target: str, *, env_id: str | None = None, split: str | None = None,
