@@ -119,7 +119,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _fail("give a CONFIG.yaml or --resume RUN_DIR, not both")
     if not args.resume and not args.config and not args.set:
         return _fail("textgym train needs a CONFIG.yaml (or --resume RUN_DIR); see examples/configs/")
-    from textgym.app.pipeline import RunFolderError, resume, train
     from textgym.app.config import load_config
     from textgym.app.pipeline import RunFolderError, resume, train
     from textgym.app.run_lock import RunLockError
