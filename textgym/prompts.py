@@ -10,16 +10,27 @@ lays it out left-padded in ``max_prompt_length`` slots.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TaskData", "EncodedPrompt", "SampleOrder", "RowOrders", "decode_completion", "decode_completions"]
+from textgym.data_files import is_data_path, load_prompts
+
+__all__ = ["TaskData", "EncodedPrompt", "SampleOrder", "RowOrders", "decode_completion", "decode_completions",
+           "PromptTruncatedWarning"]
 
 PromptFormat = str | Callable[[Mapping[str, Any]], str] | None
 
+
+class PromptTruncatedWarning(RuntimeWarning):
+    """A prompt longer than ``max_prompt_length`` was cut (issued once per :class:`TaskData`).
+
+    A ``RuntimeWarning`` (a property of the data met at run time), not a ``UserWarning``,
+    so API checkers that fail on any ``UserWarning`` do not take it for a complaint.
+    """
 
 @dataclass(frozen=True)
 class EncodedPrompt:
@@ -46,8 +57,9 @@ class TaskData:
     """Samples of a task plus the rules that turn one into prompt tokens.
 
     Args:
-        samples: a sequence of mappings (or a ``datasets.Dataset``) with a
-            ``prompt_key`` column; ``"references"`` (str or list of str) and
+        samples: a sequence of mappings (or a ``datasets.Dataset``, or the path of a
+            JSONL / JSON / CSV / Parquet file or folder, read with
+            :func:`textgym.data_files.load_prompts`) with a ``prompt_key`` column; ``"references"`` (str or list of str) and
             other columns are optional.
         tokenizer: a Hugging Face tokenizer.
         max_prompt_length: ``P``, the number of prompt slots.
@@ -83,6 +95,8 @@ class TaskData:
             raise ValueError(f"max_prompt_length must be >= 1, got {max_prompt_length}")
         if truncation_side not in ("left", "right"):
             raise ValueError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}")
+        if isinstance(samples, str) or is_data_path(samples):  # a file or folder: every row (textgym.data_files)
+            samples, prompt_key = load_prompts(samples, "all", prompt_column=prompt_key), "prompt"
         n = len(samples) if samples is not None else 0
         if n == 0:
             raise ValueError(
@@ -108,6 +122,7 @@ class TaskData:
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
         self._cache: dict[int, EncodedPrompt] = {}
+        self._warned_truncation = False
         self.prompts: list[str] = [str(s[prompt_key]) for s in self.samples]  # raw prompt of each sample
         self._refs: dict[int, list[str]] = {}
         self._columns: dict[int, dict[str, Any]] = {}
@@ -187,6 +202,16 @@ class TaskData:
         p = self.max_prompt_length
         cut = max(0, len(ids) - p)
         if cut:
+            if not self._warned_truncation:
+                self._warned_truncation = True
+                kept, lost = ("end", "start") if self.truncation_side == "left" else ("start", "end")
+                warnings.warn(
+                    f"a prompt of {len(ids)} tokens ({len(text)} characters) was cut to max_prompt_length={p}: "
+                    f"{cut} tokens were dropped from its {lost} (truncation_side={self.truncation_side!r} keeps "
+                    f"the {kept}). Raise max_prompt_length, or set truncation_side="
+                    f"{'right' if self.truncation_side == 'left' else 'left'!r} to keep the {lost} instead. "
+                    "Warned once per env; info['prompt_truncated_tokens'] counts every cut.",
+                    PromptTruncatedWarning, stacklevel=2)
             ids = ids[cut:] if self.truncation_side == "left" else ids[:p]
         input_ids = np.full(p, self.pad_token_id, dtype=np.int64)
         mask = np.zeros(p, dtype=np.int64)

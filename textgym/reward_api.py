@@ -282,6 +282,39 @@ def as_reward_function(
     return FunctionReward(reward, batched=_declared_batched(reward) if batched is None else batched)
 
 
+def _check_output(out: Any, b: int, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(scores (b,) float32, components)`` from a reward's return value (finite or not).
+
+    Raises:
+        RewardError: not ``b`` numbers, a malformed ``(scores, components)`` tuple, or a
+            component of the wrong size.
+    """
+    components: dict[str, np.ndarray] = {}
+    if isinstance(out, tuple):
+        if len(out) != 2 or not isinstance(out[1], Mapping):
+            raise RewardError(f"reward {name!r} returned a tuple; expected (scores, components: dict of arrays)")
+        out, comps = out
+        for k, v in comps.items():
+            try:
+                arr = np.asarray(v, dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise RewardError(f"reward {name!r}: component {k!r} is not numbers") from exc
+            if arr.size != b:
+                raise RewardError(
+                    f"reward {name!r}: component {k!r} has shape {arr.shape} for {b} completions; expected ({b},)"
+                )
+            components[k] = arr.reshape(b)
+    try:
+        scores = np.asarray(out, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise RewardError(f"reward {name!r} returned {type(out).__name__}, expected {b} numbers") from exc
+    if scores.shape != (b,):
+        if scores.size != b:
+            raise RewardError(f"reward {name!r} returned shape {scores.shape} for {b} completions; expected ({b},)")
+        scores = scores.reshape(b)
+    return scores, components
+
+
 def call_reward(
     reward_fn: RewardFunction,
     prompts: Sequence[str],
@@ -301,10 +334,11 @@ def call_reward(
         references: ``B`` lists of references or ``None``.
         columns: extra columns, each of length ``B``.
         on_error: ``"raise"`` (default) or ``"penalty"``: replace non-finite
-            scores (or a raising reward) with ``penalty`` and report it in the
-            components under ``"reward_error"`` (1.0 where replaced).  A
-            raising batched reward penalises the whole batch; a wrapped
-            per-sample function only the samples whose call failed.
+            scores, a raising reward, or an output of the wrong shape or type
+            with ``penalty`` and report it in the components under
+            ``"reward_error"`` (1.0 where replaced).  A raising or misshapen
+            batched reward penalises the whole batch; a wrapped per-sample
+            function only the samples whose call failed.
         penalty: the score used with ``on_error="penalty"``.
         sample_labels: how errors name each of the ``B`` samples (e.g. ``"env row 3 (sample 17)"``);
             default ``"sample i"``, its position in this batch.
@@ -314,10 +348,10 @@ def call_reward(
         ``(B,)`` float32 arrays.
 
     Raises:
-        RewardError: wrong shape, non-numeric, or non-finite output (with
-            ``on_error="raise"``), naming the reward and the first bad sample;
-            prompts, references or a column whose length differs from the
-            completions'; components of the wrong shape.
+        RewardError: (with ``on_error="raise"``) a raising reward, wrong shape,
+            non-numeric or non-finite output, or components of the wrong shape,
+            naming the reward and the first bad sample; (always) prompts,
+            references or a column whose length differs from the completions'.
         ValueError: ``on_error`` is neither ``"raise"`` nor ``"penalty"``.
     """
     if on_error not in ("raise", "penalty"):
@@ -353,32 +387,14 @@ def call_reward(
                 raise exc.relabel(sample_labels[exc.index]) from exc.__cause__
             raise
         raise RewardError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from exc
-    components: dict[str, np.ndarray] = {}
-    if isinstance(out, tuple):
-        if len(out) != 2 or not isinstance(out[1], Mapping):
-            raise RewardError(f"reward {name!r} returned a tuple; expected (scores, components: dict of arrays)")
-        out, comps = out
-        for k, v in comps.items():
-            arr = np.asarray(v, dtype=np.float32)
-            if arr.size != b:
-                raise RewardError(
-                    f"reward {name!r}: component {k!r} has shape {arr.shape} for {b} completions; expected ({b},)"
-                )
-            components[k] = arr.reshape(b)
+    try:
+        scores, components = _check_output(out, b, name)
+    except RewardError:
+        if on_error == "penalty":  # wrong shape / type: no score of the batch can be trusted
+            return np.full(b, penalty, np.float32), {"reward_error": np.ones(b, np.float32)}
+        raise
     if failed is not None and failed.any():
         components["reward_error"] = failed.astype(np.float32)
-    try:
-        scores = np.asarray(out, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise RewardError(f"reward {name!r} returned {type(out).__name__}, expected {b} numbers") from exc
-    if scores.shape != (b,):
-        if scores.size == b:
-            scores = scores.reshape(b)
-        else:
-            raise RewardError(
-                f"reward {name!r} returned shape {scores.shape} for {b} completions; "
-                f"expected ({b},)"
-            )
     bad = ~np.isfinite(scores)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

@@ -35,7 +35,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from textgym.env import resolve_stop_ids, token_observation_space
+from textgym.env import check_env_args, resolve_stop_ids, token_observation_space
 from textgym.prompts import PromptFormat, RowOrders, TaskData, decode_completion, decode_completions
 from textgym.reward_api import RewardFunction, as_reward_function, call_reward
 
@@ -103,10 +103,10 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
         info_completions: bool = True,
         render_mode: str | None = None,
     ):
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        vocab = check_env_args(tokenizer, max_prompt_length=max_prompt_length, max_new_tokens=max_new_tokens,
+                               vocab_size=vocab_size, shuffle=shuffle, reward_on_error=reward_on_error)
         try:
             mode = AutoresetMode(autoreset_mode)
         except ValueError:
@@ -122,7 +122,7 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
         self.num_envs = int(num_envs)
         self.max_prompt_length = int(max_prompt_length)
         self.max_new_tokens = int(max_new_tokens)
-        self.vocab_size = int(vocab_size if vocab_size is not None else len(tokenizer))
+        self.vocab_size = vocab
         self.stop_token_ids = resolve_stop_ids(tokenizer, stop_token_ids, self.vocab_size)
         self._is_stop = np.zeros(self.vocab_size, dtype=bool)  # (V,) look-up table, faster than np.isin
         self._is_stop[self.stop_token_ids] = True
@@ -270,8 +270,8 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
 
         Raises:
             RuntimeError: ``step`` before ``reset``.
-            ValueError: wrong shape, non-integer actions, or an active row's
-                action outside ``[0, V)``.
+            ValueError: wrong shape, non-integer actions (bools, complex, ``None``, NaN,
+                +-inf), or an active row's action outside ``[0, V)``.
         """
         if not self._started:
             raise RuntimeError("step() called before reset()")
@@ -280,10 +280,11 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
         if a.shape != (n,):
             raise ValueError(f"actions must have shape ({n},), got {a.shape}")
         if a.dtype.kind not in "iu":
-            if a.dtype.kind == "f" and np.all(a == np.round(a)):
+            if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
                 a = a.astype(np.int64)
-            else:
-                raise ValueError(f"actions must be integer token ids, got dtype {a.dtype}")
+            else:  # bool, complex, object (None), NaN / inf, non-integral floats
+                raise ValueError(f"actions must be integer token ids in [0, {self.vocab_size}), got dtype {a.dtype}"
+                                 + (" holding NaN or inf" if a.dtype.kind == "f" and not np.isfinite(a).all() else ""))
         infos: dict[str, Any] = {}
         rewards = np.zeros(n, dtype=np.float64)
         mode = self.autoreset_mode

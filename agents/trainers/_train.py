@@ -222,7 +222,8 @@ class SupervisedTrainer(abc.ABC):
         groups = self._groups()
         losses: list[float] = []
         start, cpu_start = time.perf_counter(), time.process_time()
-        bar = tqdm(total=total, desc=type(self).__name__, disable=not cfg.progress, dynamic_ncols=True)
+        off = {} if cfg.progress else {"disable": True}  # progress=True leaves tqdm's default (TQDM_DISABLE)
+        bar = tqdm(total=total, desc=type(self).__name__, dynamic_ncols=True, **off)
         self.model.train()
         try:
             for _ in range(total):

@@ -12,7 +12,8 @@ The run folder::
     metrics.csv, tb/     RL metrics per iteration (CSV + TensorBoard; tb/eval: the evaluations)
     samples.jsonl        training samples per iteration (prompt, completion, score, reward components;
                          a conversation env's samples add messages, turns, solved)
-    checkpoint/          the RL checkpoint (every train.save_every iterations and at the end; atomic)
+    checkpoint/          the RL checkpoint (every train.save_every iterations and at the end; atomic,
+                         complete when its MANIFEST.json matches: textgym.agents.common.checkpoint)
     eval.csv             every evaluation: iteration, stage (before / sft / train / after), metrics
     eval.json            {stage: metrics} for before, sft and after
     samples_eval.jsonl   evaluation samples per stage (prompt, completion, score; conversations as above)
@@ -29,6 +30,11 @@ since the last checkpoint.  SFT and reward-model training are one stage each:
 an interrupted one restarts (their model folders are written atomically).
 Evaluations save and restore the global RNG states, so where they happen does
 not change training.  The file handling lives in :mod:`textgym.app.run_folder`.
+
+:func:`train` and :func:`resume` hold the run folder's lock (:mod:`textgym.app.run_lock`,
+``<runs_dir>/.<name>.lock``) while they work; :func:`train` runs the pre-flight check
+(:mod:`textgym.app.preflight`) before it creates the folder, and starts over a folder whose
+earlier attempt finished no stage.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ from textgym.app.prepare import prepare_rewards
 
 __all__ = ["STAGES", "RunResult", "Pipeline", "train", "resume", "evaluate_target", "resolve_model",
            "make_vec_env", "load_trained_policy", "actor_critic", "ComponentRecorder", "RunFolderError",
-           "format_table", "preference_rows", "run_reward"]
+           "format_table", "preference_rows", "run_reward", "finished_stages"]
 
 STAGES = ("sft", "reward_model", "eval_before", "rl", "eval_after", "report")
 
@@ -319,6 +325,8 @@ class Pipeline:
         self._recorder: ComponentRecorder | None = None
         self._tb: Any = None
         self._env_reward: Any = None
+        self._trackers: Any = None  # W&B / MLflow runs (textgym.app.trackers), started by run()
+        self._stop: Any = None  # the RL stage's textgym.app.graceful.GracefulStop
 
     # ------------------------------------------------------------------ state
     def _save_state(self, status: str | None = None) -> None:
@@ -336,7 +344,9 @@ class Pipeline:
 
     @staticmethod
     def _say(msg: str) -> None:
-        print(msg, flush=True)
+        from textgym.app.output import say
+
+        say(msg)  # stage lines; silent with -q
 
     # ------------------------------------------------------------------ shared pieces
     @property
@@ -377,6 +387,13 @@ class Pipeline:
         return self._eval_env
 
     @property
+    def eval_description(self) -> str:
+        """What the evaluation scores: episodes, env, split, prompts, split rule (textgym.app.user_data)."""
+        from textgym.app.user_data import describe_eval
+
+        return describe_eval(self.cfg, self.eval_env)
+
+    @property
     def perplexity_texts(self) -> list[str] | None:
         p = self.cfg.eval.perplexity
         if p is not None and self._ppl_texts is None:
@@ -413,10 +430,28 @@ class Pipeline:
             rows += [{"stage": stage, "iteration": iteration, **s} for s in res.samples]
             write_jsonl(path, rows)
         self._tb_log(stage, iteration, metrics)
+        if self._trackers is not None:
+            self._trackers.log_eval(stage, iteration, metrics, res.samples)
+        return metrics
+
+    def probe_bias(self, policy: Any, stage: str) -> dict[str, float]:
+        """The ``bias:`` probes of ``policy`` (none without the section): report in ``bias/<stage>.json`` (+ plots);
+        returns the headline metrics for ``eval.json``.  Global RNG states are preserved."""
+        if self.cfg.bias is None:
+            return {}
+        from textgym.app.bias_report import flat_metrics, run_probes, write_report
+
+        self._say(f"[bias {stage}] CrowS-Pairs / BOLD probes ...")
+        with rng_preserved():
+            results = run_probes(policy, self.cfg.bias)
+        write_report(results, self.run_dir / "bias", name=stage, title=stage, plots=self.cfg.plots)
+        metrics = flat_metrics(results)
+        self._say(f"[bias {stage}] done in {results['time_s']:.0f} s: "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if not k.endswith(("_lo", "_hi"))))
         return metrics
 
     def _tb_log(self, stage: str, iteration: int, metrics: Mapping[str, float]) -> None:
-        if not getattr(self.cfg.algo, "tensorboard", True):
+        if not getattr(self.cfg.algo, "tensorboard", True) or "tensorboard" not in (self.cfg.report_to or []):
             return
         try:
             if self._tb is None:
@@ -448,6 +483,7 @@ class Pipeline:
             stages["rl"] = stages["eval_after"] = "skipped"
         self._save_state("running")
         try:
+            self._start_trackers()
             with sigterm_as_interrupt():
                 if self.cfg.sft is not None and not self._done("sft"):
                     self.stage_sft()
@@ -463,7 +499,7 @@ class Pipeline:
                 result = self.stage_report()
         except KeyboardInterrupt:
             self._save_state("interrupted")
-            self._say(f"\ninterrupted; resume with: textgym train --resume {self.run_dir}")
+            print(f"\ninterrupted; resume with: textgym train --resume {self.run_dir}", flush=True)
             raise
         except BaseException:
             self._save_state("failed")
@@ -473,7 +509,18 @@ class Pipeline:
         self._save_state("done")
         return result
 
+    def _start_trackers(self) -> None:
+        from textgym.app.config import config_to_dict
+        from textgym.app.trackers import start_trackers
+
+        self._trackers = start_trackers(self.cfg.report_to, self.run_dir, str(self.cfg.name),
+                                        config_to_dict(self.cfg), self.state)
+        self._save_state()  # the tracker run ids, so a resume continues them
+
     def _close(self) -> None:
+        if self._trackers is not None:
+            self._trackers.close()
+            self._trackers = None
         if self.algo is not None:
             self.algo.close()
         if self._tb is not None:
@@ -503,6 +550,12 @@ class Pipeline:
         rows = self._filter_sft_rows(rows)
         if s.data.max_rows is not None:
             rows = rows[: s.data.max_rows]
+        if s.data.counterfactual:
+            from textgym.agents.trainers.counterfactual import augment_rows
+
+            n = len(rows)
+            rows = augment_rows(rows)
+            self._say(f"[sft] counterfactual augmentation: {len(rows) - n} gender-swapped copies of {n} rows")
         trainer = SFTTrainer(self.base_model, self.tokenizer, train_data=rows, config=s.config)
         metrics = trainer.train()
         trainer.save(self.run_dir / "sft")
@@ -604,9 +657,10 @@ class Pipeline:
         if self.cfg.sft is not None:
             todo.append(("sft", str(self.run_dir / "sft"), self.base_model))
         for stage, model, ref in todo:
-            self._say(f"[eval {stage}] {self.cfg.eval.n_episodes} episodes of {self.cfg.eval_env.id} ...")
+            self._say(f"[eval {stage}] {self.eval_description} ...")
             policy = _policy_for_eval(model, n, seed, ref)
             metrics = self.evaluate(policy, stage, 0)
+            metrics.update(self.probe_bias(policy, stage))
             self.state["results"][stage] = metrics
             del policy
             gc.collect()
@@ -632,7 +686,12 @@ class Pipeline:
         overrides = {"run_dir": str(run_dir)}
         if algo_cls.saves_checkpoints:  # else the pipeline saves (see _on_iteration)
             overrides["save_every"] = cfg.train.save_every
-        recover_checkpoint(ckpt)
+        from textgym.agents.common.checkpoint import CheckpointError
+
+        try:
+            recover_checkpoint(ckpt)
+        except CheckpointError as exc:
+            raise RunFolderError(str(exc)) from None
         if has_checkpoint(ckpt):
             counters = checkpoint_counters(ckpt)
             it = int(counters["iteration"])
@@ -673,8 +732,14 @@ class Pipeline:
         t0 = time.perf_counter()
         ckpt = self.run_dir / "checkpoint"
         if done < target:
+            from textgym.app.graceful import GracefulStop
+
             kw = {"iterations": target - done} if unit == "iterations" else {"total_timesteps": target - done}
-            algo.learn(callback=self._on_iteration, **kw)
+            algo.logger.progress_offset = done  # the bar shows done/target, also after a resume
+            with GracefulStop() as self._stop:
+                algo.learn(callback=self._on_iteration, **kw)
+            if self._stop.requested:  # Ctrl-C / SIGTERM: keep the finished iterations, then stop
+                self._checkpoint_and_stop(algo, ckpt, t0)
             every = cfg.train.save_every
             if not (every and algo.iteration % every == 0):  # else train_step saved this iteration already
                 algo.save(ckpt)
@@ -685,11 +750,24 @@ class Pipeline:
                                 time_s=self.state["rl"].get("time_s", 0.0) + time.perf_counter() - t0)
         self._mark("rl")
 
-    def _on_iteration(self, algo: Any, metrics: Mapping[str, Any]) -> None:
+    def _checkpoint_and_stop(self, algo: Any, ckpt: Path, t0: float) -> None:
+        """After a graceful stop: checkpoint the iteration just finished (atomically), record it, interrupt."""
+        if not (has_checkpoint(ckpt) and checkpoint_counters(ckpt).get("iteration") == algo.iteration):
+            algo.save(ckpt)
+        self.state["rl"].update(iteration=algo.iteration, num_timesteps=algo.num_timesteps,
+                                checkpoint_iteration=algo.iteration,
+                                time_s=self.state["rl"].get("time_s", 0.0) + time.perf_counter() - t0)
+        self._save_state()
+        self._say(f"[rl] stopped after iteration {algo.iteration}; checkpoint saved to {ckpt}")
+        raise KeyboardInterrupt("stopped by signal")
+
+    def _on_iteration(self, algo: Any, metrics: Mapping[str, Any]) -> bool | None:
         # 1. the checkpoint, if the algorithm does not save by itself (Algorithm.saves_checkpoints)
         every = self.cfg.train.save_every
         if every and algo.iteration % every == 0 and not algo.saves_checkpoints:
             algo.save(self.run_dir / "checkpoint")
+        if self._trackers is not None:
+            self._trackers.log(metrics, algo.iteration)
         # 2. reward components of this iteration's logged samples
         seen = self._recorder.take() if self._recorder is not None else {}
         if seen and getattr(algo.config, "log_samples", 0):
@@ -711,6 +789,9 @@ class Pipeline:
 
             m = self.evaluate(actor_critic(algo), "train", algo.iteration)
             tqdm.write(f"[eval] iteration {algo.iteration}: score_mean {m['score_mean']:.4f}")
+        # 5. a Ctrl-C / SIGTERM during this iteration: stop the loop (stage_rl saves and stops)
+        stop = getattr(self, "_stop", None)
+        return False if stop is not None and stop.requested else None
 
     def _add_components(self, iteration: int, seen: Mapping[str, Mapping[str, float]]) -> None:
         path = self.run_dir / "samples.jsonl"
@@ -734,8 +815,9 @@ class Pipeline:
             env = make_vec_env(cfg.env.id, cfg.env.num_envs, cfg.env.kwargs, self.tokenizer, self.env_reward)
             policy = load_trained_policy(self.run_dir, cfg.algorithm, env)
         it = int(self.state["rl"].get("iteration", 0))
-        self._say(f"[eval after] {self.cfg.eval.n_episodes} episodes of {self.cfg.eval_env.id} ...")
+        self._say(f"[eval after] {self.eval_description} ...")
         metrics = self.evaluate(policy, "after", it)
+        metrics.update(self.probe_bias(policy, "after"))
         self.state["results"]["after"] = metrics
         self._mark("eval_after")
 
@@ -756,12 +838,15 @@ class Pipeline:
         for r in read_jsonl(self.run_dir / "samples_eval.jsonl"):
             samples.setdefault(r["stage"], []).append(r)
         write_atomic(self.run_dir / "summary.md", self._summary(evals, samples, plots))
+        from textgym.app.model_card import write_run_cards
+
+        write_run_cards(self.run_dir)  # README.md beside every final model
         self._mark("report")
         rl = self.state["rl"]
         skipped = skipped_steps_line(rl.get("skipped_steps", {}))
-        self._say(f"\n{self.cfg.name}: {self.cfg.eval.n_episodes} held-out episodes of {self.cfg.eval_env.id}\n"
-                  + format_table(evals) + (f"\n\nWARNING: {skipped}" if skipped else "")
-                  + f"\n\nrun folder: {self.run_dir}")
+        print(f"\n{self.cfg.name}: {self.eval_description}\n"
+              + format_table(evals) + (f"\n\nWARNING: {skipped}" if skipped else "")
+              + f"\n\nrun folder: {self.run_dir}", flush=True)
         return RunResult(self.run_dir, evals, int(rl.get("iteration", 0)), int(rl.get("num_timesteps", 0)), plots)
 
     def _summary(self, evals: Mapping[str, Mapping[str, float]], samples: Mapping[str, Any],
@@ -777,8 +862,7 @@ class Pipeline:
                  f"- RL: {rl.get('iteration', 0)} iterations, {rl.get('num_timesteps', 0)} generated tokens, "
                  f"{rl.get('time_s', 0.0):.0f} s" if self.has_rl else "- RL: none (`algorithm: none`)",
                  *([f"- {line}"] if (line := skipped_steps_line(rl.get("skipped_steps", {}))) else []),
-                 f"- evaluation: {cfg.eval.n_episodes} episodes of `{cfg.eval_env.id}` "
-                 f"({cfg.eval_env.kwargs.get('split', 'test')} split), seed {cfg.eval.seed}"]
+                 f"- evaluation: {self.eval_description}, seed {cfg.eval.seed}"]
         if "sft_train" in self.state["results"]:
             s = self.state["results"]["sft_train"]
             parts.append(f"- SFT: {int(s.get('rows', 0))} rows, train_loss {s.get('train_loss', float('nan')):.4g}, "
@@ -787,6 +871,10 @@ class Pipeline:
             parts.append(self._reward_model_line(self.state["results"]["reward_model"]))
         parts += ["", "## Before / after", "", format_table(evals, markdown=True), "", kl_note, "",
                   "## Samples", "", sample_table(samples), ""]
+        if self.cfg.bias is not None:
+            from textgym.app.bias_report import summary_section
+
+            parts += [summary_section(evals)]
         if plots:
             parts += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
         return "\n".join(parts)
@@ -810,8 +898,24 @@ class Pipeline:
 # ----------------------------------------------------------------------------- entry points
 
 
+def finished_stages(run_dir: str | os.PathLike) -> list[str]:
+    """The stages a run folder finished (``[]`` for a run that failed or was stopped before finishing one)."""
+    path = Path(run_dir) / "run_state.json"
+    try:
+        stages = json.loads(path.read_text())["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [s for s, status in stages.items() if status == "done"]
+
+
 def train(config: RunConfig, runs_dir: str | os.PathLike = "runs", *, overwrite: bool = False) -> RunResult:
     """Run ``config`` in ``<runs_dir>/<config.name>/`` from the start.
+
+    Before the run folder is created, :func:`textgym.app.preflight.preflight` checks the
+    model's tokenizer, the envs and their rewards, and the run folder's lock is taken
+    (:class:`textgym.app.run_lock.RunLock`, held until this returns).  A folder of an
+    earlier attempt that finished no stage is reused (cleared first): a failed run never
+    blocks a rerun under the same name.
 
     Args:
         config: a validated :class:`RunConfig` (:func:`textgym.app.config.load_config`).
@@ -819,16 +923,30 @@ def train(config: RunConfig, runs_dir: str | os.PathLike = "runs", *, overwrite:
         overwrite: delete an existing run folder of the same name first.
 
     Raises:
-        RunFolderError: the run folder exists already (resume it, rename, or overwrite).
+        ConfigError: the pre-flight check failed (nothing was created).
+        RunFolderError: the run folder exists already with a finished stage, or is not a run
+            folder (resume it, rename, or overwrite).
+        textgym.app.run_lock.RunLockError: another process uses the run folder.
         KeyboardInterrupt: interrupted; the folder is resumable.
     """
+    from textgym.app.preflight import preflight
+    from textgym.app.run_lock import RunLock
+
     run_dir = Path(runs_dir) / str(config.name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunFolderError(f"run folder {run_dir} exists already; continue it with "
-                                 f"`textgym train --resume {run_dir}`, pick another --name, or pass --overwrite")
-        shutil.rmtree(run_dir)
-    return Pipeline(config, run_dir).run()
+    preflight(config)
+    with RunLock(run_dir):
+        if run_dir.exists() and any(run_dir.iterdir()):
+            is_run = (run_dir / "config.yaml").is_file()
+            if overwrite:
+                shutil.rmtree(run_dir)
+            elif is_run and not finished_stages(run_dir):
+                print(f"[run] {run_dir} holds an attempt that finished no stage; starting it over", flush=True)
+                shutil.rmtree(run_dir)
+            else:
+                what = "exists already" if is_run else "exists and is not a textgym run folder"
+                raise RunFolderError(f"run folder {run_dir} {what}; continue it with `textgym train --resume "
+                                     f"{run_dir}`, pick another --name, or pass --overwrite")
+        return Pipeline(config, run_dir).run()
 
 
 #: Keys ``--set`` may change on resume (the rest would make the resumed run a different run).
@@ -848,6 +966,8 @@ def resume(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunResu
         RunFolderError: not a run folder.
         ConfigError: an override of another key.
     """
+    from textgym.app.run_lock import RunLock
+
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "run_state.json").is_file():
         raise RunFolderError(f"{run_dir} is not a textgym run folder (config.yaml / run_state.json missing)")
@@ -857,15 +977,16 @@ def resume(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunResu
             raise ConfigError(f"cannot change {key!r} when resuming (only train.*, eval.every, eval.num_samples); "
                               "start a new run instead", key)
     cfg = load_config(run_dir / "config.yaml", overrides)
-    pipe = Pipeline(cfg, run_dir, resume=True)
-    if not pipe._rl_reached_target():  # more training asked for: evaluate and report again afterwards
-        for stage in ("rl", "eval_after", "report"):
-            if pipe.state["stages"].get(stage) == "done":
-                pipe.state["stages"][stage] = "pending"
-    elif all(pipe._done(stage) for stage in STAGES):
-        pipe._say(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with --set "
-                  "to train further). Its summary:")
-    return pipe.run()
+    with RunLock(run_dir):
+        pipe = Pipeline(cfg, run_dir, resume=True)
+        if not pipe._rl_reached_target():  # more training asked for: evaluate and report again afterwards
+            for stage in ("rl", "eval_after", "report"):
+                if pipe.state["stages"].get(stage) == "done":
+                    pipe.state["stages"][stage] = "pending"
+        elif all(pipe._done(stage) for stage in STAGES):
+            pipe._say(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with "
+                      "--set to train further). Its summary:")
+        return pipe.run()
 
 
 def evaluate_target(target: str, *, env_id: str | None = None, split: str | None = None,
