@@ -81,7 +81,7 @@ def preflight(cfg: RunConfig) -> Any:
         except (ValueError, TypeError, KeyError, OSError) as exc:
             raise ConfigError(f"cannot build {env_id}: {_first_line(exc)}", f"{section}.kwargs") from None
         try:
-            if not own_reward:
+            if not own_reward and hasattr(env.unwrapped, "reward_fn"):  # a conversation env: its responder rewards
                 check_reward(env, f"{section}.kwargs.reward")
         finally:
             env.close()
