@@ -63,6 +63,7 @@ from textgym.app.run_folder import (
     write_csv,
     write_jsonl,
 )
+from textgym.agents.common import distributed
 from textgym.app.config import NO_RL, ConfigError, RunConfig, build_reward, dump_config, load_config
 
 __all__ = ["STAGES", "RunResult", "Pipeline", "train", "resume", "evaluate_target", "resolve_model",
@@ -314,6 +315,10 @@ class Pipeline:
     def _mark(self, stage: str, status: str = "done") -> None:
         self.state["stages"][stage] = status
         self._save_state()
+        distributed.barrier()  # data-parallel: the other ranks read what this stage wrote only after it
+
+    def _write_config(self) -> None:
+        dump_config(self.cfg, self.run_dir / "config.yaml")
 
     @staticmethod
     def _say(msg: str) -> None:
@@ -419,8 +424,9 @@ class Pipeline:
             KeyboardInterrupt: Ctrl-C or SIGTERM; the folder stays resumable
                 (``textgym train --resume <run_dir>``).
         """
-        dump_config(self.cfg, self.run_dir / "config.yaml")
+        self._write_config()
         stages = self.state["stages"]
+        self.state["num_processes"] = distributed.world_size()
         if self.cfg.sft is None:
             stages["sft"] = "skipped"
         if self.cfg.reward_model is None:
@@ -744,7 +750,9 @@ class Pipeline:
                    "in eval.json is never negative.")
         parts = [f"# {cfg.name}", "",
                  f"- model: `{cfg.model}`; algorithm: `{cfg.algorithm}`; env: `{cfg.env.id}` "
-                 f"({cfg.env.num_envs} episodes per rollout); seed {cfg.seed}",
+                 f"({cfg.env.num_envs} episodes per rollout"
+                 + (f" per process, {self.state.get('num_processes', 1)} processes" if
+                    self.state.get("num_processes", 1) > 1 else "") + f"); seed {cfg.seed}",
                  f"- RL: {rl.get('iteration', 0)} iterations, {rl.get('num_timesteps', 0)} generated tokens, "
                  f"{rl.get('time_s', 0.0):.0f} s" if self.has_rl else "- RL: none (`algorithm: none`)",
                  f"- evaluation: {cfg.eval.n_episodes} episodes of `{cfg.eval_env.id}` "
@@ -793,12 +801,23 @@ def train(config: RunConfig, runs_dir: str | os.PathLike = "runs", *, overwrite:
         KeyboardInterrupt: interrupted; the folder is resumable.
     """
     run_dir = Path(runs_dir) / str(config.name)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    distributed.init()  # under torchrun / accelerate launch / --nproc: data-parallel, rank 0 writes
+    if distributed.is_main() and run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise RunFolderError(f"run folder {run_dir} exists already; continue it with "
                                  f"`textgym train --resume {run_dir}`, pick another --name, or pass --overwrite")
         shutil.rmtree(run_dir)
-    return Pipeline(config, run_dir).run()
+    distributed.barrier()
+    return _pipeline_class()(config, run_dir).run()
+
+
+def _pipeline_class() -> type[Pipeline]:
+    """:class:`Pipeline` on rank 0 (the writer), :class:`~textgym.app.worker_pipeline.WorkerPipeline` on the others."""
+    if distributed.is_main():
+        return Pipeline
+    from textgym.app.worker_pipeline import WorkerPipeline
+
+    return WorkerPipeline
 
 
 #: Keys ``--set`` may change on resume (the rest would make the resumed run a different run).
@@ -827,7 +846,11 @@ def resume(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunResu
             raise ConfigError(f"cannot change {key!r} when resuming (only train.*, eval.every, eval.num_samples); "
                               "start a new run instead", key)
     cfg = load_config(run_dir / "config.yaml", overrides)
-    pipe = Pipeline(cfg, run_dir, resume=True)
+    distributed.init()
+    if distributed.is_main():  # a save interrupted mid-rename: put the last complete checkpoint back first
+        recover_checkpoint(run_dir / "checkpoint")
+    distributed.barrier()
+    pipe = _pipeline_class()(cfg, run_dir, resume=True)
     if not pipe._rl_reached_target():  # more training asked for: evaluate and report again afterwards
         for stage in ("rl", "eval_after", "report"):
             if pipe.state["stages"].get(stage) == "done":
