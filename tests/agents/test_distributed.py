@@ -25,7 +25,7 @@ from dist_worker import build  # noqa: E402
 def torchrun(args, out_dir, nproc=2, timeout=600):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(nproc),
            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--max-restarts", "0",
-           str(HERE / "dist_worker.py"), *args, str(out_dir)]
+           str(HERE / "dist_worker.py"), *args[:2], str(out_dir), *args[2:]]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TEXTGYM_DIST_TIMEOUT": "60"}
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -130,3 +130,27 @@ def test_cli_nproc_rejects_bad_values(capsys):
 
     assert main(["train", "examples/configs/synthetic_ppo.yaml", "--nproc", "0"]) == 2
     assert "--nproc must be an integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sft_two_ranks_gradient_equals_one_process(tmp_path):
+    """SFT (LoRA, token-mean loss): 2 ranks x 1 micro-batch of 2 rows give the gradient of one process
+    accumulating the same 2 micro-batches (lora_dropout 0: dropout masks depend on the partition)."""
+    one = tmp_path / "one"
+    one.mkdir()
+    res = subprocess.run([sys.executable, str(HERE / "dist_sft_worker.py"), "2", str(one)], capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--max-restarts", "0",
+           str(HERE / "dist_sft_worker.py"), "1", str(tmp_path)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "TEXTGYM_DIST_TIMEOUT": "60"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    ref = torch.load(one / "sft_rank0.pt")
+    r0, r1 = torch.load(tmp_path / "sft_rank0.pt"), torch.load(tmp_path / "sft_rank1.pt")
+    assert r0["world_size"] == 2 and torch.equal(r0["grad"], r1["grad"])
+    assert float(ref["grad"].abs().max()) > 1e-3
+    assert float((ref["grad"] - r0["grad"]).abs().max()) < 1e-6
+    assert r0["metrics"]["loss"] == pytest.approx(ref["metrics"]["loss"], rel=1e-6)
+    assert r0["metrics"]["tokens"] == ref["metrics"]["tokens"]
