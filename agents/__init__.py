@@ -13,6 +13,7 @@ _EXPORTS = {
     "ActorCriticPolicy": ("textgym.agents.common.policy", "ActorCriticPolicy"),
     "RolloutBatch": ("textgym.agents.common.rollout", "RolloutBatch"),
     "RolloutCollector": ("textgym.agents.common.rollout", "RolloutCollector"),
+    "MultiTurnRolloutCollector": ("textgym.agents.common.multiturn_rollout", "MultiTurnRolloutCollector"),
     "SamplingParams": ("textgym.agents.common.sampling", "SamplingParams"),
     "OnPolicyAlgorithm": ("textgym.agents.common.base", "OnPolicyAlgorithm"),
     "OnPolicyConfig": ("textgym.agents.common.base", "OnPolicyConfig"),

@@ -150,7 +150,10 @@ def compute_gae(
     Args:
         rewards: ``(N, T)`` float, per-token rewards (0 on padding).
         values: ``(N, T)`` float, ``V(s_t)`` of the state before token ``t``.
-        mask: ``(N, T)`` bool/0-1, real tokens; must be a prefix of each row.
+        mask: ``(N, T)`` bool/0-1, real tokens: a prefix of each row, or (a
+            conversation) the agent's tokens with env tokens between turns, which
+            are skipped: ``V_{t+1}`` of a turn's last token is the value before
+            the next turn's first token, so GAE runs over the whole conversation.
         bootstrap_values: ``(N,)`` float, ``V(s_L)`` (truncated) or 0 (terminated).
         gamma: discount per token.
         lam: GAE lambda.

@@ -203,3 +203,98 @@ _TASKS += [
 for _spec, _factory in _TASKS:
     register_task(_spec, *entry_points(_factory))
 del _spec, _factory
+
+# ----------------------------------------------------------------------------- conversations (multi-turn)
+from textgym.envs import calculator, games, mt_bench, simulated_user  # noqa: E402
+from textgym.envs._multiturn import multiturn_entry_points  # noqa: E402
+
+__all__ += ["games", "calculator", "mt_bench", "simulated_user"]
+_CONVERSATIONS = [
+    (
+        TaskSpec(
+            id="textgym/GuessNumber-v0",
+            task="conversation: find a hidden number from higher/lower replies (scripted responder)",
+            data="generated: numbers 1-100 split by hash, 80 train / 20 test (held out)",
+            reward="on the solving turn k: 1 - 0.5 (k-1) / max_turns; 0 otherwise",
+            license="none (generated)",
+            defaults={},
+        ),
+        games.make_guess_number,
+    ),
+    (
+        TaskSpec(
+            id="textgym/TwentyQuestions-v0",
+            task="conversation: ask yes/no questions to find a hidden object (scripted oracle)",
+            data="40 everyday objects with 10 attributes, split by hash: 31 train / 9 test (held out)",
+            reward="on the solving turn k: 1 - 0.5 (k-1) / max_turns; 0 otherwise",
+            license="none (written for textgym)",
+            defaults={},
+        ),
+        games.make_twenty_questions,
+    ),
+    (
+        TaskSpec(
+            id="textgym/Calculator-v0",
+            task="tool use: solve a word problem with <calc>...</calc> calls, answer in <answer>...</answer>",
+            data="generated (seed 0), 4 templates, split by hash: 1000 train / 200 test",
+            reward="1 if the final answer equals the solution, else 0 (safe AST calculator)",
+            license="none (generated)",
+            defaults={},
+        ),
+        calculator.make_calculator,
+    ),
+    (
+        TaskSpec(
+            id="textgym/MTBench-v0",
+            task="conversation: answer MT-Bench's first question, then its follow-up",
+            data="MT-Bench (Zheng et al. 2023): 80 two-turn questions, test only",
+            reward="per answer: reward-model if reward_model= is given, else a placeholder (length + repetition, "
+            "[-1, 1])",
+            license="Apache-2.0",
+            defaults={},
+        ),
+        mt_bench.make_mt_bench,
+    ),
+    (
+        TaskSpec(
+            id="textgym/SimulatedUser-v0",
+            task="conversation with a simulated user: another LM playing a persona",
+            data="12 personas with opening messages, split by hash: 10 train / 2 test (held out)",
+            reward="per agent turn: the given reward, else a placeholder (length + repetition, [-1, 1])",
+            license="none (written for textgym); user model SmolLM2-135M-Instruct (Apache-2.0)",
+            defaults={},
+        ),
+        simulated_user.make_simulated_user,
+    ),
+]
+for _spec, _factory in _CONVERSATIONS:
+    register_task(_spec, *multiturn_entry_points(_factory))
+del _spec, _factory
+
+# ----------------------------------------------------------------------------- third-party tasks (optional extras)
+from textgym.envs import reasoning_gym_task, textarena_games  # noqa: E402
+
+__all__ += ["reasoning_gym_task", "textarena_games"]
+register_task(
+    TaskSpec(
+        id="textgym/ReasoningGym-v0",
+        task="a reasoning-gym procedural task (task=..., default basic_arithmetic); extra: textgym[reasoning-gym]",
+        data="reasoning-gym generators (seeded): 500 train / up to 100 test (questions seen in train removed)",
+        reward="reasoning-gym's own score_answer of the <answer>...</answer> text ([0, 1])",
+        license="Apache-2.0 (reasoning-gym)",
+        defaults={},
+    ),
+    *entry_points(reasoning_gym_task.make_reasoning_gym),
+)
+register_task(
+    TaskSpec(
+        id="textgym/TextArena-v0",
+        task="conversation: a TextArena single-player game (game=..., default GuessTheNumber-v0); "
+        "extra: textgym[textarena]",
+        data="one episode per game seed: 200 train / 50 test (seeds from 10**6, held out)",
+        reward="TextArena's reward at the game's end (+1 win, -1 loss, 0 draw)",
+        license="MIT (TextArena)",
+        defaults={},
+    ),
+    *multiturn_entry_points(textarena_games.make_textarena),
+)

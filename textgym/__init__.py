@@ -5,6 +5,9 @@ and the task ids (``textgym/...``, see :func:`list_envs`) with Gymnasium.
 """
 
 from textgym.env import TextGenEnv
+from textgym.multiturn import MultiTurnEnv
+from textgym.multiturn_vector import MultiTurnVectorEnv
+from textgym.utterance import UtteranceEnv
 from textgym.registration import list_envs, task_spec
 from textgym.vector_env import TextGenVectorEnv
 
@@ -12,8 +15,8 @@ from textgym import rewards  # noqa: E402,F401  (registers the built-in rewards)
 from textgym import envs  # noqa: E402,F401  (registers the task ids)
 
 __version__ = "0.1.0"
-__all__ = ["TextGenEnv", "TextGenVectorEnv", "list_envs", "task_spec", "models", "rewards", "envs", "compare",
-           "__version__"]
+__all__ = ["TextGenEnv", "TextGenVectorEnv", "MultiTurnEnv", "MultiTurnVectorEnv", "UtteranceEnv", "list_envs",
+           "task_spec", "models", "rewards", "envs", "compare", "__version__"]
 
 
 def __getattr__(name: str):

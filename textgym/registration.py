@@ -19,9 +19,11 @@ from typing import Any
 import gymnasium as gym
 
 from textgym.env import TextGenEnv
+from textgym.multiturn import MultiTurnEnv
+from textgym.multiturn_vector import MultiTurnVectorEnv
 from textgym.vector_env import TextGenVectorEnv
 
-__all__ = ["TaskSpec", "register_task", "list_envs", "task_spec", "build_env", "NAMESPACE"]
+__all__ = ["TaskSpec", "register_task", "list_envs", "task_spec", "build_env", "build_multiturn_env", "NAMESPACE"]
 
 NAMESPACE = "textgym"
 
@@ -68,6 +70,22 @@ def build_env(
         return TextGenEnv(tokenizer, samples, reward_fn, **env_kwargs)
     env_kwargs.pop("decode_every_step", None)
     return TextGenVectorEnv(tokenizer, samples, reward_fn, num_envs, **env_kwargs)
+
+
+def build_multiturn_env(
+    factory: Callable[..., tuple[Any, Sequence[Mapping[str, Any]], Any, dict[str, Any]]],
+    num_envs: int | None = None,
+    **kwargs: Any,
+) -> MultiTurnEnv | MultiTurnVectorEnv:
+    """:func:`build_env` for conversation tasks: ``factory(**kwargs)`` returns
+    ``(tokenizer, samples, responder, env_kwargs)``; a :class:`MultiTurnEnv`
+    (``num_envs=None``) or a :class:`MultiTurnVectorEnv` comes back."""
+    tokenizer, samples, responder, env_kwargs = factory(**kwargs)
+    if num_envs is None:
+        env_kwargs.pop("autoreset_mode", None)
+        env_kwargs.pop("copy", None)
+        return MultiTurnEnv(tokenizer, samples, responder, **env_kwargs)
+    return MultiTurnVectorEnv(tokenizer, samples, responder, num_envs, **env_kwargs)
 
 
 def register_task(

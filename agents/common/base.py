@@ -27,8 +27,9 @@ import torch
 from textgym.agents.common import checkpoint, distributed
 from textgym.agents.functional import make_kl_controller
 from textgym.agents.common.logger import Logger
+from textgym.agents.common.multiturn_rollout import make_collector
 from textgym.agents.common.policy import ActorCriticPolicy, LMActorCritic
-from textgym.agents.common.rollout import LogitsProcessor, RolloutBatch, RolloutCollector, check_env
+from textgym.agents.common.rollout import LogitsProcessor, RolloutBatch, check_env
 from textgym.agents.common.sampling import SamplingParams
 
 __all__ = ["OnPolicyConfig", "Config", "OnPolicyAlgorithm"]
@@ -185,9 +186,9 @@ class OnPolicyAlgorithm(abc.ABC):
         self.seed = distributed.rank_seed(cfg.seed)  # this rank's env, sampling and shuffling streams
         if self.seed != cfg.seed:
             _seed_everything(self.seed)
-        self.collector = RolloutCollector(policy, self.env, cfg.sampling(), seed=self.seed,
-                                          score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
-                                          logits_processor=self.make_logits_processor())
+        self.collector = make_collector(policy, self.env, cfg.sampling(), seed=self.seed,
+                                        score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
+                                        logits_processor=self.make_logits_processor())
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         self.kl_ctl = make_kl_controller(cfg.kl_coef, cfg.target_kl_ref, cfg.kl_horizon)
@@ -317,9 +318,9 @@ class OnPolicyAlgorithm(abc.ABC):
         cfg = self.config
         sp = SamplingParams(temperature or cfg.temperature, cfg.top_k if top_k is None else top_k,
                             cfg.top_p if top_p is None else top_p, greedy)
-        col = RolloutCollector(self.policy, env, sp, seed=cfg.seed + 1 if seed is None else seed,
-                               score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
-                               logits_processor=self.collector.logits_processor)
+        col = make_collector(self.policy, env, sp, seed=cfg.seed + 1 if seed is None else seed,
+                             score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
+                             logits_processor=self.collector.logits_processor)
         batches, n = [], 0
         while n < n_episodes:
             batches.append(col.collect())
@@ -383,8 +384,8 @@ class OnPolicyAlgorithm(abc.ABC):
                                truncation_side=e.data.truncation_side, shuffle=False, vocab_size=e.vocab_size,
                                autoreset_mode="Disabled", info_completions=False)
         sp = dataclasses.replace(self.config.sampling(), greedy=greedy)
-        col = RolloutCollector(self.policy, tmp, sp, seed=self.config.seed + 2 if seed is None else seed,
-                               logits_processor=self.collector.logits_processor)
+        col = make_collector(self.policy, tmp, sp, seed=self.config.seed + 2 if seed is None else seed,
+                             logits_processor=self.collector.logits_processor)
         b = col.collect(options={"sample_indices": list(range(len(prompts)))})
         stop = torch.from_numpy(e.stop_token_ids)
         keep = b.mask & ~torch.isin(b.actions, stop)

@@ -316,6 +316,26 @@ class LMActorCritic(ActorCriticPolicy):
         logits = out.logits[:, -1, : self.action_size]
         return StepOutput(logits, self._values(out.hidden_states[-1][:, -1]), self._cache_of(out))
 
+    def extend(self, tokens: torch.Tensor, attention_mask: torch.Tensor, cache: Any) -> StepOutput:
+        """Feed a block of ``k`` tokens per row against the cache (a conversation's reply, prefilled incrementally).
+
+        Rows with fewer new tokens are left-padded inside the block (mask 0), so
+        the last column is every row's last real token.
+
+        Args:
+            tokens: ``(N, k)`` int64.
+            attention_mask: ``(N, L + k)`` int64, the mask of everything in the cache plus the block.
+            cache: from ``prefill`` / ``decode_step`` / ``extend`` (updated in place).
+
+        Returns:
+            :class:`StepOutput` for the state after each row's last real token.
+        """
+        k = tokens.shape[1]
+        pos = position_ids_from_mask(attention_mask)[:, -k:]  # (N, k)
+        out = self._run(self.lm, tokens, attention_mask, pos, 1, cache=cache, use_cache=True)
+        logits = out.logits[:, -1, : self.action_size]
+        return StepOutput(logits, self._values(out.hidden_states[-1][:, -1]), self._cache_of(out))
+
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_tokens: int,
               with_values: bool = True) -> ScoreOutput:
         """Logits and values for the last ``num_tokens`` tokens of full sequences (one forward, with grad).

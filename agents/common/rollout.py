@@ -45,7 +45,7 @@ from textgym.agents.common.sampling import (
     sample_tokens,
 )
 
-__all__ = ["RolloutBatch", "RolloutCollector", "LogitsProcessor", "trim_to_content", "check_env"]
+__all__ = ["RolloutBatch", "RolloutCollector", "LogitsProcessor", "trim_to_content", "response_ends", "check_env"]
 
 
 class RolloutBatch(NamedTuple):
@@ -60,7 +60,8 @@ class RolloutBatch(NamedTuple):
         ref_logprobs: ``(N, T)`` float32, the reference's logprobs (same temperature; with top-k/top-p
             renormalised over the policy's kept set, so they are always finite).
         values: ``(N, T)`` float32, ``V(s_t)`` before token ``t`` (scoring pass).
-        mask: ``(N, T)`` bool, real (generated) tokens: a prefix of each row, the stop token included.
+        mask: ``(N, T)`` bool, real (generated) tokens: a prefix of each row, the stop token included
+            (in a conversation: the agent's tokens; the env's reply tokens between turns are 0).
         rewards: ``(N, T)`` float32, the env's rewards per token (the score on the last token for sparse rewards).
         scores: ``(N,)`` float32, each episode's score (``info["score"]``).
         terminated: ``(N,)`` bool, ended by a stop token.
@@ -112,8 +113,10 @@ def check_env(env: Any) -> Any:
 
     from textgym.vector_env import TextGenVectorEnv
 
+    from textgym.multiturn_vector import MultiTurnVectorEnv
+
     inner = getattr(env, "unwrapped", env)
-    if not isinstance(inner, TextGenVectorEnv):
+    if not isinstance(inner, (TextGenVectorEnv, MultiTurnVectorEnv)):
         raise TypeError(f"rollouts need a textgym.TextGenVectorEnv, got {type(env).__name__}; build one with "
                         "gym.make_vec(id, num_envs=N, vectorization_mode='vector_entry_point', "
                         "autoreset_mode='Disabled')")
@@ -165,6 +168,17 @@ class LogitsProcessor(abc.ABC):
         """Raw next-token logits ``(N, V)`` of env observations ``(N, L)`` (prompt, response, padding) -> processed."""
 
 
+def response_ends(mask: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` int64: one past each row's last real token (its length for a one-turn prefix mask).
+
+    In a conversation the mask is 1 on the agent's tokens only, with the
+    env's reply tokens (mask 0) between turns, so the end is not the count.
+    """
+    m = mask.bool()
+    idx = torch.arange(1, m.shape[1] + 1, device=m.device)
+    return torch.where(m, idx, 0).max(-1).values if m.shape[1] else torch.zeros(m.shape[0], dtype=torch.long)
+
+
 def trim_to_content(input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Drop columns no row uses: prompt padding shared by all rows and response slots after the longest episode.
@@ -178,7 +192,7 @@ def trim_to_content(input_ids: torch.Tensor, attention_mask: torch.Tensor, mask:
     """
     n_resp = mask.shape[1]
     p = input_ids.shape[1] - n_resp
-    t_keep = max(int(mask.sum(-1).max()), 1)
+    t_keep = max(int(response_ends(mask).max()), 1)
     used = attention_mask[:, :p].bool().any(0)
     first = int(used.float().argmax()) if bool(used.any()) else p - 1
     return input_ids[:, first : p + t_keep], attention_mask[:, first : p + t_keep], t_keep
@@ -351,7 +365,7 @@ class RolloutCollector:
                     ref = ref.masked_fill(torch.isinf(processed), float("-inf"))
                 logprobs[rows, :t] = torch.where(m, logprobs_of(processed, a), 0.0).cpu()
                 values[rows, :t] = torch.where(m, out.values[:, :t].float(), 0.0).cpu()
-                lengths = m.sum(-1)  # V(s_L) sits at index L of the (n, t + 1) values
+                lengths = response_ends(m)  # V(s_L) sits at index L of the (n, t + 1) values
                 bootstrap[rows] = out.values.float().gather(1, lengths[:, None]).squeeze(1).cpu()
                 del out, processed
             ref_logprobs[rows, :t] = torch.where(m, logprobs_of(ref, a), 0.0).cpu()

@@ -40,7 +40,8 @@ import torch
 from textgym.agents.common import distributed
 
 from ._train import SupervisedTrainer, TrainConfig, atomic_save_dir
-from .sft_data import SFTExample, collate_sft, encode_chat, encode_pair, load_rows, pack_examples
+from .sft_data import (SFTExample, collate_sft, encode_chat, encode_conversation, encode_pair, load_rows,
+                       pack_examples)
 
 __all__ = ["SFTConfig", "SFTTrainer", "completion_nll"]
 
@@ -187,6 +188,8 @@ class SFTTrainer(SupervisedTrainer):
     def encode_row(self, row: Mapping[str, Any]) -> SFTExample:
         """Tokenise one row (pair or chat) into an :class:`SFTExample` (see :mod:`.sft_data`)."""
         cfg = self.config
+        if "agent_mask" in row:  # a conversation env's observation: its own tokens, agent tokens as targets
+            return encode_conversation(row, max_length=cfg.max_length)
         if cfg.messages_key in row and row[cfg.messages_key] is not None:
             if cfg.chat_template is False:
                 raise ValueError(f"chat row ({cfg.messages_key!r}) but chat_template=False")

@@ -12,7 +12,9 @@ Lines file (``.jsonl`` / ``.jsonl.gz``), or a registered textgym task id /
 env (:func:`task_rows`: each sample's formatted prompt and its first
 reference).  A row is either ``{"prompt": str, "completion": str}`` or
 ``{"messages": [{"role": ..., "content": ...}, ...]}`` (chat); the keys are
-configurable.
+configurable.  A conversation env's observation (``input_ids``,
+``attention_mask``, ``agent_mask``) is a row too: its tokens as they are, the
+agent's tokens as targets (:func:`encode_conversation`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["SFTExample", "load_rows", "task_rows", "encode_pair", "encode_chat", "collate_sft", "pack_examples"]
+__all__ = ["SFTExample", "load_rows", "task_rows", "encode_pair", "encode_chat", "encode_conversation", "collate_sft",
+           "pack_examples"]
 
 
 @dataclass
@@ -236,6 +239,31 @@ def encode_chat(tokenizer: Any, messages: Sequence[Mapping[str, Any]], *, max_le
     if first == 0:  # nothing before the first target: give it a context token
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos_id
         ids, mask, first = [int(start)] + ids, [False] + mask, 1
+    ids, mask, cut = _fit(ids, mask, max_length, first)
+    return SFTExample(ids, mask, truncated=cut)
+
+
+def encode_conversation(observation: Mapping[str, Any], *, max_length: int) -> SFTExample:
+    """A conversation env's observation (:class:`textgym.MultiTurnEnv`) as an SFT example, token for token.
+
+    The tokens are the observation's attended ``input_ids`` as they are (no
+    decoding, no re-tokenising); the targets are exactly the agent's tokens
+    (``agent_mask``): prompt, replies and turn markers are context.  Too long
+    a conversation is cut as chat rows are (context from the left, then targets from the right).
+
+    Raises:
+        ValueError: the observation lacks ``agent_mask`` or has no agent token.
+    """
+    if "agent_mask" not in observation:
+        raise ValueError("a conversation row needs input_ids, attention_mask and agent_mask (a MultiTurnEnv observation)")
+    keep = [bool(a) for a in observation["attention_mask"]]
+    ids = [int(i) for i, k in zip(observation["input_ids"], keep) if k]
+    mask = [bool(a) for a, k in zip(observation["agent_mask"], keep) if k]
+    if True not in mask:
+        raise ValueError("the conversation has no agent token to learn from")
+    if not mask or mask[0]:  # nothing before the first target: impossible for an env observation (it has a prompt)
+        raise ValueError("a conversation must start with context (the prompt) before the agent's first token")
+    first = mask.index(True)
     ids, mask, cut = _fit(ids, mask, max_length, first)
     return SFTExample(ids, mask, truncated=cut)
 

@@ -1,0 +1,174 @@
+"""Multi-turn rollout speed: the KV cache kept across turns vs re-encoding the conversation at every turn.
+
+Usage::
+
+    python benchmarks/multiturn_throughput.py                                # tiny-llama, CPU
+    python benchmarks/multiturn_throughput.py --model smollm2-135m-instruct
+
+Both sides run the same policy, batch, conversation and number of generated
+tokens: ``--turns`` agent turns of exactly ``--turn-tokens`` tokens each (the
+end-of-turn id is one the model never samples here, so every turn runs to its
+token limit), with a scripted user whose reply is the same ~50-token text
+every turn.
+
+* **textgym** (token-in/token-out): :class:`MultiTurnRolloutCollector` on a
+  :class:`textgym.MultiTurnVectorEnv`: the prompt is prefilled once, each
+  agent token is one cached forward, and each reply's tokens are fed as one
+  incremental block against the same cache.  Timed: generation only (the
+  scoring pass, which the other side has no counterpart of, is subtracted).
+* **re-encode per turn** (what text-in/text-out trainers do): before every
+  turn the conversation so far is rendered to text with the chat template,
+  tokenized and prefilled from scratch; the turn is then decoded with the
+  cache of that prefill.  The same policy calls (``prefill`` / ``decode_step``)
+  and the same per-token work (sampling, the sampled token's logprob).
+
+Output: agent tokens per second of each side and their ratio (target >= 3x at
+4 turns on SmolLM2: the cache makes a turn cost its own tokens).  Best of
+``--repeats`` after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+
+import numpy as np
+import torch
+from _common import Table, machine_info, quiet, set_threads, sync
+
+from textgym import MultiTurnVectorEnv
+from textgym.agents import LMActorCritic, MultiTurnRolloutCollector, SamplingParams
+from textgym.agents.common.sampling import logprobs_of, process_logits, sample_tokens
+from textgym.responders import Reply, Responder
+
+PROMPT = ("I am planning a small vegetable garden on a balcony that gets about five hours of sun. "
+          "Which vegetables should I grow, how should I arrange the pots, and how often should I water them?")
+REPLY = ("Thanks. That helps, but I still have questions: what about the soil, which pots are best for a windy "
+         "balcony, and is there anything I should plant together or keep apart? Please be specific.")
+
+
+class ScriptedUser(Responder):
+    """The same reply every turn; never ends the conversation (the turn limit does)."""
+
+    name = "scripted-user"
+
+    def respond(self, states, conversations):
+        return [Reply(text=REPLY) for _ in states]
+
+
+def make_env(tok, batch: int, turns: int, turn_tokens: int, vocab: int) -> MultiTurnVectorEnv:
+    never = vocab - 1  # an id the model does not sample in practice: every turn runs to turn_tokens
+    return MultiTurnVectorEnv(tok, [{"prompt": PROMPT}], ScriptedUser(), batch, autoreset_mode="Disabled",
+                              max_prompt_length=128, max_new_tokens=turns * (turn_tokens + 80), max_turns=turns,
+                              max_turn_tokens=turn_tokens, end_of_turn_ids=[never], vocab_size=vocab)  # fmt: skip
+
+
+def time_textgym(policy, env, sp, repeats: int) -> float:
+    """Best generation seconds of a full conversation batch (scoring pass subtracted)."""
+    col = MultiTurnRolloutCollector(policy, env, sp, seed=0)
+    inner, spent = col.score, {}
+
+    def timed_score(*a, **kw):
+        t0 = time.perf_counter()
+        out = inner(*a, **kw)
+        spent["score"] = time.perf_counter() - t0
+        return out
+
+    col.score = timed_score
+    best = float("inf")
+    for i in range(repeats + 1):
+        sync(policy.device)
+        t0 = time.perf_counter()
+        batch = col.collect(seed=0)
+        sync(policy.device)
+        if i:
+            best = min(best, time.perf_counter() - t0 - spent["score"])
+    assert int(batch.mask.sum(-1).min()) == env.conv.max_turns * env.conv.max_turn_tokens, batch.mask.sum(-1)
+    return best
+
+
+@torch.no_grad()
+def reencode_rollout(policy, tok, batch: int, turns: int, turn_tokens: int, sp, generator) -> int:
+    """One text-in/text-out conversation batch; returns the agent tokens generated."""
+    dev, never = policy.device, policy.action_size - 1
+    conversations = [[{"role": "user", "content": PROMPT}] for _ in range(batch)]
+    generated = 0
+    for _ in range(turns):
+        texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+        side, tok.padding_side = tok.padding_side, "left"
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        tok.padding_side = side
+        ids, mask = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
+        out = policy.prefill(ids, mask)
+        turn, logps = [], []
+        for _ in range(turn_tokens):
+            logits = out.logits.clone()
+            logits[:, never] = float("-inf")
+            processed = process_logits(logits, sp)
+            token = sample_tokens(processed, generator, sp.greedy)
+            logps.append(logprobs_of(processed, token).cpu())  # as the textgym rollout records them
+            turn.append(token.cpu())
+            mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=dev)], dim=1)
+            out = policy.decode_step(token, mask, out.cache)
+        generated += batch * turn_tokens
+        answers = tok.batch_decode(torch.stack(turn, 1), skip_special_tokens=True)
+        for c, a in zip(conversations, answers):
+            c += [{"role": "assistant", "content": a}, {"role": "user", "content": REPLY}]
+    return generated
+
+
+def time_reencode(policy, tok, batch, turns, turn_tokens, sp, repeats: int) -> float:
+    gen = torch.Generator(device=policy.device).manual_seed(0)
+    best = float("inf")
+    for i in range(repeats + 1):
+        sync(policy.device)
+        t0 = time.perf_counter()
+        n = reencode_rollout(policy, tok, batch, turns, turn_tokens, sp, gen)
+        sync(policy.device)
+        if i:
+            best = min(best, time.perf_counter() - t0)
+    assert n == batch * turns * turn_tokens
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="tiny-llama", help="tiny-llama (default), smollm2-135m-instruct or a path")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--turns", type=int, default=4)
+    ap.add_argument("--turn-tokens", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--out-dir", default=None, help="where to write the table (default benchmarks/results)")
+    args = ap.parse_args(argv)
+    quiet()
+    set_threads(args.threads)
+    policy = LMActorCritic.from_pretrained(args.model, device=args.device)
+    tok = policy.tokenizer
+    if not getattr(tok, "chat_template", None):  # the tiny presets: a ChatML template, as SmolLM2 has
+        tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                             "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    sp = SamplingParams(1.0)
+    b, turns, tt = args.batch, args.turns, args.turn_tokens
+    header = (f"model={args.model} device={args.device} batch={b} turns={turns} tokens/turn={tt} "
+              f"threads={torch.get_num_threads()}\nmachine: {machine_info()}")
+    print(header, flush=True)
+    env = make_env(tok, b, turns, tt, policy.action_size)
+    cached = time_textgym(policy, env, sp, args.repeats)
+    reencoded = time_reencode(policy, tok, b, turns, tt, sp, args.repeats)
+    n_tok = b * turns * tt
+    tag = re.sub(r"[^A-Za-z0-9_.-]", "_", args.model.rstrip("/").split("/")[-1])
+    table = Table(f"multiturn_throughput-{tag}", ["method", "agent tokens/s", "ratio vs re-encode"], {"agent tokens/s": 1})
+    table.add("re-encode + prefill the conversation every turn", n_tok / reencoded, 1.0)
+    table.add("textgym: KV cache kept across turns", n_tok / cached, reencoded / cached)
+    table.emit(f"### Multi-turn rollout: KV cache across turns vs re-encoding ({args.model})\n\n{header}",
+               out_dir=args.out_dir, notes="Target: ratio >= 3 at 4 turns on SmolLM2. Best of the repeats after a warm-up.")
+    print(f"ratio: {reencoded / cached:.2f}x", flush=True)
+    return None
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
