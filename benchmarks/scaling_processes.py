@@ -90,7 +90,7 @@ def measure(args: argparse.Namespace, nproc: int) -> dict:
     # time/rollout and time/update are means over ranks; the ranks wait for each other in the update's
     # all-reduce, so rollout + update is close to every rank's iteration time
     per_it = statistics.median(r["rollout"] + r["update"] for r in rows)
-    return {"nproc": nproc, "s_per_iteration": per_it, "episodes_per_iteration": rows[0]["episodes"],
+    return {"nproc": nproc, "s_per_iteration": per_it, "episodes_per_iteration": nproc * args.episodes,
             "episodes_per_s": nproc * args.episodes / per_it, "comm_s": statistics.median(r["comm"] for r in rows)}
 
 

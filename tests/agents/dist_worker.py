@@ -1,7 +1,7 @@
 """Run by the data-parallel tests under ``python -m torch.distributed.run`` (or directly, one process).
 
 ``python dist_worker.py ALGOS NUM_ENVS OUT_DIR [ITERATIONS [FAIL]]``: for each of the comma-separated
-``ALGOS`` (``ppo`` / ``grpo``) builds it on ``tiny-char`` + ``textgym/TokenCount-v0`` with ``NUM_ENVS``
+``ALGOS`` (``ppo``, ``grpo``, ``rloo``, ``nlpo``, ``a2c``, ``reinforce``) builds it on ``tiny-char`` + ``textgym/TokenCount-v0`` with ``NUM_ENVS``
 rows per process, trains ``ITERATIONS`` (default 1) iterations with ``run_dir=OUT_DIR/ALGO`` (checkpoint
 every 2 iterations) and writes, per rank, ``OUT_DIR/ALGO_rank{r}.pt``: the first iteration's rollout
 batch, the flattened gradient of its first optimizer step (after the all-reduce, before the step),
@@ -18,9 +18,8 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 
-from textgym.agents import GRPO, PPO
-from textgym.agents.algorithms.grpo import GRPOConfig
-from textgym.agents.algorithms.ppo import PPOConfig
+from textgym.agents import (A2C, GRPO, NLPO, PPO, REINFORCE, RLOO, A2CConfig, GRPOConfig, NLPOConfig, PPOConfig,
+                            REINFORCEConfig, RLOOConfig)
 from textgym.agents.common import distributed
 
 
@@ -31,7 +30,15 @@ def build(algo_name: str, num_envs: int, run_dir: str | None):
                   progress_bar=False, log_samples=2)
     if algo_name == "ppo":
         return PPO("tiny-char", env, PPOConfig(n_epochs=1, kl_coef=0.05, target_kl_ref=1.0, **common))
-    return GRPO("tiny-char", env, GRPOConfig(group_size=4, n_epochs=1, **common))
+    if algo_name == "grpo":
+        return GRPO("tiny-char", env, GRPOConfig(group_size=4, n_epochs=1, **common))
+    if algo_name == "rloo":
+        return RLOO("tiny-char", env, RLOOConfig(group_size=4, **common))
+    if algo_name == "nlpo":
+        return NLPO("tiny-char", env, NLPOConfig(n_epochs=1, **common))
+    if algo_name == "a2c":
+        return A2C("tiny-char", env, A2CConfig(normalize_advantage=True, **common))
+    return REINFORCE("tiny-char", env, REINFORCEConfig(**common))
 
 
 def capture(algo) -> dict:

@@ -93,6 +93,20 @@ def test_two_ranks_gradient_equals_one_process_on_the_union(tmp_path):
 
 
 @pytest.mark.slow
+def test_two_ranks_gradient_equals_one_process_for_the_other_algorithms(tmp_path):
+    """RLOO, NLPO, A2C (whitened advantages), REINFORCE share the learn loop: the same equality."""
+    names = ["rloo", "nlpo", "a2c", "reinforce"]
+    res = torchrun([",".join(names), "8"], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in names:
+        r0, r1 = (torch.load(tmp_path / f"{name}_rank{r}.pt", weights_only=False) for r in (0, 1))
+        ref, ref_metrics = single_process_grad(name, [r0["batch"], r1["batch"]], 16)
+        assert float(ref.abs().max()) > 1e-4, name
+        assert float((ref - r0["grad"]).abs().max()) < 1e-6, name
+        assert r0["metrics"][0]["reward/score"] == pytest.approx(ref_metrics["reward/score"], abs=1e-6)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["raise", "kill"])
 def test_failed_rank_stops_the_job_and_resume_continues(tmp_path, how):
     """Rank 1 fails after iteration 3 of 6: the job exits non-zero naming rank 1, the iteration-2

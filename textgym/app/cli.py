@@ -157,6 +157,9 @@ def _launch(args: argparse.Namespace) -> int:
             argv += ["--resume", args.resume]
         else:
             cfg = load_config(args.config, args.set, name=args.name)
+            if str(cfg.algorithm).startswith("sb3-"):
+                return _fail(f"algorithm {cfg.algorithm} (the Stable-Baselines3 adapter) trains in one process; "
+                             "drop --nproc or use ppo / a2c")
             run_dir = Path(args.runs_dir or "runs") / str(cfg.name)
             if run_dir.exists() and any(run_dir.iterdir()) and not args.overwrite:
                 return _fail(f"run folder {run_dir} exists already; continue it with `textgym train --resume "
