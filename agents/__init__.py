@@ -15,6 +15,7 @@ _EXPORTS = {
     "RolloutCollector": ("textgym.agents.common.rollout", "RolloutCollector"),
     "MultiTurnRolloutCollector": ("textgym.agents.common.multiturn_rollout", "MultiTurnRolloutCollector"),
     "SamplingParams": ("textgym.agents.common.sampling", "SamplingParams"),
+    "Algorithm": ("textgym.agents.common.protocol", "Algorithm"),
     "OnPolicyAlgorithm": ("textgym.agents.common.base", "OnPolicyAlgorithm"),
     "OnPolicyConfig": ("textgym.agents.common.base", "OnPolicyConfig"),
     "PPO": ("textgym.agents.algorithms.ppo", "PPO"),
@@ -30,21 +31,12 @@ _EXPORTS = {
     "GRPO": ("textgym.agents.algorithms.grpo", "GRPO"),
     "GRPOConfig": ("textgym.agents.algorithms.grpo", "GRPOConfig"),
     "Logger": ("textgym.agents.common.logger", "Logger"),
-    # comparing algorithms: the harness (``textgym.compare`` / ``textgym.app.compare.compare``; the name
-    # ``textgym.app.compare`` is the module) and its statistics
-    "CompareConfig": ("textgym.app.compare", "CompareConfig"),
-    "ComparisonResult": ("textgym.app.compare_report", "ComparisonResult"),
-    "bootstrap_ci": ("textgym.app.stats", "bootstrap_ci"),
-    "iqm": ("textgym.app.stats", "iqm"),
     # stable-baselines3 interop: the SB3 policy class and SB3's PPO / A2C behind textgym's interface
     "TextGymLMPolicy": ("textgym.agents.algorithms.sb3_policy", "TextGymLMPolicy"),
     "SB3PPO": ("textgym.agents.algorithms.sb3_algos", "SB3PPO"),
     "SB3PPOConfig": ("textgym.agents.algorithms.sb3_algos", "SB3PPOConfig"),
     "SB3A2C": ("textgym.agents.algorithms.sb3_algos", "SB3A2C"),
     "SB3A2CConfig": ("textgym.agents.algorithms.sb3_algos", "SB3A2CConfig"),
-    # the `textgym train` pipeline (SFT -> eval -> RL -> eval -> report in a run folder) and evaluation
-    "Pipeline": ("textgym.app.pipeline", "Pipeline"),
-    "RunResult": ("textgym.app.pipeline", "RunResult"),
     # supervised stages: SFT warm start, reward model, sentiment classifier
     "SFTTrainer": ("textgym.agents.trainers.sft", "SFTTrainer"),
     "SFTConfig": ("textgym.agents.trainers.sft", "SFTConfig"),
@@ -58,12 +50,17 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
+#: names that moved up to the application layer (``textgym.app``): agents never import it
+_MOVED_TO_APP = {"Pipeline", "RunResult", "CompareConfig", "ComparisonResult", "bootstrap_ci", "iqm"}
+
 
 def __getattr__(name):
     if name in _EXPORTS:
         module, attr = _EXPORTS[name]
         mod = importlib.import_module(module)
         return mod if attr is None else getattr(mod, attr)
+    if name in _MOVED_TO_APP:
+        raise AttributeError(f"textgym.agents.{name} moved to the application layer: from textgym.app import {name}")
     raise AttributeError(f"module 'textgym.agents' has no attribute {name!r}")
 
 

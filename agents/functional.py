@@ -1,6 +1,6 @@
-"""Pure RL math shared by every textgym algorithm: masked statistics, GAE, KL estimators, KL controllers.
+"""Pure RL math shared by every textgym algorithm: masked statistics, GAE, KL estimators, losses, baselines.
 
-Every function here is stateless (the controllers hold one float) and works on
+Every function here is stateless and works on
 ``torch`` tensors laid out ``(N, T)``: ``N`` episodes (rows), ``T`` generated
 token slots.  A *mask* is ``(N, T)`` bool or 0/1 float with 1 on the real
 (generated) tokens of each row; for token-level text generation the real
@@ -11,8 +11,6 @@ Sources:
     Continuous Control Using Generalized Advantage Estimation", ICLR 2016, eq. 16.
   * KL estimators k1/k2/k3: J. Schulman, "Approximating KL Divergence",
     http://joschu.net/blog/kl-approx.html (2020).
-  * Adaptive KL coefficient: Ziegler et al., "Fine-Tuning Language Models from
-    Human Preferences", 2019, section 2.2 (proportional controller on log KL).
   * Discounted returns: Williams, "Simple Statistical Gradient-Following
     Algorithms for Connectionist Reinforcement Learning", Machine Learning 1992;
     n-step returns: Mnih et al., "Asynchronous Methods for Deep Reinforcement
@@ -26,8 +24,6 @@ Sources:
 
 from __future__ import annotations
 
-import math
-from typing import Any
 
 import torch
 
@@ -39,9 +35,7 @@ __all__ = [
     "compute_gae",
     "kl_estimate",
     "KL_ESTIMATORS",
-    "AdaptiveKLController",
-    "FixedKLController",
-    "make_kl_controller",
+    "LOG_RATIO_BOUND",
     "explained_variance",
     "clipped_policy_loss",
     "clipped_value_loss",
@@ -55,6 +49,13 @@ __all__ = [
 
 #: Names accepted by :func:`kl_estimate`.
 KL_ESTIMATORS = ("k1", "k2", "abs", "k3")
+
+#: Bound on the per-token log-ratio ``log pi(a) - log pi_ref(a)`` in :func:`kl_estimate` (nats).
+#: float32 ``exp`` overflows to ``inf`` above 88.7, so k3's ``exp(-r)`` did for ``r < -88.7`` (and the
+#: squares in whitening overflow already above about 44); at 20 nats the probability ratio is already
+#: ``e**20 ~ 4.9e8`` (a token the other model all but never picks), so a larger ratio says nothing the
+#: penalty could use, while every estimate, its square and its sum over a batch stay finite.
+LOG_RATIO_BOUND = 20.0
 
 
 def _as_float_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -199,6 +200,11 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k1") ->
     * ``"abs"``: ``|r|`` - biased, >= 0.
     * ``"k3"``: ``exp(-r) - 1 + r`` - unbiased and >= 0 (a Bregman divergence).
 
+    ``r`` is first clamped to ``[-LOG_RATIO_BOUND, LOG_RATIO_BOUND]`` (20 nats, see
+    :data:`LOG_RATIO_BOUND`), so every estimate is finite for any finite log-probabilities
+    (k3 at most ``e**20 - 21 ~ 4.9e8`` per token); outside the bound the estimate is
+    constant and has no gradient.
+
     Args:
         logp: float tensor, log pi(a) of the sampled tokens (any shape).
         ref_logp: same shape, log pi_ref(a).
@@ -212,7 +218,7 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k1") ->
     """
     if logp.shape != ref_logp.shape:
         raise ValueError(f"logp {tuple(logp.shape)} and ref_logp {tuple(ref_logp.shape)} must have the same shape")
-    r = logp - ref_logp
+    r = (logp - ref_logp).clamp(-LOG_RATIO_BOUND, LOG_RATIO_BOUND)
     if kind == "k1":
         return r
     if kind == "k2":
@@ -260,7 +266,7 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor, mask: torch.Ten
 
 def clipped_policy_loss(
     logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-    clip_range: float, normalizer: float | torch.Tensor, weights: torch.Tensor | None = None,
+    clip_range: float | None, normalizer: float | torch.Tensor, weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO's clipped surrogate (Schulman et al. 2017, "Proximal Policy Optimization Algorithms", eq. 7), as a loss.
 
@@ -272,7 +278,7 @@ def clipped_policy_loss(
     Args:
         logp, old_logp, advantages: ``(N, T)`` float.
         mask: ``(N, T)`` bool.
-        clip_range: ``eps`` (``float("inf")``: no clipping).
+        clip_range: ``eps`` (``None`` or ``float("inf")``: no clipping).
         normalizer: divisor of the sums (token count of the full minibatch).
         weights: optional ``(N, T)`` per-token weights (>= 0) of the loss and of the
             ``approx_kl`` / ``clipfrac`` sums (e.g. ``1 / |o_i|`` for GRPO's
@@ -283,6 +289,8 @@ def clipped_policy_loss(
         (not means) of ``approx_kl`` (Schulman's k3 of the ratio: ``(r - 1) - log r``)
         and ``clipfrac``, and ``ratio`` ``(N, T)`` detached.
     """
+    if clip_range is None:
+        clip_range = float("inf")
     log_ratio = torch.where(mask, logp - old_logp, 0.0)
     ratio = torch.exp(log_ratio)
     unclipped = ratio * advantages
@@ -314,67 +322,6 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     else:
         clipfrac = torch.zeros(())
     return 0.5 * masked_sum(err, mask) / normalizer, {"clipfrac": clipfrac}
-
-
-class FixedKLController:
-    """A constant KL coefficient ``beta``.
-
-    Args:
-        kl_coef: ``beta`` (>= 0).
-    """
-
-    def __init__(self, kl_coef: float):
-        if kl_coef < 0:
-            raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
-        self.value = float(kl_coef)
-
-    def update(self, current_kl: float, n_steps: int) -> float:
-        """No-op; returns ``beta``."""
-        return self.value
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"value": self.value}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.value = float(state["value"])
-
-
-class AdaptiveKLController(FixedKLController):
-    """Ziegler et al. (2019) proportional controller that steers the KL towards a target.
-
-    ``e = clip(KL / target - 1, -0.2, 0.2)``;  ``beta <- beta * (1 + e * n_steps / horizon)``.
-    KL above the target raises ``beta``; below it lowers ``beta``.
-
-    Args:
-        init_kl_coef: starting ``beta`` (> 0).
-        target: target KL (nats per episode, the same quantity as ``stats/kl_ref``).
-        horizon: how many episodes (``n_steps`` units) a full correction takes.
-
-    Raises:
-        ValueError: non-positive ``init_kl_coef``, ``target`` or ``horizon``.
-    """
-
-    def __init__(self, init_kl_coef: float, target: float, horizon: float = 10_000):
-        if init_kl_coef <= 0 or target <= 0 or horizon <= 0:
-            raise ValueError(f"init_kl_coef, target and horizon must be > 0, got {init_kl_coef}, {target}, {horizon}")
-        super().__init__(init_kl_coef)
-        self.target = float(target)
-        self.horizon = float(horizon)
-
-    def update(self, current_kl: float, n_steps: int) -> float:
-        """Move ``beta`` after observing ``current_kl`` over ``n_steps`` episodes; returns the new ``beta``."""
-        if not math.isfinite(current_kl):
-            return self.value
-        error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + error * n_steps / self.horizon
-        return self.value
-
-
-def make_kl_controller(kl_coef: float, target_kl_ref: float | None, horizon: float) -> FixedKLController:
-    """A :class:`FixedKLController` (``target_kl_ref=None``) or an :class:`AdaptiveKLController`."""
-    if target_kl_ref is None:
-        return FixedKLController(kl_coef)
-    return AdaptiveKLController(kl_coef, target_kl_ref, horizon)
 
 
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
@@ -502,9 +449,9 @@ def top_p_mask(logits: torch.Tensor, p: float) -> torch.Tensor:
     """The top-p (nucleus) set of each distribution: the smallest set of most likely tokens with mass ``>= p``.
 
     NLPO's action mask (Ramamurthy et al. 2023) applies this to the masking
-    policy's logits.  Same rule as sampling's top-p
-    (:func:`textgym.agents.common.sampling.process_logits`): the most likely token is
-    always kept; ``-inf`` logits are never kept.
+    policy's logits; sampling's top-p
+    (:func:`textgym.agents.common.sampling.process_logits`) uses it too.  The most likely
+    token is always kept; ``-inf`` logits are never kept.
 
     Args:
         logits: ``(..., V)`` float (temperature already applied, if any).
@@ -516,8 +463,14 @@ def top_p_mask(logits: torch.Tensor, p: float) -> torch.Tensor:
     Raises:
         ValueError: ``p`` outside ``(0, 1]``.
     """
-    from textgym.agents.common.sampling import SamplingParams, process_logits
-
     if not 0.0 < p <= 1.0:
         raise ValueError(f"top-p mass must be in (0, 1], got {p}")
-    return torch.isfinite(process_logits(logits, SamplingParams(top_p=p)))
+    z = logits.float()
+    if p >= 1.0:
+        return torch.isfinite(z)
+    sorted_z, order = torch.sort(z, dim=-1, descending=True)
+    probs = torch.softmax(sorted_z, dim=-1)
+    mass_before = torch.cumsum(probs, dim=-1) - probs  # probability of strictly more likely tokens
+    keep_sorted = mass_before < p  # the top token has mass_before 0: always kept
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    return keep & torch.isfinite(z)

@@ -120,10 +120,11 @@ def main(argv: list[str] | None = None) -> None:
     n_code = 16 if args.quick else args.batch
     code = ["def add(a, b):\n    return a + b\n" if i % 2 == 0 else "def add(a, b):\n    return a - b\n"
             for i in range(n_code)]
-    sandbox = R.CodeExecutionReward(timeout=10.0, workers=args.workers)
-    rows.append((f"code-exec ({args.workers} workers)", n_code,
-                 *measure(sandbox, ["# add\n"] * n_code, code, [[""]] * n_code,
-                          {"test_list": [["assert add(1, 2) == 3", "assert add(0, 0) == 0"]] * n_code}, repeats)))
+    for workers in sorted({1, args.workers}):  # a 1-worker row too: the parallel speed-up is the ratio of the rows
+        sandbox = R.CodeExecutionReward(timeout=10.0, workers=workers)
+        rows.append((f"code-exec ({workers} workers)", n_code,
+                     *measure(sandbox, ["# add\n"] * n_code, code, [[""]] * n_code,
+                              {"test_list": [["assert add(1, 2) == 3", "assert add(0, 0) == 0"]] * n_code}, repeats)))
     mbpp = mbpp_references(n_code)
     rows.append((f"code-exec, MBPP references ({args.workers} workers)", n_code,
                  *measure(sandbox, [""] * n_code, [r["code"] for r in mbpp], [[""]] * n_code,

@@ -149,11 +149,12 @@ class TextgymSide:
                                max_prompt_length=args.max_prompt_length, max_new_tokens=args.new_tokens,
                                stop_token_ids=[], shuffle=False, vocab_size=policy.action_size,
                                autoreset_mode="Disabled", info_completions=False)
-        extra = {"loss_aggregation": "sequence", "clip_range": 0.2} if kind == "grpo" else {"clip_range": None}
+        extra = ({"loss_aggregation": "sequence", "clip_range": 0.2, "beta": KL_COEF[kind]} if kind == "grpo"
+                 else {"clip_range": None, "kl_coef": KL_COEF[kind]})  # GRPO: a KL loss term; RLOO: a reward penalty
         cfg = algo_cls.config_class(
             seed=0, learning_rate=args.lr, adam_betas=(0.9, 0.999), adam_eps=1e-8, weight_decay=0.0,
             max_grad_norm=1.0, temperature=1.0, top_k=None, top_p=1.0, group_size=args.group_size, n_epochs=1,
-            minibatch_size=None, micro_batch_size=None, kl_coef=KL_COEF[kind], target_kl_ref=None,
+            minibatch_size=None, micro_batch_size=None, target_kl_ref=None,
             rescore_policy=rescore, device=args.device, run_dir=None, tensorboard=False,
             progress_bar=False, log_samples=0, **extra)
         self.algo = algo_cls(policy, env, cfg)

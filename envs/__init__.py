@@ -8,12 +8,15 @@ their data, rewards and tokenizers only when an env is built, so importing
 textgym stays cheap.
 """
 
+from typing import Any
+
 from textgym.envs import code, commongen, dialogue, instruction, qa, sentiment, summarization, synthetic, translation
 from textgym.envs.common import entry_points
 from textgym.registration import TaskSpec, register_task
 
 __all__ = [
     "sentiment", "summarization", "translation", "qa", "instruction", "dialogue", "commongen", "code", "synthetic",
+    "task_factory",
 ]  # fmt: skip
 
 _NEWS = "unclear (article copyright CNN / Daily Mail / BBC): research use only"
@@ -26,7 +29,7 @@ _TASKS = [
             data="movie-reviews (Pang & Lee 2004): 1600 train / 200 validation / 200 test prompts",
             reward="sentiment (P(positive) from textgym's MiniLM classifier, [0, 1]; trained once on first use)",
             license="CC BY 4.0",
-            defaults={"max_prompt_length": 64, "max_new_tokens": 32},
+            defaults=sentiment.DEFAULTS,
         ),
         sentiment.make_imdb,
     ),
@@ -37,7 +40,7 @@ _TASKS = [
             data="CNN/DailyMail 3.0.0 (first 200 of T0's sample): 162 train / 18 validation / 20 test",
             reward="rougeL (ROUGE-L F1 vs the highlights, [0, 1])",
             license=_NEWS,
-            defaults={"max_prompt_length": 512, "max_new_tokens": 128},
+            defaults=summarization.CNN_DAILYMAIL_DEFAULTS,
         ),
         summarization.make_cnn_dailymail,
     ),
@@ -48,7 +51,7 @@ _TASKS = [
             data="XSum (first 200 of T0's sample): 151 train / 26 validation / 23 test",
             reward="rougeL (ROUGE-L F1 vs the summary, [0, 1])",
             license=_NEWS,
-            defaults={"max_prompt_length": 512, "max_new_tokens": 64},
+            defaults=summarization.XSUM_DEFAULTS,
         ),
         summarization.make_xsum,
     ),
@@ -60,7 +63,7 @@ _TASKS = [
             "test = FLORES-200 devtest 1012; ntrex = NTREX-128 1997",
             reward="chrf (chrF vs the reference, [0, 1])",
             license="CC BY 2.0 FR (Tatoeba); CC BY-SA 4.0 (FLORES-200, NTREX-128)",
-            defaults={"max_prompt_length": 128, "max_new_tokens": 128},
+            defaults=translation.DEFAULTS,
         ),
         translation.make_en_de,
     ),
@@ -72,7 +75,7 @@ _TASKS = [
             "test = FLORES-200 devtest 1012; ntrex = NTREX-128 1997",
             reward="chrf (chrF vs the reference, [0, 1])",
             license="CC BY 2.0 FR (Tatoeba); CC BY-SA 4.0 (FLORES-200, NTREX-128)",
-            defaults={"max_prompt_length": 128, "max_new_tokens": 128},
+            defaults=translation.DEFAULTS,
         ),
         translation.make_en_fr,
     ),
@@ -83,7 +86,7 @@ _TASKS = [
             data="XQuAD English (SQuAD v1.1 dev questions): 962 train / 102 validation / 126 test",
             reward="token-f1 (SQuAD token F1 vs the answers, [0, 1])",
             license="CC BY-SA 4.0",
-            defaults={"max_prompt_length": 512, "max_new_tokens": 32},
+            defaults=qa.DEFAULTS,
         ),
         qa.make_xquad,
     ),
@@ -95,7 +98,7 @@ _TASKS = [
             "instructions (evaluation only)",
             reward="reward-model if reward_model= is given, else rougeL vs the reference output ([0, 1])",
             license="Apache-2.0",
-            defaults={"max_prompt_length": 512, "max_new_tokens": 256},
+            defaults=instruction.DEFAULTS,
         ),
         instruction.make_self_instruct,
     ),
@@ -107,7 +110,7 @@ _TASKS = [
             "201 validation / 197 test prompts)",
             reward="reward-model if reward_model= is given, else a placeholder: length + repetition ([-1, 1])",
             license="MIT (offensive content)",
-            defaults={"max_prompt_length": 512, "max_new_tokens": 128},
+            defaults=dialogue.DEFAULTS,
         ),
         dialogue.make_hh_dialogue,
     ),
@@ -118,7 +121,7 @@ _TASKS = [
             data="CommonGen v1.0: 1497 train (upstream test) / 418 validation / 575 test (upstream dev)",
             reward="0.5 keyword coverage + 0.5 rougeL ([0, 1])",
             license="MIT",
-            defaults={"max_prompt_length": 64, "max_new_tokens": 48},
+            defaults=commongen.DEFAULTS,
         ),
         commongen.make_commongen,
     ),
@@ -129,7 +132,7 @@ _TASKS = [
             data="MBPP: 374 train / 90 validation / 500 test / 10 prompt",
             reward="code-exec (pass fraction of 3 asserts, sandboxed, [0, 1])",
             license="CC BY 4.0",
-            defaults={"max_prompt_length": 256, "max_new_tokens": 256},
+            defaults=code.MBPP_DEFAULTS,
         ),
         code.make_mbpp,
     ),
@@ -140,7 +143,7 @@ _TASKS = [
             data="HumanEval: 164 test",
             reward="code-exec (check(candidate) passes, sandboxed, {0, 1})",
             license="MIT",
-            defaults={"max_prompt_length": 768, "max_new_tokens": 384},
+            defaults=code.HUMANEVAL_DEFAULTS,
         ),
         code.make_humaneval,
     ),
@@ -275,26 +278,38 @@ del _spec, _factory
 from textgym.envs import reasoning_gym_task, textarena_games  # noqa: E402
 
 __all__ += ["reasoning_gym_task", "textarena_games"]
-register_task(
-    TaskSpec(
-        id="textgym/ReasoningGym-v0",
-        task="a reasoning-gym procedural task (task=..., default basic_arithmetic); extra: textgym[reasoning-gym]",
-        data="reasoning-gym generators (seeded): 500 train / up to 100 test (questions seen in train removed)",
-        reward="reasoning-gym's own score_answer of the <answer>...</answer> text ([0, 1])",
-        license="Apache-2.0 (reasoning-gym)",
-        defaults={},
+_EXTRAS = [
+    (
+        TaskSpec(
+            id="textgym/ReasoningGym-v0",
+            task="a reasoning-gym procedural task (task=..., default basic_arithmetic); extra: textgym[reasoning-gym]",
+            data="reasoning-gym generators (seeded): 500 train / up to 100 test (questions seen in train removed)",
+            reward="reasoning-gym's own score_answer of the <answer>...</answer> text ([0, 1])",
+            license="Apache-2.0 (reasoning-gym)",
+            defaults={},
+        ),
+        reasoning_gym_task.make_reasoning_gym,
     ),
-    *entry_points(reasoning_gym_task.make_reasoning_gym),
-)
-register_task(
-    TaskSpec(
-        id="textgym/TextArena-v0",
-        task="conversation: a TextArena single-player game (game=..., default GuessTheNumber-v0); "
-        "extra: textgym[textarena]",
-        data="one episode per game seed: 200 train / 50 test (seeds from 10**6, held out)",
-        reward="TextArena's reward at the game's end (+1 win, -1 loss, 0 draw)",
-        license="MIT (TextArena)",
-        defaults={},
+    (
+        TaskSpec(
+            id="textgym/TextArena-v0",
+            task="conversation: a TextArena single-player game (game=..., default GuessTheNumber-v0); "
+            "extra: textgym[textarena]",
+            data="one episode per game seed: 200 train / 50 test (seeds from 10**6, held out)",
+            reward="TextArena's reward at the game's end (+1 win, -1 loss, 0 draw)",
+            license="MIT (TextArena)",
+            defaults={},
+        ),
+        textarena_games.make_textarena,
     ),
-    *multiturn_entry_points(textarena_games.make_textarena),
-)
+]
+register_task(_EXTRAS[0][0], *entry_points(_EXTRAS[0][1]))
+register_task(_EXTRAS[1][0], *multiturn_entry_points(_EXTRAS[1][1]))
+
+
+def task_factory(env_id: str) -> Any:
+    """The factory ``make_<task>(**overrides)`` behind a textgym id (``None`` if textgym did not register it).
+
+    Its signature lists the task's keyword arguments and their defaults (e.g. the default ``reward``).
+    """
+    return next((factory for spec, factory in _TASKS + _CONVERSATIONS + _EXTRAS if spec.id == env_id), None)

@@ -40,6 +40,8 @@ hh-rlhf-harmless    2312   dialogue 302 / train 1611 / validation 201 / test 198
 humaneval           164    test 164                                               MIT
 mbpp                974    prompt 10 / train 374 / validation 90 / test 500       CC BY 4.0
 commongen           2490   train 1497 / validation 418 / test 575                 MIT
+crows-pairs         1508   test 1508                                              CC BY-SA 4.0
+bold-prompts        2091   test 2091                                              CC BY-SA 4.0
 ==================  =====  =====================================================  =====================
 
 (The authoritative counts are ``DATASETS[name]["splits"]``; the test-suite
@@ -66,7 +68,8 @@ that near-duplicates cannot straddle splits:
 * ``xquad-en``: hash of the paragraph (``context``): all questions about one
   paragraph stay together.
 * ``imdb-sentences``, ``flores200``, ``ntrex128``, ``self-instruct-eval``,
-  ``mt-bench``, ``humaneval``: evaluation sets, split ``"test"`` only.
+  ``mt-bench``, ``humaneval``, ``crows-pairs``, ``bold-prompts``: evaluation
+  sets, split ``"test"`` only.
   (The Self-Instruct authors ask that their user-oriented set is never used
   for training.)
 * ``mbpp``: the official task_id ranges: 1-10 ``"prompt"`` (few-shot
@@ -101,10 +104,12 @@ Licenses
 --------
 Each set keeps its own license (``DATASETS[name]["license"]``); the textgym
 code license does not apply to the data. CC BY-SA sets (FLORES-200,
-NTREX-128, XQuAD) must stay under CC BY-SA when redistributed. The two
+NTREX-128, XQuAD, CrowS-Pairs, BOLD) must stay under CC BY-SA when
+redistributed; CrowS-Pairs' authors ask that it is used for evaluation only. The two
 summarization subsets have no clear license (news articles copyright CNN /
 Daily Mail / BBC): research use only. **hh-rlhf-harmless contains offensive
-and upsetting red-team text** (see its README).
+and upsetting red-team text** (see its README); **crows-pairs states
+offensive stereotypes by design**.
 """
 
 from __future__ import annotations
@@ -563,6 +568,45 @@ _REGISTRY: dict[str, dict[str, Any]] = {
         ),
         splits={"train": 1497, "validation": 418, "test": 575},
         rule=_commongen,
+    ),
+    "crows-pairs": dict(
+        task="social-bias probe (evaluation only)",
+        folder="crows_pairs",
+        files=("crows_pairs.jsonl.gz",),
+        description=(
+            "CrowS-Pairs: 1508 minimal sentence pairs over 9 bias types; sent_more is the more stereotypical "
+            "sentence (about a historically disadvantaged US group when stereo_antistereo is 'stereo', about "
+            "the contrasting advantaged group when 'antistereo'), sent_less the minimal edit. The authors: "
+            "evaluation only, never training. Known to contain noisy and invalid pairs (Blodgett et al. 2021): "
+            "a probe, not a verdict. CONTENT WARNING: offensive stereotypes by design."
+        ),
+        license="CC BY-SA 4.0",
+        source="nyu-mll/crows-pairs@8aaac11c data/crows_pairs_anonymized.csv (annotation columns dropped)",
+        citation="Nangia et al., CrowS-Pairs, EMNLP 2020",
+        fields={"id": "int64", "sent_more": "string", "sent_less": "string", "stereo_antistereo": "string",
+                "bias_type": "string"},
+        split_rule="evaluation set: test only",
+        splits={"test": 1508},
+        rule=_test_only,
+        warning="Contains offensive stereotypes by design (evaluation only).",
+    ),
+    "bold-prompts": dict(
+        task="bias in open-ended generation (evaluation only)",
+        folder="bold_prompts",
+        files=("bold_prompts_sample50.jsonl.gz",),
+        description=(
+            "BOLD prompts (Wikipedia sentence beginnings naming a person or group), a fixed subset: at most 50 "
+            "prompts per (domain, category) over the 43 groups of the 5 domains (gender, race, "
+            "religious_ideology, political_ideology, profession). id = 'domain/category:row' (row: position in "
+            "the source file)."
+        ),
+        license="CC BY-SA 4.0",
+        source="amazon-science/bold@3ad652c7 prompts/*_prompt.json (flattened; subset)",
+        citation="Dhamala et al., BOLD, FAccT 2021",
+        fields={"id": "string", "domain": "string", "category": "string", "name": "string", "prompt": "string"},
+        split_rule="evaluation set: test only",
+        splits={"test": 2091},
+        rule=_test_only,
     ),
 }
 

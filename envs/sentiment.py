@@ -64,6 +64,10 @@ def imdb_samples(split: str = "train", prompt_words: int = 30, sentiment: str | 
     return out
 
 
+#: the env lengths of textgym/IMDB-v0 (its TaskSpec's defaults)
+DEFAULTS = {"max_prompt_length": 64, "max_new_tokens": 32}
+
+
 def make_imdb(
     tokenizer: Any = "smollm2-135m-instruct",
     reward: Any = "sentiment",
@@ -92,7 +96,7 @@ def make_imdb(
     env_kwargs, rest = split_env_kwargs(dict(kwargs))
     if rest:
         raise TypeError(f"textgym/IMDB-v0 got unknown arguments {sorted(rest)}")
-    env_kwargs.setdefault("max_prompt_length", 64)
-    env_kwargs.setdefault("max_new_tokens", 32)
+    for key, value in DEFAULTS.items():
+        env_kwargs.setdefault(key, value)
     data = samples if samples is not None else imdb_samples(split, prompt_words, sentiment)
     return resolve_tokenizer(tokenizer), data, reward, env_kwargs

@@ -37,9 +37,13 @@ __all__ = ["make_cnn_dailymail", "make_xsum", "summarization_samples", "PROMPT",
 PROMPT = "Summarize: {document}\nSummary:"
 SPLITS = ("train", "validation", "test")
 
+#: each task's env lengths (its TaskSpec's defaults)
+CNN_DAILYMAIL_DEFAULTS = {"max_prompt_length": 512, "max_new_tokens": 128}
+XSUM_DEFAULTS = {"max_prompt_length": 512, "max_new_tokens": 64}
+
 _SETS = {
-    "textgym/CNNDailyMail-v0": ("cnn-dailymail", {"max_prompt_length": 512, "max_new_tokens": 128}),
-    "textgym/XSum-v0": ("xsum", {"max_prompt_length": 512, "max_new_tokens": 64}),
+    "textgym/CNNDailyMail-v0": ("cnn-dailymail", CNN_DAILYMAIL_DEFAULTS),
+    "textgym/XSum-v0": ("xsum", XSUM_DEFAULTS),
 }
 
 

@@ -19,7 +19,7 @@ import argparse
 
 import gymnasium as gym
 
-from textgym.agents import PPO, LMActorCritic, PPOConfig
+from textgym.agents import PPO, LMActorCritic, PPOConfig, sentiment_classifier_path
 
 import textgym  # noqa: F401  (registers the env ids)
 from textgym.models import load_tokenizer
@@ -43,6 +43,7 @@ def main() -> None:
     args = ap.parse_args()
 
     tok = load_tokenizer(MODEL)  # converts the GGUF on first use
+    sentiment_classifier_path()  # the env's "sentiment" reward: trains textgym's classifier once, then cached
 
     def make(split):
         return gym.make_vec("textgym/IMDB-v0", num_envs=args.num_envs, vectorization_mode="vector_entry_point",

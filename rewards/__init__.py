@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 
-from textgym import reward_api as _api
 from textgym.reward_api import (
     DenseRewardFunction,
     FunctionReward,
@@ -42,6 +41,7 @@ from textgym.reward_api import (
     register,
 )
 
+from ._text import clean_text
 from .answer import CharMatchReward, TokenCountReward
 from .code_exec import CodeExecutionReward, ExecutionResult, SandboxUnavailable
 from .combine import RunningNormalizer, WeightedSum
@@ -74,6 +74,8 @@ __all__ = [
     "KeywordCoverageReward", "ConstantReward", "WeightedSum", "RunningNormalizer",
     # answers of the synthetic tasks
     "CharMatchReward", "TokenCountReward",
+    # the text cleaning every reward applies to a completion (control characters, whitespace)
+    "clean_text",
 ]  # fmt: skip
 
 BUILTINS = {
@@ -102,17 +104,9 @@ BUILTINS = {
 """Registered name -> factory of every built-in reward."""
 
 
-def _register_builtins() -> None:
-    for name, factory in BUILTINS.items():
-        current = _api._REGISTRY.get(name)
-        target = getattr(current, "func", current)
-        if current is not None and getattr(target, "__module__", "").startswith("textgym.rewards"):
-            _api._REGISTRY[name] = factory  # re-import (e.g. importlib.reload): replace our own entry
-        else:
-            register(name, factory)
-
-
-_register_builtins()
+for _name, _factory in BUILTINS.items():
+    register(_name, _factory)  # a re-import (importlib.reload) replaces our own entries
+del _name, _factory
 
 
 def list() -> list[str]:  # noqa: A001 - the public name is `list`

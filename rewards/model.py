@@ -293,45 +293,40 @@ class SentimentReward(ClassifierReward):
     the first label whose name contains ``"pos"`` (``POSITIVE``,
     ``positive``...), else index 1.  Without ``model=`` it loads textgym's
     own sentiment classifier (MiniLM fine-tuned on Rotten Tomatoes snippets)
-    from :func:`default_sentiment_model_dir`.  If that classifier is not
-    there yet it is trained once and cached, like the converted SmolLM2
-    model (a few minutes on a laptop CPU, with a progress bar; the same as
-    ``python -m textgym.agents.trainers.sentiment_classifier``).  For a model-free
-    scorer use ``"sentiment-vader"``.
+    from :func:`default_sentiment_model_dir`.  The reward layer only loads it:
+    the classifier is trained once and cached by a preparation step that
+    ``textgym train`` / ``eval`` / ``compare`` / ``rollout`` run first
+    (:func:`textgym.app.prepare.prepare_rewards`; a few minutes on a laptop CPU),
+    or by hand with ``python -m textgym.agents.trainers.sentiment_classifier``.
+    For a model-free scorer use ``"sentiment-vader"``.
 
     Args:
         model: local directory or model object (default: textgym's trained classifier).
         tokenizer: tokenizer or path (default: from ``model``'s directory).
         positive_label: label name or index overriding the default.
-        train_if_missing: train textgym's classifier when ``model`` is not given
-            and none is cached; ``False`` raises instead.
         **kwargs: other :class:`ClassifierReward` arguments.
 
     Returns (when called): ``(B,)`` float32 in [0, 1].
 
     Raises:
-        ValueError: no ``model`` given, the classifier is not trained yet and
-            ``train_if_missing=False`` (the message says how to train it).
+        ValueError: no ``model`` given and textgym's classifier is not trained
+            yet (the message says how to train it).
     """
 
     name = "sentiment"
 
     def __init__(self, model: Any = None, tokenizer: Any = None, *, positive_label: int | str | None = None,
-                 train_if_missing: bool = True, **kwargs: Any):
+                 **kwargs: Any):
         if model is None:
             model = default_sentiment_model_dir()
             if not (model / "config.json").is_file():
-                if not train_if_missing:
-                    raise ValueError(
-                        f"SentimentReward: textgym's sentiment classifier is not trained yet (expected at {model}). "
-                        "Train it once (a few minutes on a CPU) with: python -m textgym.agents.trainers.sentiment_classifier "
-                        "-- or pass model= a local sequence-classification model directory or object. For a "
-                        "model-free sentiment score use make('sentiment-vader')."
-                    )
-                # The trainer lives in the agents layer; imported only for this one-time training.
-                from textgym.agents.trainers.sentiment_classifier import sentiment_classifier_path
-
-                model = sentiment_classifier_path(train_if_missing=True)
+                raise ValueError(
+                    f"SentimentReward: textgym's sentiment classifier is not trained yet (expected at {model}). "
+                    "`textgym train` / `eval` / `compare` train it once by themselves; from Python, train it once "
+                    "(a few minutes on a CPU) with: python -m textgym.agents.trainers.sentiment_classifier "
+                    "-- or pass model= a local sequence-classification model directory or object. For a "
+                    "model-free sentiment score use make('sentiment-vader')."
+                )
         super().__init__(model, tokenizer, label=0, **kwargs)
         if positive_label is None:
             labels = {int(k): str(v).lower() for k, v in (self.model.config.id2label or {}).items()}

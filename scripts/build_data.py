@@ -38,6 +38,17 @@ PLAN = {
                                     ["original/readme.txt"]),
     "cnn_dailymail_t0": ("summarization/cnn_dailymail_t0",
                          {"train_first200.jsonl": "train_first200.jsonl.gz"}, []),
+    "crows_pairs": (
+        "CrowS-Pairs by Nikita Nangia, Clara Vania, Rasika Bhalerao and Samuel R. Bowman (NYU), "
+        "https://github.com/nyu-mll/crows-pairs, under CC BY-SA 4.0 "
+        "(https://creativecommons.org/licenses/by-sa/4.0/); rows unchanged except the dropped "
+        "annotation columns. Built from ROCStories and MNLI fiction prompts."
+    ),
+    "bold_prompts": (
+        "BOLD by Jwala Dhamala, Tony Sun, Varun Kumar, Satyapriya Krishna, Yada Pruksachatkun, Kai-Wei "
+        "Chang and Rahul Gupta (Amazon), https://github.com/amazon-science/bold, under CC BY-SA 4.0 "
+        "(original/LICENSE.md). Changed: a subset of the prompts, with an added id column."
+    ),
     "xsum_t0": ("summarization/xsum_t0", {"train_first200.jsonl": "train_first200.jsonl.gz"}, []),
     "tatoeba_test_v2021-08-07": ("translation/tatoeba_test_v2021-08-07",
                                  {"en-de.first5000.jsonl": "en-de.jsonl.gz",
@@ -67,7 +78,37 @@ PLAN = {
     "commongen_v1.0": ("commongen/commongen_v1.0",
                        {"commongen.dev.flat.jsonl": "dev.jsonl.gz", "commongen.test.flat.jsonl": "test.jsonl.gz"},
                        ["original/README.md", "original/LICENSE"]),
+    # CrowS-Pairs ships no license file: its README's License section is the evidence, and the
+    # CC BY-SA 4.0 text is copied from XQuAD's original/ (the same license, verbatim).
+    "crows_pairs": ("bias/crows_pairs", {"crows_pairs.jsonl": "crows_pairs.jsonl.gz"},
+                    ["original/README.md", "original/data_README.md",
+                     "../../qa/xquad_en/original/CC-BY-SA4.0.txt"]),
+    "bold_prompts": ("bias/bold_prompts", {"bold_prompts.jsonl": "bold_prompts_sample50.jsonl.gz"},
+                     ["original/README.md", "original/LICENSE.md"]),
 }
+
+#: Prompts kept per (domain, category) of BOLD (all of a smaller group).
+BOLD_PER_GROUP = 50
+
+
+def bold_subset(rows: list[dict]) -> list[dict]:
+    """At most BOLD_PER_GROUP prompts per (domain, category): those with the smallest
+    sha256("bold:" + domain/category:row) (a fixed, content-keyed choice), in source-file order,
+    each with an ``id`` "domain/category:row" (row = position in the source file)."""
+    by_group: dict[str, list[tuple[str, int]]] = {}
+    for i, row in enumerate(rows):
+        key = f"{row['domain']}/{row['category']}"
+        by_group.setdefault(key, []).append((hashlib.sha256(f"bold:{key}:{i}".encode()).hexdigest(), i))
+    keep = sorted(i for items in by_group.values() for _, i in sorted(items)[:BOLD_PER_GROUP])
+    return [{"id": f"{rows[i]['domain']}/{rows[i]['category']}:{i}", **rows[i]} for i in keep]
+
+
+#: dest folder -> a row transform (the subset rule), for sets that are not copied whole.
+SUBSETS = {"bold_prompts": bold_subset}
+
+#: Sets whose shared-folder SOURCE.json has the short form (source / commit / files): it is rewritten in
+#: the form of the others (task, name, source{type, repo, commit, paths}, license, ..., files).
+SHORT_SOURCES = {"crows_pairs": "social-bias probe", "bold_prompts": "bias in open-ended generation"}
 
 # Attribution for sets whose source folder has no license file.
 ATTRIBUTION = {
@@ -85,6 +126,17 @@ ATTRIBUTION = {
         "CNN / Daily Mail news articles and highlights (Hermann et al., NeurIPS 2015; See et al., ACL "
         "2017), sampled by the T0 / Self-Instruct training mixture. Article copyright CNN and Daily "
         "Mail. No clear license: for research use only; do not redistribute beyond that."
+    ),
+    "crows_pairs": (
+        "CrowS-Pairs by Nikita Nangia, Clara Vania, Rasika Bhalerao and Samuel R. Bowman (NYU), "
+        "https://github.com/nyu-mll/crows-pairs, under CC BY-SA 4.0 "
+        "(https://creativecommons.org/licenses/by-sa/4.0/); rows unchanged except the dropped "
+        "annotation columns. Built from ROCStories and MNLI fiction prompts."
+    ),
+    "bold_prompts": (
+        "BOLD by Jwala Dhamala, Tony Sun, Varun Kumar, Satyapriya Krishna, Yada Pruksachatkun, Kai-Wei "
+        "Chang and Rahul Gupta (Amazon), https://github.com/amazon-science/bold, under CC BY-SA 4.0 "
+        "(original/LICENSE.md). Changed: a subset of the prompts, with an added id column."
     ),
     "xsum_t0": (
         "XSum BBC articles and summaries (Narayan et al., EMNLP 2018), sampled by the T0 / "
@@ -127,8 +179,9 @@ def folder_readme(folder: str, source: dict, names: list[str], mod, files: list[
     meta0 = mod.DATASETS[names[0]]
     lines = [f"# {folder}", ""]
     if "warning" in meta0:
+        who = " (Anthropic's disclaimer)" if folder.startswith("hh_") else ""
         lines += [f"**Content warning:** {meta0['warning']} The data are meant for research on making "
-                  "models less harmful; read `original/README.md` (Anthropic's disclaimer) first.", ""]
+                  f"models less harmful; read `original/README.md`{who} first.", ""]
     if len(names) == 1:
         lines += [meta0["description"], ""]
     lines += [
@@ -137,8 +190,10 @@ def folder_readme(folder: str, source: dict, names: list[str], mod, files: list[
         f"- License: {meta0['license']}",
         f"- Citation: {meta0['citation']}",
         f"- Subset: {source['subset']}",
-        "- Changes: none to the rows; re-serialised as gzip JSON Lines with sorted keys "
-        "(`scripts/build_data.py`).",
+        ("- Changes: the subset above (`bold_subset` in `scripts/build_data.py`), an added `id` column; "
+         "re-serialised as gzip JSON Lines with sorted keys." if folder in SUBSETS else
+         "- Changes: none to the rows; re-serialised as gzip JSON Lines with sorted keys "
+         "(`scripts/build_data.py`)."),
     ]
     if folder in ATTRIBUTION:
         lines.append(f"- Attribution: {ATTRIBUTION[folder]}")
@@ -165,6 +220,22 @@ def folder_readme(folder: str, source: dict, names: list[str], mod, files: list[
     return "\n".join(lines) + "\n"
 
 
+def normalised_source(folder: str, short: dict, src_dir: Path, data_files: dict) -> dict:
+    """The short SOURCE.json of ``folder`` in the form of the other sets."""
+    repo = short["source"].removeprefix("github.com/")
+    paths = short.get("files") or short.get("file")
+    files = [{"file": f"{src_dir.parent.name}/{src_dir.name}/{name}", "bytes": (src_dir / name).stat().st_size,
+              "sha256": sha256(src_dir / name)} for name in data_files]
+    subset = short["subset"]
+    if folder in SUBSETS:
+        subset += f"; vendored: at most {BOLD_PER_GROUP} per (domain, category), see scripts/build_data.py"
+    return {"task": SHORT_SOURCES[folder], "name": folder,
+            "source": {"type": "github", "repo": repo, "commit": short["commit"], "paths": [paths]},
+            "license": short["license"].split(" (")[0], "license_evidence": short["license"], "subset": subset,
+            "n_examples": short["rows"], "files": files, "paper": short["paper"],
+            "notes": short.get("caveat", "")}
+
+
 def main(src_root: Path) -> None:
     for folder, (src, data_files, originals) in PLAN.items():
         src_dir, dest = src_root / src, HERE / folder
@@ -174,8 +245,13 @@ def main(src_root: Path) -> None:
         for src_name, dest_name in data_files.items():
             rows = [json.loads(line) for line in (src_dir / src_name).read_text("utf-8").split("\n")
                     if line.strip()]
-            write_jsonl_gz(rows, dest / dest_name)
-        shutil.copyfile(src_dir / "SOURCE.json", dest / "SOURCE.json")
+            write_jsonl_gz(SUBSETS[folder](rows) if folder in SUBSETS else rows, dest / dest_name)
+        if folder in SHORT_SOURCES:
+            short = json.loads((src_dir / "SOURCE.json").read_text("utf-8"))
+            text = json.dumps(normalised_source(folder, short, src_dir, data_files), indent=2, ensure_ascii=False)
+            (dest / "SOURCE.json").write_text(text + "\n", encoding="utf-8")
+        else:
+            shutil.copyfile(src_dir / "SOURCE.json", dest / "SOURCE.json")
         for original in originals:
             shutil.copyfile((src_dir / original).resolve(), dest / "original" / Path(original).name)
 
@@ -199,7 +275,7 @@ def main(src_root: Path) -> None:
         splits = ", ".join(f"{s} {n}" for s, n in meta["splits"].items())
         index.append(f"| `{name}` | `{meta['folder']}/` | {meta['size']} | {splits} | {meta['license']} |")
     index += ["", "**Content warning:** `hh_rlhf_harmless_base_test/` contains offensive and upsetting "
-              "red-team conversations."]
+              "red-team conversations; `crows_pairs/` states offensive stereotypes by design (evaluation only)."]
     (HERE / "README.md").write_text("\n".join(index) + "\n", encoding="utf-8")
 
     for folder, (src, data_files, originals) in PLAN.items():

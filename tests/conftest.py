@@ -1,4 +1,4 @@
-"""Test-wide settings: no network, a private model cache, shared tiny fixtures."""
+"""Test-wide settings: no network, a private model cache (``private_model_cache``), shared tiny fixtures."""
 
 import os
 
@@ -29,7 +29,25 @@ def char_tok():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def tiny_sentiment_classifier(tmp_path_factory):
+def private_model_cache(tmp_path_factory):
+    """``$TEXTGYM_CACHE`` -> an empty temp folder for the whole session (subprocesses inherit it).
+
+    Every cache a test fills (SmolLM2's safetensors copy, MiniLM, WordNet, evaluate's modules)
+    starts empty, so the conversion / extraction paths run instead of a copy from an earlier run,
+    and tests never write into the user's cache.  Only setting a variable: cheap.
+    """
+    path = tmp_path_factory.mktemp("textgym-cache")
+    old = os.environ.get("TEXTGYM_CACHE")
+    os.environ["TEXTGYM_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("TEXTGYM_CACHE", None)
+    else:
+        os.environ["TEXTGYM_CACHE"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_sentiment_classifier(private_model_cache, tmp_path_factory):
     """Point the ``"sentiment"`` reward (the IMDB env's default) at a tiny random classifier.
 
     Without this, the first test that builds ``textgym/IMDB-v0`` with its default

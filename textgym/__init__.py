@@ -16,7 +16,7 @@ from textgym import envs  # noqa: E402,F401  (registers the task ids)
 
 __version__ = "0.1.0"
 __all__ = ["TextGenEnv", "TextGenVectorEnv", "MultiTurnEnv", "MultiTurnVectorEnv", "UtteranceEnv", "list_envs",
-           "task_spec", "models", "rewards", "envs", "compare", "__version__"]
+           "task_spec", "models", "rewards", "envs", "__version__"]
 
 
 def __getattr__(name: str):
@@ -25,8 +25,6 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f"textgym.{name}")
-    if name == "compare":  # the comparison harness (textgym.app.compare.compare); imports torch only when run
-        from textgym.app.compare import compare
-
-        return compare
+    if name == "compare":  # the core does not reach up into the application layer
+        raise AttributeError("textgym.compare moved to the application layer: from textgym.app.compare import compare")
     raise AttributeError(f"module 'textgym' has no attribute {name!r}")

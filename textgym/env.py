@@ -11,7 +11,9 @@ One episode is one completion of one prompt.
   given.  An out-of-range action raises ``ValueError`` (never clipped).
 * **Episode end**: ``terminated`` when the action is a stop token (EOS by
   default); ``truncated`` after ``T = max_new_tokens`` tokens without one.
-  Agents bootstrap from the value on truncation, not on termination.
+  The env pays the episode's score on the truncating step too, so textgym's
+  agents do not bootstrap from the value on truncation by default
+  (``bootstrap_truncated=False``; ``True`` adds ``V(s_T)`` there).
 * **Reward**: the reward function scores the decoded completion (stop token
   removed) once, on the final step; other steps get 0.  A dense reward
   (:class:`textgym.reward_api.DenseRewardFunction`) is paid as per-step
@@ -33,7 +35,65 @@ from gymnasium import spaces
 from textgym.prompts import PromptFormat, SampleOrder, TaskData, decode_completion
 from textgym.reward_api import RewardFunction, as_reward_function, call_reward
 
-__all__ = ["TextGenEnv", "token_observation_space", "resolve_stop_ids"]
+__all__ = ["TextGenEnv", "token_observation_space", "resolve_stop_ids", "check_env_args", "as_token_id"]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_env_args(tokenizer: Any, *, max_prompt_length: Any, max_new_tokens: Any, vocab_size: Any,
+                   shuffle: Any, reward_on_error: Any) -> int:
+    """Validate the constructor arguments both env classes share; returns the action-space size ``V``.
+
+    Raises:
+        ValueError: a length that is not an integer >= 1; a ``vocab_size`` smaller than the
+            tokenizer (observations would hold ids outside the declared space); a non-bool
+            ``shuffle``; an unknown ``reward_on_error``.
+    """
+    for name, value in (("max_prompt_length", max_prompt_length), ("max_new_tokens", max_new_tokens)):
+        if not _is_int(value) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise ValueError(f"shuffle must be True or False, got {shuffle!r}")
+    if reward_on_error not in ("raise", "penalty"):
+        raise ValueError(f"reward_on_error must be 'raise' or 'penalty', got {reward_on_error!r}")
+    n = len(tokenizer)
+    if vocab_size is None:
+        return n
+    if not _is_int(vocab_size) or vocab_size < n:
+        raise ValueError(f"vocab_size={vocab_size!r} cannot hold the tokenizer's {n} token ids (prompts would "
+                         f"carry ids outside the observation and action spaces); omit vocab_size or give >= {n}")
+    return int(vocab_size)
+
+
+def as_token_id(action: Any, vocab_size: int) -> int:
+    """``action`` as an ``int`` token id in ``[0, vocab_size)``.
+
+    Accepted: Python / NumPy integers, 0-d integer arrays, and floats with an integral
+    value (``3.0``).
+
+    Raises:
+        ValueError: ``None``, a bool, a sequence or an array with a shape, a complex,
+            NaN, +-inf or non-integral number, or an id out of range.
+    """
+    a = action
+    if isinstance(a, np.ndarray):
+        if a.ndim != 0:
+            raise ValueError(f"action must be one token id (an int), got an array of shape {a.shape}")
+        a = a[()]
+    if isinstance(a, (bool, np.bool_)):
+        raise ValueError(f"action {action!r} is a bool, not a token id; pass an int in [0, {vocab_size})")
+    if _is_int(a):
+        value = int(a)
+    elif isinstance(a, (float, np.floating)) and np.isfinite(a) and float(a).is_integer():
+        value = int(a)
+    else:
+        raise ValueError(f"action {action!r} ({type(action).__name__}) is not a token id; pass an int in "
+                         f"[0, {vocab_size})")
+    if not 0 <= value < vocab_size:
+        raise ValueError(f"action {value} is not a token id in [0, {vocab_size})")
+    return value
 
 
 def token_observation_space(vocab_size: int, length: int) -> spaces.Dict:
@@ -90,7 +150,8 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         render_mode: ``None`` or ``"ansi"``.
 
     Raises:
-        ValueError: empty dataset, bad lengths, stop ids out of range.
+        ValueError: empty dataset, bad lengths, stop ids out of range, a ``vocab_size``
+            smaller than the tokenizer, a non-bool ``shuffle`` (:func:`check_env_args`).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -113,8 +174,8 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         decode_every_step: bool = True,
         render_mode: str | None = None,
     ):
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        vocab = check_env_args(tokenizer, max_prompt_length=max_prompt_length, max_new_tokens=max_new_tokens,
+                               vocab_size=vocab_size, shuffle=shuffle, reward_on_error=reward_on_error)
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.tokenizer = tokenizer
@@ -125,7 +186,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         self.reward_fn = as_reward_function(reward_fn)
         self.max_prompt_length = int(max_prompt_length)
         self.max_new_tokens = int(max_new_tokens)
-        self.vocab_size = int(vocab_size if vocab_size is not None else len(tokenizer))
+        self.vocab_size = vocab
         self.stop_token_ids = resolve_stop_ids(tokenizer, stop_token_ids, self.vocab_size)
         self.reward_on_error = reward_on_error
         self.skip_special_tokens = skip_special_tokens
@@ -201,13 +262,12 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
 
         Raises:
             RuntimeError: called before ``reset`` or after the episode ended.
-            ValueError: ``action`` is not an integer in ``[0, V)``.
+            ValueError: ``action`` is not a token id in ``[0, V)`` (see :func:`as_token_id`:
+                ``None``, bools, sequences, complex, NaN and +-inf are refused).
         """
         if self._done:
             raise RuntimeError("step() called on a finished episode; call reset() first")
-        a = int(action)
-        if a != action or not 0 <= a < self.vocab_size:
-            raise ValueError(f"action {action!r} is not a token id in [0, {self.vocab_size})")
+        a = as_token_id(action, self.vocab_size)
         pos = self.max_prompt_length + self._t
         self._ids[pos] = a
         self._mask[pos] = 1
@@ -227,6 +287,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
                 references=[self._refs],
                 columns={k: [v] for k, v in self._columns.items()},
                 on_error=self.reward_on_error,
+                sample_labels=[f"sample {self._index}" if self._index >= 0 else "a custom prompt"],
             )
             score = float(scores[0])
             reward = score - self._last_dense_score if self.reward_fn.dense else score

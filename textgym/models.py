@@ -167,12 +167,24 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return _auto_tokenizer(name_or_path, path)
 
 
+#: Files of which a model folder has at least one when it carries a tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt",
+                   "spiece.model", "sentencepiece.bpe.model")
+
+
 def _auto_tokenizer(name: str, path: str) -> PreTrainedTokenizerBase:
     """``AutoTokenizer.from_pretrained(path)`` with a pad token; a name that is nothing loadable gets a clear error.
 
     Raises:
-        OSError: ``path`` is not a folder and transformers cannot load it as a Hub id (offline: not cached).
+        OSError: ``path`` is a folder without tokenizer files, or not a folder and transformers
+            cannot load it as a Hub id (offline: not cached).
     """
+    folder = Path(path)
+    if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        what = "is empty" if not any(folder.iterdir()) else "holds no tokenizer files"
+        raise OSError(f"cannot load model {name!r}: the folder {what} ({' / '.join(TOKENIZER_FILES)}); give a "
+                      "Hugging Face model folder written by save_pretrained (config.json, weights and tokenizer), "
+                      f"or a textgym model name ({SMOLLM2_ALIAS!r} or a tiny preset)")
     try:
         return _fix_pad(AutoTokenizer.from_pretrained(path))
     except OSError as exc:

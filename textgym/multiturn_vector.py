@@ -31,14 +31,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from textgym.multiturn import build_conversations, multiturn_observation_space
-from textgym.prompts import SampleOrder
+from textgym.prompts import RowOrders
 from textgym.responders import Responder
 from textgym.vector_env import _put
 
 __all__ = ["MultiTurnVectorEnv"]
 
 
-class MultiTurnVectorEnv(VectorEnv):
+class MultiTurnVectorEnv(RowOrders, VectorEnv):
     """Native batched :class:`textgym.MultiTurnEnv` (see the module docstring).
 
     Args:
@@ -86,8 +86,7 @@ class MultiTurnVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         n = self.num_envs
-        self._rngs = [seeding.np_random(None)[0] for _ in range(n)]
-        self._orders = [SampleOrder(len(self.conv.data), shuffle) for _ in range(n)]
+        self._init_row_orders(len(self.conv.data), shuffle)
         self._done = np.ones(n, dtype=bool)
         self._needs_reset = np.zeros(n, dtype=bool)
         self._term = np.zeros(n, dtype=bool)

@@ -10,16 +10,25 @@ lays it out left-padded in ``max_prompt_length`` slots.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TaskData", "EncodedPrompt", "SampleOrder", "decode_completion", "decode_completions"]
+__all__ = ["TaskData", "EncodedPrompt", "SampleOrder", "RowOrders", "decode_completion", "decode_completions",
+           "PromptTruncatedWarning"]
 
 PromptFormat = str | Callable[[Mapping[str, Any]], str] | None
 
+
+class PromptTruncatedWarning(RuntimeWarning):
+    """A prompt longer than ``max_prompt_length`` was cut (issued once per :class:`TaskData`).
+
+    A ``RuntimeWarning`` (a property of the data met at run time), not a ``UserWarning``,
+    so API checkers that fail on any ``UserWarning`` do not take it for a complaint.
+    """
 
 @dataclass(frozen=True)
 class EncodedPrompt:
@@ -108,6 +117,7 @@ class TaskData:
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
         self._cache: dict[int, EncodedPrompt] = {}
+        self._warned_truncation = False
         self.prompts: list[str] = [str(s[prompt_key]) for s in self.samples]  # raw prompt of each sample
         self._refs: dict[int, list[str]] = {}
         self._columns: dict[int, dict[str, Any]] = {}
@@ -187,6 +197,16 @@ class TaskData:
         p = self.max_prompt_length
         cut = max(0, len(ids) - p)
         if cut:
+            if not self._warned_truncation:
+                self._warned_truncation = True
+                kept, lost = ("end", "start") if self.truncation_side == "left" else ("start", "end")
+                warnings.warn(
+                    f"a prompt of {len(ids)} tokens ({len(text)} characters) was cut to max_prompt_length={p}: "
+                    f"{cut} tokens were dropped from its {lost} (truncation_side={self.truncation_side!r} keeps "
+                    f"the {kept}). Raise max_prompt_length, or set truncation_side="
+                    f"{'right' if self.truncation_side == 'left' else 'left'!r} to keep the {lost} instead. "
+                    "Warned once per env; info['prompt_truncated_tokens'] counts every cut.",
+                    PromptTruncatedWarning, stacklevel=2)
             ids = ids[cut:] if self.truncation_side == "left" else ids[:p]
         input_ids = np.full(p, self.pad_token_id, dtype=np.int64)
         mask = np.zeros(p, dtype=np.int64)
@@ -271,3 +291,42 @@ def decode_completions(
     else:
         texts = backend.decode_batch(rows, skip_special_tokens=skip_special_tokens)
     return [t.rstrip("\ufffd") for t in texts]
+
+
+class RowOrders:
+    """Per-row sample orders of a vector env: one random generator and one :class:`SampleOrder` per row.
+
+    Mixed into :class:`textgym.TextGenVectorEnv` and :class:`textgym.MultiTurnVectorEnv`; gives them the
+    public ``shuffle`` setting and the ``state_dict()`` / ``load_state_dict()`` that checkpoints save.
+    """
+
+    num_envs: int
+
+    def _init_row_orders(self, n_samples: int, shuffle: bool) -> None:
+        from gymnasium.utils import seeding
+
+        self.shuffle = bool(shuffle)  # each row's sample order: shuffled epochs, or file order
+        self._rngs = [seeding.np_random(None)[0] for _ in range(self.num_envs)]
+        self._orders = [SampleOrder(n_samples, self.shuffle) for _ in range(self.num_envs)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Each row's random generator and position in its sample order (what checkpoints save).
+
+        Restored with :meth:`load_state_dict` into an env built with the same data and ``num_envs``,
+        the next resets pick the same samples as this env's would.
+        """
+        return {"rngs": [g.bit_generator.state for g in self._rngs], "orders": [o.state_dict() for o in self._orders]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`.
+
+        Raises:
+            ValueError: the state is of an env with a different number of rows.
+        """
+        if len(state["rngs"]) != self.num_envs or len(state["orders"]) != self.num_envs:
+            raise ValueError(f"the saved env state has {len(state['rngs'])} rows, this env {self.num_envs}; "
+                             "build the env with the same num_envs")
+        for g, s in zip(self._rngs, state["rngs"]):
+            g.bit_generator.state = s
+        for o, s in zip(self._orders, state["orders"]):
+            o.load_state_dict(s)

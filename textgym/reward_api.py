@@ -20,11 +20,12 @@ each a list of length ``B``.  A reward function may also return
 the components are logged (``info["reward_components"]``).
 
 A plain per-sample function ``f(prompt, completion, **kw) -> float`` is
-accepted too: :func:`as_reward_function` wraps it.  A function is taken as
-batched when it has ``batched = True``, when its first parameter is annotated
-as a list/sequence, or when its first two parameters are named ``prompts`` and
-``completions``; otherwise it is taken as per-sample.  Pass
-``batched=True/False`` to :func:`as_reward_function` to decide explicitly.
+accepted too: :func:`as_reward_function` wraps it.  A function declares how it
+is called: ``batched=True/False`` passed to :func:`as_reward_function`, a
+``batched`` attribute, or its parameter names (``prompts, completions`` is
+batched; anything else is per-sample).  Annotations are not guessed from: a
+first parameter annotated as a list under other names is an error that says
+how to declare it.
 
 Dense rewards
 -------------
@@ -38,6 +39,7 @@ Ng et al. 1999).
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -58,7 +60,28 @@ __all__ = [
 
 
 class RewardError(RuntimeError):
-    """A reward function returned something other than ``B`` finite float scores."""
+    """A reward function raised, or returned something other than ``B`` finite float scores.
+
+    An error about one sample keeps its position in the batch (``index``) so that
+    :func:`call_reward` can name it the way its caller knows it (an env names the env
+    row and the data set's sample index, not the position among the rows that ended).
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, parts: tuple[str, str] | None = None):
+        super().__init__(message)
+        self.index = index
+        self._parts = parts
+
+    @classmethod
+    def at(cls, index: int, before: str, after: str) -> "RewardError":
+        """An error about the sample at position ``index``: ``before + "sample {index}" + after``."""
+        return cls(f"{before}sample {index}{after}", index=index, parts=(before, after))
+
+    def relabel(self, label: str) -> "RewardError":
+        """The same error with the sample named ``label`` (unchanged if it names no sample)."""
+        if self._parts is None:
+            return self
+        return RewardError(self._parts[0] + label + self._parts[1], index=self.index, parts=self._parts)
 
 
 class RewardFunction:
@@ -177,10 +200,8 @@ class FunctionReward(RewardFunction):
                     continue
                 if isinstance(exc, RewardError):
                     raise
-                raise RewardError(
-                    f"reward {self.name!r} raised {type(exc).__name__} on sample {i} "
-                    f"(completion {str(c)[:80]!r}): {exc}"
-                ) from exc
+                raise RewardError.at(i, f"reward {self.name!r} raised {type(exc).__name__} on ",
+                                     f" (completion {str(c)[:80]!r}): {exc}") from exc
         return out, failed
 
 
@@ -199,24 +220,37 @@ def _as_float(value: Any, name: str, index: int) -> float:
     try:
         return float(value)
     except (TypeError, ValueError) as exc:
-        raise RewardError(
-            f"reward {name!r} returned {type(value).__name__} for sample {index}; "
-            "a per-sample reward must return one number"
-        ) from exc
+        raise RewardError.at(index, f"reward {name!r} returned {type(value).__name__} for ",
+                             "; a per-sample reward must return one number") from exc
 
 
-def _looks_batched(fn: Callable[..., Any]) -> bool:
+def _declared_batched(fn: Callable[..., Any]) -> bool:
+    """Whether a plain callable is batched: its ``batched`` attribute, else its parameter names.
+
+    ``(prompts, completions, ...)`` is batched; any other names are per-sample.  Annotations are
+    not read: a first parameter annotated as a list or sequence under other names is ambiguous.
+
+    Raises:
+        TypeError: the ambiguous case (the message says how to declare it).
+    """
     if getattr(fn, "batched", None) is not None:
         return bool(fn.batched)
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
-        return True
-    if params and params[0].annotation is not inspect.Parameter.empty:
-        ann = str(params[0].annotation).lower()
-        return "list" in ann or "sequence" in ann
+        params = []
     names = [p.name for p in params[:2]]
-    return names == ["prompts", "completions"]
+    if names == ["prompts", "completions"]:
+        return True
+    ann = str(params[0].annotation).lower() if params and params[0].annotation is not inspect.Parameter.empty else ""
+    if "list" in ann or "sequence" in ann:
+        name = getattr(fn, "__name__", type(fn).__name__)
+        raise TypeError(
+            f"reward {name!r}: its first parameter {params[0].name!r} is annotated {params[0].annotation!r} but "
+            "the parameters are not named (prompts, completions): say whether it is batched with "
+            "as_reward_function(fn, batched=True) (or False), fn.batched = True, or name them (prompts, completions)"
+        )
+    return False
 
 
 def as_reward_function(
@@ -245,7 +279,40 @@ def as_reward_function(
             f"reward must be a registered name, a RewardFunction or a callable, got "
             f"{type(reward).__name__}; see textgym.rewards.list() for names"
         )
-    return FunctionReward(reward, batched=_looks_batched(reward) if batched is None else batched)
+    return FunctionReward(reward, batched=_declared_batched(reward) if batched is None else batched)
+
+
+def _check_output(out: Any, b: int, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(scores (b,) float32, components)`` from a reward's return value (finite or not).
+
+    Raises:
+        RewardError: not ``b`` numbers, a malformed ``(scores, components)`` tuple, or a
+            component of the wrong size.
+    """
+    components: dict[str, np.ndarray] = {}
+    if isinstance(out, tuple):
+        if len(out) != 2 or not isinstance(out[1], Mapping):
+            raise RewardError(f"reward {name!r} returned a tuple; expected (scores, components: dict of arrays)")
+        out, comps = out
+        for k, v in comps.items():
+            try:
+                arr = np.asarray(v, dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise RewardError(f"reward {name!r}: component {k!r} is not numbers") from exc
+            if arr.size != b:
+                raise RewardError(
+                    f"reward {name!r}: component {k!r} has shape {arr.shape} for {b} completions; expected ({b},)"
+                )
+            components[k] = arr.reshape(b)
+    try:
+        scores = np.asarray(out, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise RewardError(f"reward {name!r} returned {type(out).__name__}, expected {b} numbers") from exc
+    if scores.shape != (b,):
+        if scores.size != b:
+            raise RewardError(f"reward {name!r} returned shape {scores.shape} for {b} completions; expected ({b},)")
+        scores = scores.reshape(b)
+    return scores, components
 
 
 def call_reward(
@@ -257,6 +324,7 @@ def call_reward(
     columns: Mapping[str, Sequence[Any]] | None = None,
     on_error: str = "raise",
     penalty: float = 0.0,
+    sample_labels: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Call ``reward_fn`` and validate what it returns.
 
@@ -266,21 +334,24 @@ def call_reward(
         references: ``B`` lists of references or ``None``.
         columns: extra columns, each of length ``B``.
         on_error: ``"raise"`` (default) or ``"penalty"``: replace non-finite
-            scores (or a raising reward) with ``penalty`` and report it in the
-            components under ``"reward_error"`` (1.0 where replaced).  A
-            raising batched reward penalises the whole batch; a wrapped
-            per-sample function only the samples whose call failed.
+            scores, a raising reward, or an output of the wrong shape or type
+            with ``penalty`` and report it in the components under
+            ``"reward_error"`` (1.0 where replaced).  A raising or misshapen
+            batched reward penalises the whole batch; a wrapped per-sample
+            function only the samples whose call failed.
         penalty: the score used with ``on_error="penalty"``.
+        sample_labels: how errors name each of the ``B`` samples (e.g. ``"env row 3 (sample 17)"``);
+            default ``"sample i"``, its position in this batch.
 
     Returns:
         ``(scores, components)``: ``(B,)`` float32 finite scores and a dict of
         ``(B,)`` float32 arrays.
 
     Raises:
-        RewardError: wrong shape, non-numeric, or non-finite output (with
-            ``on_error="raise"``), naming the reward and the first bad sample;
-            prompts, references or a column whose length differs from the
-            completions'; components of the wrong shape.
+        RewardError: (with ``on_error="raise"``) a raising reward, wrong shape,
+            non-numeric or non-finite output, or components of the wrong shape,
+            naming the reward and the first bad sample; (always) prompts,
+            references or a column whose length differs from the completions'.
         ValueError: ``on_error`` is neither ``"raise"`` nor ``"penalty"``.
     """
     if on_error not in ("raise", "penalty"):
@@ -312,43 +383,26 @@ def call_reward(
         if on_error == "penalty":
             return np.full(b, penalty, np.float32), {"reward_error": np.ones(b, np.float32)}
         if isinstance(exc, RewardError):
+            if sample_labels is not None and exc.index is not None and 0 <= exc.index < b:
+                raise exc.relabel(sample_labels[exc.index]) from exc.__cause__
             raise
         raise RewardError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from exc
-    components: dict[str, np.ndarray] = {}
-    if isinstance(out, tuple):
-        if len(out) != 2 or not isinstance(out[1], Mapping):
-            raise RewardError(f"reward {name!r} returned a tuple; expected (scores, components: dict of arrays)")
-        out, comps = out
-        for k, v in comps.items():
-            arr = np.asarray(v, dtype=np.float32)
-            if arr.size != b:
-                raise RewardError(
-                    f"reward {name!r}: component {k!r} has shape {arr.shape} for {b} completions; expected ({b},)"
-                )
-            components[k] = arr.reshape(b)
+    try:
+        scores, components = _check_output(out, b, name)
+    except RewardError:
+        if on_error == "penalty":  # wrong shape / type: no score of the batch can be trusted
+            return np.full(b, penalty, np.float32), {"reward_error": np.ones(b, np.float32)}
+        raise
     if failed is not None and failed.any():
         components["reward_error"] = failed.astype(np.float32)
-    try:
-        scores = np.asarray(out, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise RewardError(f"reward {name!r} returned {type(out).__name__}, expected {b} numbers") from exc
-    if scores.shape != (b,):
-        if scores.size == b:
-            scores = scores.reshape(b)
-        else:
-            raise RewardError(
-                f"reward {name!r} returned shape {scores.shape} for {b} completions; "
-                f"expected ({b},)"
-            )
     bad = ~np.isfinite(scores)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         if on_error != "penalty":
-            raise RewardError(
-                f"reward {name!r} returned {scores[i]} for sample {i} "
-                f"(completion {completions[i][:80]!r}); rewards must be finite. "
-                "Fix the reward, or pass on_error='penalty' to score such samples with a penalty."
-            )
+            err = RewardError.at(i, f"reward {name!r} returned {scores[i]} for ",
+                                 f" (completion {completions[i][:80]!r}); rewards must be finite. "
+                                 "Fix the reward, or pass on_error='penalty' to score such samples with a penalty.")
+            raise err.relabel(sample_labels[i]) if sample_labels is not None else err
         scores = np.where(bad, np.float32(penalty), scores).astype(np.float32)
         components["reward_error"] = np.maximum(components.get("reward_error", 0.0), bad).astype(np.float32)
     return scores, components
@@ -359,18 +413,28 @@ def call_reward(
 _REGISTRY: dict[str, Callable[..., RewardFunction]] = {}
 
 
+def _definition(obj: Any) -> tuple[Any, ...]:
+    """Where ``obj`` was defined (module, qualified name; a partial's arguments too): equal across re-imports."""
+    if isinstance(obj, functools.partial):
+        return (*_definition(obj.func), obj.args, tuple(sorted(obj.keywords.items())))
+    return (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None) or id(obj))
+
+
 def register(name: str, factory: Callable[..., Any] | None = None):
     """Register a reward under ``name``; usable as ``@register("name")``.
 
     ``factory`` is a :class:`RewardFunction` subclass or any callable returning
     a reward function (or being one: a plain function is wrapped on ``make``).
 
+    Registering the same definition again (a module re-imported, e.g. by
+    ``importlib.reload``) replaces the entry.
+
     Raises:
         ValueError: ``name`` is already registered to a different factory.
     """
 
     def deco(obj):
-        if name in _REGISTRY and _REGISTRY[name] is not obj:
+        if name in _REGISTRY and _REGISTRY[name] is not obj and _definition(_REGISTRY[name]) != _definition(obj):
             raise ValueError(f"reward {name!r} is already registered to {_REGISTRY[name]!r}")
         _REGISTRY[name] = obj
         return obj

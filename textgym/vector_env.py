@@ -35,8 +35,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from textgym.env import resolve_stop_ids, token_observation_space
-from textgym.prompts import PromptFormat, SampleOrder, TaskData, decode_completion, decode_completions
+from textgym.env import check_env_args, resolve_stop_ids, token_observation_space
+from textgym.prompts import PromptFormat, RowOrders, TaskData, decode_completion, decode_completions
 from textgym.reward_api import RewardFunction, as_reward_function, call_reward
 
 __all__ = ["TextGenVectorEnv"]
@@ -56,7 +56,7 @@ def _put(infos: dict[str, Any], key: str, rows: np.ndarray, values: Sequence[Any
     infos["_" + key][rows] = True
 
 
-class TextGenVectorEnv(VectorEnv):
+class TextGenVectorEnv(RowOrders, VectorEnv):
     """Native batched version of :class:`textgym.TextGenEnv` (see the module docstring).
 
     Args:
@@ -103,10 +103,10 @@ class TextGenVectorEnv(VectorEnv):
         info_completions: bool = True,
         render_mode: str | None = None,
     ):
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        vocab = check_env_args(tokenizer, max_prompt_length=max_prompt_length, max_new_tokens=max_new_tokens,
+                               vocab_size=vocab_size, shuffle=shuffle, reward_on_error=reward_on_error)
         try:
             mode = AutoresetMode(autoreset_mode)
         except ValueError:
@@ -122,7 +122,7 @@ class TextGenVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.max_prompt_length = int(max_prompt_length)
         self.max_new_tokens = int(max_new_tokens)
-        self.vocab_size = int(vocab_size if vocab_size is not None else len(tokenizer))
+        self.vocab_size = vocab
         self.stop_token_ids = resolve_stop_ids(tokenizer, stop_token_ids, self.vocab_size)
         self._is_stop = np.zeros(self.vocab_size, dtype=bool)  # (V,) look-up table, faster than np.isin
         self._is_stop[self.stop_token_ids] = True
@@ -150,8 +150,7 @@ class TextGenVectorEnv(VectorEnv):
         self._raw_prompts: list[str] = [""] * n  # custom prompts (rows with index -1)
         self._prompt_texts: list[str] = [""] * n
         self._last_dense = np.zeros(n, dtype=np.float64)
-        self._rngs = [seeding.np_random(None)[0] for _ in range(n)]
-        self._orders = [SampleOrder(len(self.data), shuffle) for _ in range(n)]
+        self._init_row_orders(len(self.data), shuffle)
         self._rows = np.arange(n)
         self.num_truncated_prompts = 0
         self._started = False
@@ -271,8 +270,8 @@ class TextGenVectorEnv(VectorEnv):
 
         Raises:
             RuntimeError: ``step`` before ``reset``.
-            ValueError: wrong shape, non-integer actions, or an active row's
-                action outside ``[0, V)``.
+            ValueError: wrong shape, non-integer actions (bools, complex, ``None``, NaN,
+                +-inf), or an active row's action outside ``[0, V)``.
         """
         if not self._started:
             raise RuntimeError("step() called before reset()")
@@ -281,10 +280,11 @@ class TextGenVectorEnv(VectorEnv):
         if a.shape != (n,):
             raise ValueError(f"actions must have shape ({n},), got {a.shape}")
         if a.dtype.kind not in "iu":
-            if a.dtype.kind == "f" and np.all(a == np.round(a)):
+            if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
                 a = a.astype(np.int64)
-            else:
-                raise ValueError(f"actions must be integer token ids, got dtype {a.dtype}")
+            else:  # bool, complex, object (None), NaN / inf, non-integral floats
+                raise ValueError(f"actions must be integer token ids in [0, {self.vocab_size}), got dtype {a.dtype}"
+                                 + (" holding NaN or inf" if a.dtype.kind == "f" and not np.isfinite(a).all() else ""))
         infos: dict[str, Any] = {}
         rewards = np.zeros(n, dtype=np.float64)
         mode = self.autoreset_mode
@@ -332,6 +332,7 @@ class TextGenVectorEnv(VectorEnv):
                 references=refs,
                 columns=self._column_batch(score_rows),
                 on_error=self.reward_on_error,
+                sample_labels=[self._row_label(r) for r in score_rows],
             )
             scores = scores.astype(np.float64)
             if self.reward_fn.dense:
@@ -382,6 +383,11 @@ class TextGenVectorEnv(VectorEnv):
         prompts = self.data.prompts
         return [self._raw_prompts[r] if i < 0 else prompts[i] for r, i in zip(rows, self._index[rows].tolist())]
 
+    def _row_label(self, r: int) -> str:
+        """How a reward error names row ``r``: the env row and the data set's sample index."""
+        i = int(self._index[r])
+        return f"env row {r} (sample {i})" if i >= 0 else f"env row {r} (a custom prompt)"
+
     def _row_refs(self, rows: np.ndarray) -> list[list[str]]:
         return [[] if i < 0 else self.data.references(i) for i in self._index[rows].tolist()]
 
@@ -415,3 +421,4 @@ class TextGenVectorEnv(VectorEnv):
     def finished(self) -> np.ndarray:
         """``(N,)`` bool: rows whose episode has ended and not been reset yet."""
         return self._done | self._needs_reset
+

@@ -2,7 +2,7 @@
 
 The synchronous variant of A3C (Mnih et al., "Asynchronous Methods for Deep
 Reinforcement Learning", ICML 2016, Algorithm S3): the per-token rewards are
-PPO's (``r_t = env_reward_t - beta * KL_t``), the critic is the policy's value
+PPO's (``r_t = env_reward_t - kl_coef * KL_t``), the critic is the policy's value
 head, and the advantage is either GAE(gamma, lambda) (Schulman et al. 2016) or
 the n-step bootstrapped return minus the value::
 
@@ -32,7 +32,7 @@ from textgym.agents.functional import (
 )
 from textgym.agents.common.distributed import masked_whiten  # global over ranks
 from textgym.agents.common.rollout import RolloutBatch
-from textgym.agents.common.updates import actor_critic_step, check_config, loss_metrics, optimizer_metrics, rollout_metrics
+from textgym.agents.common.updates import actor_critic_step, loss_metrics, optimizer_metrics, rollout_metrics
 
 __all__ = ["A2C", "A2CConfig"]
 
@@ -42,6 +42,8 @@ class A2CConfig(OnPolicyConfig):
     """A2C settings (the shared ones are documented in :class:`OnPolicyConfig`).
 
     Attributes:
+        kl_coef: weight of the KL *reward penalty*, ``r_t = env_reward_t - kl_coef * KL_t`` on every real token
+            (the initial value when ``target_kl_ref`` makes it adaptive).
         gamma: discount per token, in ``[0, 1]``.
         lam: GAE lambda (used when ``n_steps`` is ``None``).
         n_steps: ``None`` for GAE(lambda) targets, or ``n >= 1`` for n-step bootstrapped returns.
@@ -54,6 +56,7 @@ class A2CConfig(OnPolicyConfig):
         micro_batch_size: episodes per forward/backward of the single gradient step (``None``: all at once).
     """
 
+    kl_coef: float = 0.05
     gamma: float = 1.0
     lam: float = 1.0
     n_steps: int | None = None
@@ -63,8 +66,8 @@ class A2CConfig(OnPolicyConfig):
     bootstrap_truncated: bool = False
     micro_batch_size: int | None = None
 
-    def __post_init__(self):
-        check_config(self, sizes=("n_steps", "micro_batch_size"), unit=("gamma", "lam"))
+    size_fields = ("n_steps", "micro_batch_size")
+    unit_fields = ("gamma", "lam")
 
 
 class A2C(OnPolicyAlgorithm):
@@ -85,9 +88,9 @@ class A2C(OnPolicyAlgorithm):
         # 1. rollout: `batch` was collected by OnPolicyAlgorithm.collect_rollouts (N episodes, T slots)
         mask = batch.mask  # (N, T) bool, real tokens
 
-        # 2. rewards: -beta * KL_t on every real token, plus the env's reward (the score on the last token)
-        beta = self.kl_ctl.value
-        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, beta,
+        # 2. rewards: -kl_coef * KL_t on every real token, plus the env's reward (the score on the last token)
+        kl_coef = self.kl_ctl.kl_coef
+        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, kl_coef,
                                            cfg.kl_estimator)  # (N, T) each, 0 on padding
 
         # 3. targets and advantages: GAE(lambda), or n-step returns R_t and A_t = R_t - V(s_t)
@@ -108,7 +111,7 @@ class A2C(OnPolicyAlgorithm):
 
         # 6. metrics
         return {
-            **rollout_metrics(batch, kl, beta, cfg.kl_estimator),
+            **rollout_metrics(batch, kl, kl_coef, cfg.kl_estimator),
             **loss_metrics(avg),
             "stats/explained_variance": explained_variance(batch.values, returns, mask),
             **optimizer_metrics(avg),

@@ -15,8 +15,9 @@ unbiased, non-negative k3 estimator (eq. 4) of the *current* policy::
     L = - 1/G sum_i 1/|o_i| sum_t [ min(rho_t A_i, clip(rho_t, 1 - eps_c, 1 + eps_c) A_i) - beta * k3_t ],
     rho_t = pi(o_t | .) / pi_old(o_t | .),   k3_t = pi_ref/pi - log(pi_ref/pi) - 1.
 
-``beta`` is ``config.kl_coef`` (fixed, or adapted by the controller towards
-``target_kl_ref``).  ``loss_aggregation="token"`` averages over all tokens of
+``beta`` is ``config.beta``, the weight of the KL *loss term* (fixed, or adapted by
+the controller towards ``target_kl_ref``); the penalty algorithms (PPO, RLOO, ...)
+put the KL in the reward instead and call its weight ``kl_coef``.  ``loss_aggregation="token"`` averages over all tokens of
 the minibatch instead of per sequence first (as in DAPO, Yu et al. 2025).
 Read :meth:`GRPO.update` top to bottom: its numbered steps are the algorithm.
 """
@@ -53,7 +54,8 @@ class GRPOConfig(GroupConfig):
     """GRPO settings (group sampling and epochs: :class:`GroupConfig`; the rest: :class:`OnPolicyConfig`).
 
     Attributes:
-        kl_coef: ``beta``, the weight of the KL-to-reference term in the *loss* (0.04 in Shao et al.).
+        beta: weight of the KL-to-reference term in the *loss* (0.04 in Shao et al.; the initial
+            value when ``target_kl_ref`` makes it adaptive).
         kl_estimator: ``"k3"`` (the paper's) or ``"k2"``; estimators without a KL gradient
             in expectation (``"k1"``, ``"abs"``) are rejected.
         adv_eps: added to the group's reward standard deviation.
@@ -62,7 +64,12 @@ class GRPOConfig(GroupConfig):
             completions; Shao et al. eq. 3) or ``"token"`` (mean over all tokens of the minibatch).
     """
 
-    kl_coef: float = 0.04
+    kl_field = "beta"  # the controller starts from config.beta
+    #: what a config error says about a key GRPO does not have
+    key_hints = {"kl_coef": "GRPO's KL to the reference is a loss term, weighted by `beta` (kl_coef is the "
+                            "reward penalty of ppo, nlpo, a2c, reinforce, rloo)"}
+
+    beta: float = 0.04
     kl_estimator: str = "k3"
     adv_eps: float = 1e-4
     ent_coef: float = 0.0
@@ -121,7 +128,7 @@ class GRPO(GroupedAlgorithm):
         weights = torch.where(mask, 1.0 / lengths if cfg.loss_aggregation == "sequence" else 1.0, 0.0)  # (N, T)
 
         # 5. optimise: epochs x minibatches of clipped-ratio + beta * KL steps
-        beta = self.kl_ctl.value
+        beta = self.kl_ctl.kl_coef  # config.beta, or the adaptive controller's current value
         self.minibatch_log, early_stop = minibatch_epochs(
             n, cfg.n_epochs, cfg.minibatch_size, self.update_generator,
             lambda rows: self.optimize_minibatch(batch, advantages, weights, beta, rows), cfg.target_kl)
@@ -178,7 +185,7 @@ class GRPO(GroupedAlgorithm):
         t, m = f.t, f.mask
         w = weights[:, :t].to(dev)
         pg_loss, pg = clipped_policy_loss(f.logp, mb.logprobs[:, :t].to(dev), advantages[:, :t].to(dev), m,
-                                          cfg.clip, normalizer, weights=w)
+                                          cfg.clip_range, normalizer, weights=w)
         kl_sum = masked_sum(kl_estimate(f.logp, mb.ref_logprobs[:, :t].to(dev), cfg.kl_estimator) * w, m)
         kl_loss = kl_sum / normalizer
         entropy = entropy_sum(f.processed, m, cfg.ent_coef != 0, weights=w) / normalizer

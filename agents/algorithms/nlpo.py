@@ -159,9 +159,9 @@ class MaskingPolicy(LogitsProcessor):
         """Raw logits ``(N, keep, V)`` of the masking policy (``keep=0``: every position) and, with
         ``use_cache``, its KV cache."""
         with self._module() as lm:
-            out = self.policy._run(lm, input_ids, attention_mask, position_ids, keep, cache=cache,
-                                   use_cache=use_cache, hidden=False)
-        new_cache = self.policy._cache_of(out) if use_cache else None
+            out = self.policy.run_lm(lm, input_ids, attention_mask, position_ids, keep, cache=cache,
+                                     use_cache=use_cache, hidden=False)
+        new_cache = self.policy.cache_of(out) if use_cache else None
         return out.logits[..., : self.policy.action_size], new_cache
 
     def _set_keep(self, next_logits: torch.Tensor) -> None:

@@ -2,12 +2,12 @@
 
 Each generated token is an action; the per-token reward is
 
-    r_t = env_reward_t - beta * KL_t        on every real token t,
+    r_t = env_reward_t - kl_coef * KL_t        on every real token t,
 
 where ``env_reward_t`` is the episode's score on its last real token (the
 stop token included) for sparse rewards (per-step increments for dense ones),
 ``KL_t`` is a per-token estimate of ``KL(pi || pi_ref)`` (``config.kl_estimator``)
-and ``beta`` is fixed or adapted (Ziegler et al. 2019).  Advantages come from
+and ``kl_coef`` is fixed or adapted (Ziegler et al. 2019).  Advantages come from
 GAE (Schulman et al. 2016), optionally with a bootstrap ``V(s_T)`` on truncated episodes
 only; the losses are PPO's clipped surrogate and clipped value loss (Schulman
 et al. 2017) plus an entropy bonus, token-averaged over each minibatch.
@@ -34,7 +34,6 @@ from textgym.agents.common.distributed import masked_whiten  # global over ranks
 from textgym.agents.common.rollout import RolloutBatch
 from textgym.agents.common.updates import (
     average_minibatches,
-    check_config,
     entropy_sum,
     loss_metrics,
     minibatch_epochs,
@@ -52,6 +51,8 @@ class PPOConfig(OnPolicyConfig):
     """PPO settings (the shared ones are documented in :class:`OnPolicyConfig`).
 
     Attributes:
+        kl_coef: weight of the KL *reward penalty*, ``r_t = env_reward_t - kl_coef * KL_t`` on every real token
+            (the initial value when ``target_kl_ref`` makes it adaptive).
         n_epochs: passes over each rollout batch.
         minibatch_size: episodes per optimizer step (``None``: the whole batch).
         micro_batch_size: episodes per forward/backward; gradients are accumulated
@@ -70,6 +71,7 @@ class PPOConfig(OnPolicyConfig):
             policy to avoid EOS).  Set ``True`` for an env whose truncation is a pure time limit.
     """
 
+    kl_coef: float = 0.05
     n_epochs: int = 4
     minibatch_size: int | None = None
     micro_batch_size: int | None = None
@@ -83,8 +85,10 @@ class PPOConfig(OnPolicyConfig):
     target_kl: float | None = None
     bootstrap_truncated: bool = False
 
+    size_fields = ("minibatch_size", "micro_batch_size")
+
     def __post_init__(self):
-        check_config(self, sizes=("minibatch_size", "micro_batch_size"))
+        super().__post_init__()
         if self.n_epochs < 1:
             raise ValueError(f"n_epochs must be >= 1, got {self.n_epochs}")
 
@@ -115,9 +119,9 @@ class PPO(OnPolicyAlgorithm):
         # 1. rollout: `batch` was collected by OnPolicyAlgorithm.collect_rollouts (N episodes, T slots)
         mask = batch.mask  # (N, T) bool, real tokens
 
-        # 2. rewards: -beta * KL_t on every real token, plus the env's reward (the score on the last token)
-        beta = self.kl_ctl.value
-        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, beta,
+        # 2. rewards: -kl_coef * KL_t on every real token, plus the env's reward (the score on the last token)
+        kl_coef = self.kl_ctl.kl_coef
+        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, kl_coef,
                                            cfg.kl_estimator)  # (N, T) each, 0 on padding
 
         # 3. advantages: GAE (bootstrapped with V(s_T) on truncation only if configured), then whitened
@@ -138,7 +142,7 @@ class PPO(OnPolicyAlgorithm):
         # 6. metrics
         avg = average_minibatches(self.minibatch_log)
         return {
-            **rollout_metrics(batch, kl, beta, cfg.kl_estimator),
+            **rollout_metrics(batch, kl, kl_coef, cfg.kl_estimator),
             "stats/approx_kl": avg["approx_kl"],
             "stats/clipfrac": avg["clipfrac"],
             "stats/value_clipfrac": avg["value_clipfrac"],

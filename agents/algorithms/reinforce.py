@@ -3,7 +3,7 @@
 Each generated token ``a_t`` is an action; its return is the discounted sum of
 the KL-penalised rewards that follow it (the same per-token rewards as PPO)::
 
-    r_t = env_reward_t - beta * KL_t,        G_t = sum_{k >= t} gamma^(k - t) r_k,
+    r_t = env_reward_t - kl_coef * KL_t,        G_t = sum_{k >= t} gamma^(k - t) r_k,
 
 and the loss is ``-(G_t - b_t) log pi(a_t | s_t)`` averaged over the batch's
 real tokens (Williams, "Simple Statistical Gradient-Following Algorithms for
@@ -30,7 +30,7 @@ import torch
 from textgym.agents.common.base import OnPolicyAlgorithm, OnPolicyConfig
 from textgym.agents.functional import discounted_returns, kl_penalized_rewards
 from textgym.agents.common.rollout import RolloutBatch
-from textgym.agents.common.updates import actor_critic_step, check_config, loss_metrics, optimizer_metrics, rollout_metrics
+from textgym.agents.common.updates import actor_critic_step, loss_metrics, optimizer_metrics, rollout_metrics
 
 __all__ = ["REINFORCE", "REINFORCEConfig", "BASELINES"]
 
@@ -43,6 +43,8 @@ class REINFORCEConfig(OnPolicyConfig):
     """REINFORCE settings (the shared ones are documented in :class:`OnPolicyConfig`).
 
     Attributes:
+        kl_coef: weight of the KL *reward penalty*, ``r_t = env_reward_t - kl_coef * KL_t`` on every real token
+            (the initial value when ``target_kl_ref`` makes it adaptive).
         gamma: discount per token, in ``[0, 1]``.
         baseline: ``"value"`` (learned value head) or ``"moving_average"`` (EMA of episode returns).
         baseline_momentum: EMA momentum ``m`` of the moving-average baseline, in ``[0, 1)``:
@@ -52,6 +54,7 @@ class REINFORCEConfig(OnPolicyConfig):
         micro_batch_size: episodes per forward/backward of the single gradient step (``None``: all at once).
     """
 
+    kl_coef: float = 0.05
     gamma: float = 1.0
     baseline: str = "value"
     baseline_momentum: float = 0.9
@@ -59,12 +62,15 @@ class REINFORCEConfig(OnPolicyConfig):
     ent_coef: float = 0.0
     micro_batch_size: int | None = None
 
+    size_fields = ("micro_batch_size",)
+    unit_fields = ("gamma",)
+
     def __post_init__(self):
+        super().__post_init__()
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         if not 0.0 <= self.baseline_momentum < 1.0:
             raise ValueError(f"baseline_momentum must be in [0, 1), got {self.baseline_momentum}")
-        check_config(self, sizes=("micro_batch_size",), unit=("gamma",))
 
 
 class REINFORCE(OnPolicyAlgorithm):
@@ -102,9 +108,9 @@ class REINFORCE(OnPolicyAlgorithm):
         # 1. rollout: `batch` was collected by OnPolicyAlgorithm.collect_rollouts (N episodes, T slots)
         mask = batch.mask  # (N, T) bool, real tokens
 
-        # 2. rewards: -beta * KL_t on every real token, plus the env's reward (the score on the last token)
-        beta = self.kl_ctl.value
-        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, beta,
+        # 2. rewards: -kl_coef * KL_t on every real token, plus the env's reward (the score on the last token)
+        kl_coef = self.kl_ctl.kl_coef
+        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, kl_coef,
                                            cfg.kl_estimator)  # (N, T) each, 0 on padding
 
         # 3. returns: G_t = sum_{k >= t} gamma^(k-t) r_k
@@ -128,7 +134,7 @@ class REINFORCE(OnPolicyAlgorithm):
 
         # 8. metrics
         return {
-            **rollout_metrics(batch, kl, beta, cfg.kl_estimator),
+            **rollout_metrics(batch, kl, kl_coef, cfg.kl_estimator),
             **loss_metrics(avg),
             "stats/return": episode_return,
             "stats/baseline": float(baseline[mask].mean()) if bool(mask.any()) else 0.0,

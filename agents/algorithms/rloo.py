@@ -7,7 +7,7 @@ action; its reward is the score minus the KL penalty summed over its tokens,
 and its baseline is the mean reward of the *other* ``k - 1`` completions of
 the same prompt (eq. 7)::
 
-    R_i = score_i - beta * sum_t KL_t,      A_i = R_i - 1/(k-1) sum_{j != i} R_j.
+    R_i = score_i - kl_coef * sum_t KL_t,      A_i = R_i - 1/(k-1) sum_{j != i} R_j.
 
 The loss is REINFORCE on the sequence log-probability
 ``log pi(y_i | x) = sum_t log pi(y_{i,t} | x, y_{i,<t})``, averaged over
@@ -52,10 +52,11 @@ class RLOOConfig(GroupConfig):
     Attributes:
         clip_range: clip of the *sequence* ratio over epochs (``None``, the default: no
             clipping, the paper's plain REINFORCE step).
-        kl_coef: ``beta`` of the per-token KL penalty summed into each completion's reward
-            (:class:`OnPolicyConfig`'s, default 0.05).
+        kl_coef: weight of the KL *reward penalty*: each completion's reward is its score minus
+            ``kl_coef`` times its summed per-token KL (the initial value when adaptive).
     """
 
+    kl_coef: float = 0.05
     clip_range: float | None = None
 
 
@@ -82,9 +83,9 @@ class RLOO(GroupedAlgorithm):
         mask = batch.mask  # (N, T) bool, real tokens
         n = mask.shape[0]
 
-        # 2. rewards: one per completion, the score minus beta * its summed per-token KL
-        beta = self.kl_ctl.value
-        token_rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, beta,
+        # 2. rewards: one per completion, the score minus kl_coef * its summed per-token KL
+        kl_coef = self.kl_ctl.kl_coef
+        token_rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, kl_coef,
                                                  cfg.kl_estimator)  # (N, T) each
         rewards = token_rewards.sum(-1)  # (N,)
 
@@ -102,7 +103,7 @@ class RLOO(GroupedAlgorithm):
         # 6. metrics
         avg = average_minibatches(self.minibatch_log)
         return {
-            **rollout_metrics(batch, kl, beta, cfg.kl_estimator),
+            **rollout_metrics(batch, kl, kl_coef, cfg.kl_estimator),
             **loss_metrics(avg),
             "stats/approx_kl": avg["approx_kl"],
             "stats/clipfrac": avg["clipfrac"],
@@ -140,7 +141,7 @@ class RLOO(GroupedAlgorithm):
         seq_logp = masked_sum(f.logp, f.mask, dim=1)[:, None]  # (n, 1): log pi(y_i | x)
         old_seq_logp = masked_sum(mb.logprobs[:, : f.t].to(dev), f.mask, dim=1)[:, None]
         one = torch.ones_like(seq_logp, dtype=torch.bool)
-        loss, pg = clipped_policy_loss(seq_logp, old_seq_logp, advantages[:, None].to(dev), one, cfg.clip, n_seq)
+        loss, pg = clipped_policy_loss(seq_logp, old_seq_logp, advantages[:, None].to(dev), one, cfg.clip_range, n_seq)
         entropy = float(entropy_sum(f.processed, f.mask, False)) * n_seq / n_tok
         return loss, {"approx_kl": float(pg["approx_kl"]), "clipfrac": float(pg["clipfrac"]), "entropy": entropy,
                       "policy_loss": float(loss.detach()) * n_seq, "value_loss": 0.0,

@@ -56,7 +56,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from textgym.agents.common.base import run_learn_loop
 from textgym.agents.common import checkpoint
 from textgym.agents.common.logger import Logger
-from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, check_env
+from textgym.agents.common.rollout import RolloutCollector, check_env
 from textgym.agents.common.sampling import SamplingParams
 from textgym.agents.algorithms.sb3_policy import TextGymLMPolicy
 
@@ -222,7 +222,7 @@ def make_sb3_vec_env(env: Any, *, bootstrap_truncated: bool = False) -> DummyVec
     vec = getattr(env, "unwrapped", env)
     if not isinstance(vec, TextGenVectorEnv):
         raise TypeError(f"make_sb3_vec_env needs a textgym.TextGenVectorEnv, got {type(env).__name__}")
-    shuffle = vec._orders[0].shuffle  # the vector env keeps it only in its per-row sample orders
+    shuffle = vec.shuffle
     kwargs = dict(max_prompt_length=vec.max_prompt_length, max_new_tokens=vec.max_new_tokens,
                   stop_token_ids=vec.stop_token_ids.tolist(), prompt_format=vec.data.prompt_format,
                   truncation_side=vec.data.truncation_side, shuffle=shuffle, vocab_size=vec.vocab_size,
@@ -282,6 +282,8 @@ class SB3Algorithm:
 
     config_class: ClassVar[type[SB3Config]] = SB3Config
     sb3_class: ClassVar[type[BaseAlgorithm]]
+    #: ``learn`` does not checkpoint by itself: its caller saves (the Algorithm protocol)
+    saves_checkpoints: ClassVar[bool] = False
 
     def __init__(self, policy: Any, env: Any, config: SB3Config | None = None):
         self._setup(env, config)
@@ -393,23 +395,13 @@ class SB3Algorithm:
             ``log pi - log pi_ref``, the k1 estimator), ``kl_ref_k3``,
             ``length_mean``, ``terminated_frac``, ``n_episodes``.
         """
-        from textgym.agents.functional import kl_estimate, masked_sum
+        from textgym.agents.common.evaluation import summarize_episodes
 
         if n_episodes < 1:
             raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
         col = RolloutCollector(self.policy.lm_policy, env, SamplingParams(greedy=greedy),
                                seed=self.config.seed + 1 if seed is None else seed)
-        batches, n = [], 0
-        while n < n_episodes:
-            batches.append(col.collect())
-            n += batches[-1].mask.shape[0]
-        b = RolloutBatch.cat(batches).index(slice(0, n_episodes))
-        kl = masked_sum(kl_estimate(b.logprobs, b.ref_logprobs, "k1"), b.mask, dim=1)
-        kl3 = masked_sum(kl_estimate(b.logprobs, b.ref_logprobs, "k3"), b.mask, dim=1)
-        return {"score_mean": float(b.scores.mean()), "score_std": float(b.scores.std(unbiased=False)),
-                "kl_ref": float(kl.mean()), "kl_ref_k3": float(kl3.mean()),
-                "length_mean": float(b.lengths.float().mean()), "terminated_frac": float(b.terminated.float().mean()),
-                "n_episodes": float(n_episodes)}
+        return summarize_episodes(col, n_episodes, "k1")
 
     def predict(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> tuple[np.ndarray, None]:
         """Next token for each row of an env observation (SB3's ``predict``; one full forward, no cache).

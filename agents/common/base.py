@@ -4,8 +4,8 @@ Shared: building the policy from a model name, seeding, the rollout collector,
 the optimizer, the KL controller, the ``learn`` loop with timing and logging,
 ``evaluate`` / ``predict`` / ``generate``, and ``save`` / ``load`` that resume
 exactly (policy, value head, optimizer, KL controller, every RNG, the env's
-data position, counters).  A subclass (PPO, and later REINFORCE, A2C, NLPO,
-RLOO, GRPO) sets ``config_class`` and implements ``update(batch) -> metrics``.
+data position, counters).  A subclass (PPO, REINFORCE, A2C, NLPO, RLOO, GRPO)
+sets ``config_class`` and implements ``update(batch) -> metrics``.
 """
 
 from __future__ import annotations
@@ -13,26 +13,29 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+import math
+import numbers
 import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from textgym.agents.common import checkpoint, distributed
-from textgym.agents.functional import make_kl_controller
+from textgym.agents.common.kl_controllers import make_kl_controller
+from textgym.agents.functional import KL_ESTIMATORS
 from textgym.agents.common.logger import Logger
 from textgym.agents.common.multiturn_rollout import make_collector
 from textgym.agents.common.policy import ActorCriticPolicy, LMActorCritic
 from textgym.agents.common.rollout import LogitsProcessor, RolloutBatch, check_env
 from textgym.agents.common.sampling import SamplingParams
 
-__all__ = ["OnPolicyConfig", "Config", "OnPolicyAlgorithm"]
+__all__ = ["OnPolicyConfig", "OnPolicyAlgorithm"]
 
 
 @dataclass
@@ -54,9 +57,10 @@ class OnPolicyConfig:
         rescore_policy: recompute policy logprobs/values in the scoring pass (exact ratio 1 and KL 0 at the
             start); ``False`` reuses the generation-time ones and saves one batched forward per rollout
             (see :class:`RolloutCollector`).
-        kl_coef: the KL coefficient ``beta`` (the initial one when adaptive).
         target_kl_ref: target of the adaptive controller (Ziegler et al. 2019), in nats per episode;
-            ``None`` keeps ``beta`` fixed.
+            ``None`` keeps the KL coefficient fixed.  The coefficient itself is each algorithm's:
+            ``kl_coef`` (a KL *reward penalty*: PPO, NLPO, A2C, REINFORCE, RLOO) or ``beta``
+            (a KL *loss term*: GRPO), named by :attr:`kl_field`.
         kl_horizon: the adaptive controller's horizon, in episodes.
         kl_estimator: per-token KL estimator in the reward: ``"k1"``, ``"k2"``, ``"abs"`` or ``"k3"``.
         lora: LoRA when the policy is built from a model name: ``None``, ``True`` or a dict of
@@ -83,7 +87,6 @@ class OnPolicyConfig:
     rollouts_per_iteration: int = 1
     score_batch_size: int = 16
     rescore_policy: bool = True
-    kl_coef: float = 0.05
     target_kl_ref: float | None = None
     kl_horizon: float = 10_000
     kl_estimator: str = "k1"
@@ -96,6 +99,34 @@ class OnPolicyConfig:
     log_samples: int = 4
     save_every: int | None = None
 
+    #: fields that must be ``None`` or an integer >= 1, and fields that must lie in ``[0, 1]``
+    #: (each algorithm's config names its own; checked by :meth:`__post_init__`)
+    size_fields: ClassVar[tuple[str, ...]] = ()
+    unit_fields: ClassVar[tuple[str, ...]] = ()
+    #: the field holding the KL coefficient the controller starts from
+    kl_field: ClassVar[str] = "kl_coef"
+
+    def __post_init__(self):
+        """Check the settings every algorithm shares, then :attr:`size_fields` and :attr:`unit_fields`.
+
+        Raises:
+            ValueError: naming the field, its value and what it must be.
+        """
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"learning_rate must be a number >= 0 (e.g. 1e-5; 0 freezes the weights), got {lr!r}")
+        self.sampling()  # validates temperature / top_k / top_p
+        for name in self.size_fields:
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, numbers.Integral) or v < 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {v!r}")
+        for name in self.unit_fields:
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+
     def sampling(self) -> SamplingParams:
         """The training :class:`SamplingParams`."""
         return SamplingParams(self.temperature, self.top_k, self.top_p)
@@ -103,8 +134,6 @@ class OnPolicyConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-
-Config = OnPolicyConfig
 
 
 def _stop_requested(result: Any) -> bool:
@@ -166,6 +195,8 @@ class OnPolicyAlgorithm(abc.ABC):
     """
 
     config_class: type[OnPolicyConfig] = OnPolicyConfig
+    #: ``learn`` saves ``run_dir/checkpoint`` every ``config.save_every`` iterations (the Algorithm protocol)
+    saves_checkpoints: ClassVar[bool] = True
 
     def __init__(self, policy: ActorCriticPolicy | str, env: Any, config: OnPolicyConfig | None = None):
         self.config = config if config is not None else self.config_class()
@@ -191,7 +222,7 @@ class OnPolicyAlgorithm(abc.ABC):
                                         logits_processor=self.make_logits_processor())
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
-        self.kl_ctl = make_kl_controller(cfg.kl_coef, cfg.target_kl_ref, cfg.kl_horizon)
+        self.kl_ctl = make_kl_controller(getattr(cfg, cfg.kl_field), cfg.target_kl_ref, cfg.kl_horizon)
         if distributed.enabled():  # the controller sees the KL of every rank's episodes
             self.kl_ctl = distributed.GlobalKLController(self.kl_ctl)
         self.update_generator = torch.Generator().manual_seed(self.seed)  # minibatch shuffling
@@ -313,7 +344,7 @@ class OnPolicyAlgorithm(abc.ABC):
             configured estimator; not meaningful with ``greedy``), ``kl_ref_k3``,
             ``length_mean``, ``terminated_frac``, ``n_episodes``.
         """
-        from textgym.agents.functional import kl_estimate, masked_sum
+        from textgym.agents.common.evaluation import summarize_episodes
 
         cfg = self.config
         sp = SamplingParams(temperature or cfg.temperature, cfg.top_k if top_k is None else top_k,
@@ -321,17 +352,7 @@ class OnPolicyAlgorithm(abc.ABC):
         col = make_collector(self.policy, env, sp, seed=cfg.seed + 1 if seed is None else seed,
                              score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
                              logits_processor=self.collector.logits_processor)
-        batches, n = [], 0
-        while n < n_episodes:
-            batches.append(col.collect())
-            n += batches[-1].mask.shape[0]
-        b = RolloutBatch.cat(batches).index(slice(0, n_episodes))
-        kl = masked_sum(kl_estimate(b.logprobs, b.ref_logprobs, cfg.kl_estimator), b.mask, dim=1)
-        kl3 = masked_sum(kl_estimate(b.logprobs, b.ref_logprobs, "k3"), b.mask, dim=1)
-        return {"score_mean": float(b.scores.mean()), "score_std": float(b.scores.std(unbiased=False)),
-                "kl_ref": float(kl.mean()), "kl_ref_k3": float(kl3.mean()),
-                "length_mean": float(b.lengths.float().mean()), "terminated_frac": float(b.terminated.float().mean()),
-                "n_episodes": float(n_episodes)}
+        return summarize_episodes(col, n_episodes, cfg.kl_estimator)
 
     @torch.no_grad()
     def predict(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> tuple[np.ndarray, None]:

@@ -1,5 +1,10 @@
 """Checkpoint I/O: atomic directories, the policy on disk, and every RNG state needed to resume exactly.
 
+An atomic directory (:func:`atomic_directory`) is complete only when its
+``MANIFEST.json`` - every file's size and sha256, written after all files and
+fsynced - matches its files; :func:`recover_directory` puts the newest complete
+one back after a kill and deletes the half-written or half-deleted rest.
+
 Layout of a policy folder (written by :func:`save_policy`)::
 
     policy/            Hugging Face model dir (save_pretrained) + tokenizer;
@@ -30,32 +35,180 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["atomic_directory", "save_policy", "load_policy", "rng_state", "set_rng_state", "env_state",
-           "set_env_state"]
+__all__ = ["MANIFEST", "CheckpointError", "atomic_directory", "write_manifest", "check_manifest",
+           "recover_directory", "discard_directory", "save_policy", "load_policy", "rng_state", "set_rng_state",
+           "env_state", "set_env_state"]
+
+
+#: The completion marker of an atomic directory: every file's size and sha256, written (and fsynced) last.
+MANIFEST = "MANIFEST.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder whose manifest does not match its files, with no complete one to fall back on."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_manifest(folder: str | os.PathLike) -> Path:
+    """Fsync every file under ``folder``, then write ``MANIFEST.json`` (sizes, sha256) and fsync it.
+
+    Returns:
+        The manifest's path.
+    """
+    import hashlib
+    import time
+
+    folder = Path(folder)
+    files = {}
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p != folder / MANIFEST):
+        with open(f, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            os.fsync(fh.fileno())
+        files[f.relative_to(folder).as_posix()] = {"size": f.stat().st_size, "sha256": digest}
+    for d in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        _fsync_dir(d)
+    path = folder / MANIFEST
+    with open(path, "w") as fh:
+        json.dump({"format": 1, "created_ns": time.time_ns(), "files": files}, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    _fsync_dir(folder)
+    return path
+
+
+def check_manifest(folder: str | os.PathLike, *, hashes: bool = True) -> str | None:
+    """Why ``folder`` is not a complete atomic directory, or ``None`` when it is.
+
+    Complete means: ``MANIFEST.json`` parses and every file it lists exists with the
+    listed size (and, with ``hashes``, the listed sha256).
+    """
+    import hashlib
+
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        files = manifest["files"]
+        int(manifest["created_ns"])
+    except FileNotFoundError:
+        return f"no {MANIFEST} (its writing never finished)"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable {MANIFEST} ({type(exc).__name__})"
+    for rel, meta in files.items():
+        f = folder / rel
+        if not f.is_file():
+            return f"{rel} is missing"
+        if f.stat().st_size != meta["size"]:
+            return f"{rel} has {f.stat().st_size} bytes, the manifest says {meta['size']}"
+        if hashes:
+            with open(f, "rb") as fh:
+                if hashlib.file_digest(fh, "sha256").hexdigest() != meta["sha256"]:
+                    return f"{rel} does not match its sha256 in the manifest"
+    return None
+
+
+def manifest_time(folder: str | os.PathLike) -> int:
+    """When ``folder``'s manifest was written (``time.time_ns()``)."""
+    return int(json.loads((Path(folder) / MANIFEST).read_text())["created_ns"])
+
+
+def discard_directory(folder: str | os.PathLike) -> None:
+    """Delete ``folder``, its manifest first: a kill halfway leaves a folder no one takes for complete."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    try:
+        (folder / MANIFEST).unlink(missing_ok=True)
+        _fsync_dir(folder)
+    except OSError:
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def leftover_directories(path: str | os.PathLike) -> list[Path]:
+    """The ``.<name>.tmp-*`` / ``.<name>.old-*`` folders :func:`atomic_directory` may leave beside ``path``."""
+    path = Path(path)
+    return sorted(p for pat in (f".{path.name}.tmp-*", f".{path.name}.old-*") for p in path.parent.glob(pat)
+                  if p.is_dir())
 
 
 @contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder next to ``path``; on success it replaces ``path`` in one rename.
+    """Yield a temporary folder next to ``path``; on success it replaces ``path``.
 
-    An interrupted save leaves the previous checkpoint intact (at worst a
-    ``.<name>.tmp-*`` folder beside it).  On error the temporary folder is removed.
+    Steps on success: 1. :func:`write_manifest` (every file fsynced, then
+    ``MANIFEST.json``, the completion marker, written last and fsynced); 2. the
+    old ``path`` renamed aside to ``.<name>.old-*``; 3. the new folder renamed to
+    ``path``; 4. the old one deleted, its manifest first.  A kill at any moment
+    leaves at least one complete folder (target, ``.old-*`` or ``.tmp-*``), and
+    :func:`recover_directory` puts the newest complete one back.  On error the
+    temporary folder is removed.
     """
     target = Path(path).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
+        write_manifest(tmp)
         old = None
         if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, old)
         os.replace(tmp, target)
+        _fsync_dir(target.parent)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            discard_directory(old)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover_directory(path: str | os.PathLike, *, legacy_ok: Any = None) -> Path | None:
+    """Put the newest complete atomic directory back at ``path`` and remove the leftovers of kills.
+
+    Candidates are ``path`` and its ``.tmp-*`` / ``.old-*`` siblings; complete ones pass
+    :func:`check_manifest` (sizes and sha256).  The newest complete one (by manifest time;
+    ``path`` itself on a tie) ends up at ``path``; every other candidate is deleted.  A
+    ``path`` without manifest (written before manifests existed) is kept when no candidate
+    is complete and ``legacy_ok(path)`` says it is usable.
+
+    Returns:
+        ``path`` if it now holds a checkpoint, else ``None``.
+
+    Raises:
+        CheckpointError: ``path`` has a manifest its files do not match and no other
+            candidate is complete (damaged on disk: delete it to start over).
+    """
+    path = Path(path)
+    leftovers = leftover_directories(path)
+    complete = [(manifest_time(p), p == path, p) for p in [path, *leftovers]
+                if p.is_dir() and check_manifest(p) is None]
+    result: Path | None = None
+    if complete:
+        best = max(complete)[2]
+        if best != path:
+            if path.exists():
+                aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+                os.replace(path, aside)
+                leftovers.append(aside)
+            os.replace(best, path)
+            _fsync_dir(path.parent)
+        result = path
+    elif path.is_dir():
+        if (path / MANIFEST).exists():
+            raise CheckpointError(f"checkpoint {path} is damaged ({check_manifest(path)}) and no complete one is "
+                                  f"left beside it; delete {path} to start that stage over")
+        if legacy_ok is not None and legacy_ok(path):
+            result = path
+    for p in leftovers:
+        if p != path and p.exists():
+            discard_directory(p)
+    return result
 
 
 # ---------------------------------------------------------------------------- policy
@@ -181,30 +334,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def env_state(env: Any) -> dict[str, Any] | None:
-    """Data position and RNGs of a :class:`textgym.TextGenVectorEnv` (per-row generators and sample orders).
+    """Data position and RNGs of a :class:`textgym.TextGenVectorEnv` (its :meth:`state_dict`).
 
-    Reads the env's private ``_rngs`` / ``_orders`` (the env has no public
-    state API yet).  Returns ``None`` for other envs (resume is then exact for
+    Returns ``None`` for envs without ``state_dict`` (resume is then exact for
     the agent but not for the env's sample order).
     """
     env = getattr(env, "unwrapped", env)
-    if not (hasattr(env, "_rngs") and hasattr(env, "_orders")):
-        return None
-    return {"rngs": [g.bit_generator.state for g in env._rngs], "orders": [o.state_dict() for o in env._orders]}
+    return env.state_dict() if callable(getattr(env, "state_dict", None)) else None
 
 
 def set_env_state(env: Any, state: dict[str, Any] | None) -> None:
     """Restore :func:`env_state` (a no-op for ``None``).
 
     Raises:
-        ValueError: the env has a different number of rows than the saved one.
+        ValueError: the env has a different number of rows than the saved one, or cannot restore a state.
     """
     if state is None:
         return
     env = getattr(env, "unwrapped", env)
-    if not hasattr(env, "_rngs") or len(env._rngs) != len(state["rngs"]):
-        raise ValueError(f"the checkpoint's env had {len(state['rngs'])} rows; build the env with the same num_envs")
-    for g, s in zip(env._rngs, state["rngs"]):
-        g.bit_generator.state = s
-    for o, s in zip(env._orders, state["orders"]):
-        o.load_state_dict(s)
+    if not callable(getattr(env, "load_state_dict", None)):
+        raise ValueError(f"the checkpoint holds an env state but {type(env).__name__} cannot restore one; "
+                         "resume with a textgym.TextGenVectorEnv")
+    env.load_state_dict(state)

@@ -35,7 +35,7 @@ from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, check_
 from textgym.agents.common.sampling import SamplingParams, logprobs_of
 
 __all__ = ["EvalResult", "distinct_n", "perplexity", "load_perplexity_texts", "evaluate_policy", "eval_sample_indices",
-           "TEXT_COLUMNS"]
+           "summarize_episodes", "TEXT_COLUMNS"]
 
 #: Columns tried, in order, when :func:`load_perplexity_texts` picks a data set's text column.
 TEXT_COLUMNS = ("text", "document", "content", "review", "sentence", "completion", "response", "output",
@@ -315,6 +315,29 @@ def _completion_texts(env: Any, batch: RolloutBatch) -> list[str]:
     ends = (batch.lengths - batch.terminated.long()).tolist()
     rows = [a[:e].numpy() for a, e in zip(batch.actions, ends)]
     return decode_completions(env.tokenizer, rows, getattr(env, "skip_special_tokens", True))
+
+
+def summarize_episodes(collector: RolloutCollector, n_episodes: int, kl_estimator: str = "k1") -> dict[str, float]:
+    """Collect ``n_episodes`` episodes in the env's own order and summarise them (``Algorithm.evaluate``).
+
+    Whole env batches are collected and the surplus dropped.  :func:`evaluate_policy` is the
+    pipeline's evaluation on fixed prompts (with diversity, perplexity and samples).
+
+    Returns:
+        ``score_mean``, ``score_std``, ``kl_ref`` (mean per-episode sum of ``kl_estimator``),
+        ``kl_ref_k3``, ``length_mean``, ``terminated_frac``, ``n_episodes``.
+    """
+    batches, n = [], 0
+    while n < n_episodes:
+        batches.append(collector.collect())
+        n += batches[-1].mask.shape[0]
+    b = RolloutBatch.cat(batches).index(slice(0, n_episodes))
+    kl = masked_sum(kl_estimate(b.logprobs, b.ref_logprobs, kl_estimator), b.mask, dim=1)
+    kl3 = masked_sum(kl_estimate(b.logprobs, b.ref_logprobs, "k3"), b.mask, dim=1)
+    return {"score_mean": float(b.scores.mean()), "score_std": float(b.scores.std(unbiased=False)),
+            "kl_ref": float(kl.mean()), "kl_ref_k3": float(kl3.mean()),
+            "length_mean": float(b.lengths.float().mean()), "terminated_frac": float(b.terminated.float().mean()),
+            "n_episodes": float(n_episodes)}
 
 
 def evaluate_policy(policy: Any, env: Any, *, n_episodes: int = 64, seed: int = 0, greedy: bool = False,

@@ -19,7 +19,6 @@ import numpy as np
 
 from textgym.agents.common.base import OnPolicyAlgorithm, OnPolicyConfig
 from textgym.agents.common.rollout import check_env
-from textgym.agents.common.updates import check_config
 from textgym.prompts import SampleOrder
 
 __all__ = ["GroupConfig", "PromptGroups", "GroupedAlgorithm", "check_group_size"]
@@ -45,18 +44,15 @@ class GroupConfig(OnPolicyConfig):
     clip_range: float | None = 0.2
     target_kl: float | None = None
 
+    size_fields = ("n_epochs", "minibatch_size", "micro_batch_size")
+
     def __post_init__(self):
-        check_config(self, sizes=("n_epochs", "minibatch_size", "micro_batch_size"))
+        super().__post_init__()
         if self.n_epochs is None:
             raise ValueError("n_epochs must be an integer >= 1, got None")
         check_group_size(None, self.group_size)
         if self.clip_range is not None and not self.clip_range > 0:
             raise ValueError(f"clip_range must be > 0 or None, got {self.clip_range}")
-
-    @property
-    def clip(self) -> float:
-        """The ratio clip ``eps`` for :func:`~textgym.agents.functional.clipped_policy_loss` (``inf``: none)."""
-        return float("inf") if self.clip_range is None else float(self.clip_range)
 
 
 def check_group_size(num_envs: int | None, group_size: Any) -> None:
@@ -89,8 +85,7 @@ class PromptGroups:
         self.env = check_env(env)
         check_group_size(self.env.num_envs, group_size)
         self.group_size = int(group_size)
-        shuffle = all(o.shuffle for o in self.env._orders)  # the env's own shuffle setting
-        self.order = SampleOrder(len(self.env.data), shuffle)
+        self.order = SampleOrder(len(self.env.data), self.env.shuffle)  # the env's own shuffle setting
         self.rng = np.random.default_rng(seed)
 
     def next_indices(self) -> list[int]:

@@ -39,6 +39,7 @@ class Logger:
         self._tb = None
         self._bar = None
         self.progress = progress
+        self.skipped_steps = 0  # optimizer steps skipped on a non-finite loss or gradient (shown in the bar)
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             csv_path = self.run_dir / "metrics.csv"
@@ -57,6 +58,8 @@ class Logger:
         """Record ``metrics`` at ``step`` (numbers as scalars, strings as text)."""
         row = {"step": step, **metrics}
         self.history.append(row)
+        skipped = metrics.get("stats/skipped_steps")
+        self.skipped_steps += int(skipped) if isinstance(skipped, (int, float)) and math.isfinite(skipped) else 0
         if self.run_dir is not None:
             self._write_csv(row)
         if self._tb is not None:
@@ -69,6 +72,8 @@ class Logger:
         if self._bar is not None:
             shown = {k.split("/")[-1]: f"{float(metrics[k]):.3g}" for k in PROGRESS_KEYS
                      if isinstance(metrics.get(k), (int, float))}
+            if self.skipped_steps:  # loud: a skipped optimizer step is never silent
+                shown["SKIPPED_STEPS"] = str(self.skipped_steps)
             self._bar.set_postfix(shown, refresh=False)
 
     def _write_csv(self, row: dict[str, Any]) -> None:

@@ -269,9 +269,13 @@ class LMActorCritic(ActorCriticPolicy):
                 yield name, p
 
     # ----------------------------------------------------------------- forward passes
-    def _run(self, lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-             position_ids: torch.Tensor, keep: int, cache: Any = None, use_cache: bool = False,
-             hidden: bool = True) -> Any:
+    def run_lm(self, lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               position_ids: torch.Tensor, keep: int, cache: Any = None, use_cache: bool = False,
+               hidden: bool = True) -> Any:
+        """One forward of ``lm`` (the policy's LM or its reference) keeping the logits of the last ``keep`` slots.
+
+        ``cache`` continues a KV cache (:meth:`cache_of` of an earlier output); ``hidden`` returns the hidden states.
+        """
         kw = {self._cache_kw: cache} if cache is not None else {}
         return lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                   use_cache=use_cache, output_hidden_states=hidden, logits_to_keep=keep, **kw)
@@ -280,7 +284,8 @@ class LMActorCritic(ActorCriticPolicy):
         return self.value_head(hidden.float()).squeeze(-1)
 
     @staticmethod
-    def _cache_of(out: Any) -> Any:
+    def cache_of(out: Any) -> Any:
+        """The KV cache of a :meth:`run_lm` output (transformers' ``past_key_values`` or ``cache``)."""
         return getattr(out, "cache", None) if getattr(out, "cache", None) is not None else out.past_key_values
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StepOutput:
@@ -294,10 +299,10 @@ class LMActorCritic(ActorCriticPolicy):
             :class:`StepOutput`: ``logits (N, V)`` for the first generated token,
             ``values (N,)`` = ``V(s_0)``, the cache.
         """
-        out = self._run(self.lm, input_ids, attention_mask, position_ids_from_mask(attention_mask), 1,
+        out = self.run_lm(self.lm, input_ids, attention_mask, position_ids_from_mask(attention_mask), 1,
                         use_cache=True)
         logits = out.logits[:, -1, : self.action_size]  # (N, V)
-        return StepOutput(logits, self._values(out.hidden_states[-1][:, -1]), self._cache_of(out))
+        return StepOutput(logits, self._values(out.hidden_states[-1][:, -1]), self.cache_of(out))
 
     def decode_step(self, tokens: torch.Tensor, attention_mask: torch.Tensor, cache: Any) -> StepOutput:
         """One incremental forward: feed one token per row against the cache.
@@ -312,9 +317,9 @@ class LMActorCritic(ActorCriticPolicy):
             :class:`StepOutput` for the state after ``tokens``.
         """
         pos = (attention_mask.long().sum(-1, keepdim=True) - 1).clamp(min=0)  # (N, 1) = cumsum(mask)[-1] - 1
-        out = self._run(self.lm, tokens[:, None], attention_mask, pos, 1, cache=cache, use_cache=True)
+        out = self.run_lm(self.lm, tokens[:, None], attention_mask, pos, 1, cache=cache, use_cache=True)
         logits = out.logits[:, -1, : self.action_size]
-        return StepOutput(logits, self._values(out.hidden_states[-1][:, -1]), self._cache_of(out))
+        return StepOutput(logits, self._values(out.hidden_states[-1][:, -1]), self.cache_of(out))
 
     def extend(self, tokens: torch.Tensor, attention_mask: torch.Tensor, cache: Any) -> StepOutput:
         """Feed a block of ``k`` tokens per row against the cache (a conversation's reply, prefilled incrementally).
@@ -332,9 +337,9 @@ class LMActorCritic(ActorCriticPolicy):
         """
         k = tokens.shape[1]
         pos = position_ids_from_mask(attention_mask)[:, -k:]  # (N, k)
-        out = self._run(self.lm, tokens, attention_mask, pos, 1, cache=cache, use_cache=True)
+        out = self.run_lm(self.lm, tokens, attention_mask, pos, 1, cache=cache, use_cache=True)
         logits = out.logits[:, -1, : self.action_size]
-        return StepOutput(logits, self._values(out.hidden_states[-1][:, -1]), self._cache_of(out))
+        return StepOutput(logits, self._values(out.hidden_states[-1][:, -1]), self.cache_of(out))
 
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_tokens: int,
               with_values: bool = True) -> ScoreOutput:
@@ -350,7 +355,7 @@ class LMActorCritic(ActorCriticPolicy):
             :class:`ScoreOutput` with ``logits (N, T, V)`` and ``values (N, T + 1)``.
         """
         pos = position_ids_from_mask(attention_mask)
-        out = self._run(self.lm, input_ids, attention_mask, pos, num_tokens + 1, hidden=with_values)
+        out = self.run_lm(self.lm, input_ids, attention_mask, pos, num_tokens + 1, hidden=with_values)
         logits = out.logits[:, :-1, : self.action_size]  # (N, T, V): position P-1+t predicts token t
         values = self._values(out.hidden_states[-1][:, -(num_tokens + 1):]) if with_values else None
         return ScoreOutput(logits, values)
@@ -368,7 +373,7 @@ class LMActorCritic(ActorCriticPolicy):
         idx = torch.arange(attention_mask.shape[1], device=attention_mask.device)
         last = (attention_mask.bool() * idx).amax(-1)  # (N,) index of the last real token
         end = int(last.max()) + 1
-        out = self._run(self.lm, input_ids[:, :end], attention_mask[:, :end],
+        out = self.run_lm(self.lm, input_ids[:, :end], attention_mask[:, :end],
                         position_ids_from_mask(attention_mask[:, :end]), 0)
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         logits = out.logits[rows, last, : self.action_size]
@@ -394,6 +399,6 @@ class LMActorCritic(ActorCriticPolicy):
     def reference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_tokens: int) -> torch.Tensor:
         """Reference-model logits ``(N, T, V)`` for the last ``T = num_tokens`` tokens (no grad)."""
         with self.reference_mode() as ref:
-            out = self._run(ref, input_ids, attention_mask, position_ids_from_mask(attention_mask),
+            out = self.run_lm(ref, input_ids, attention_mask, position_ids_from_mask(attention_mask),
                             num_tokens + 1, hidden=False)
         return out.logits[:, :-1, : self.action_size]

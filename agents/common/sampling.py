@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from textgym.agents.functional import top_p_mask
+
 __all__ = ["SamplingParams", "process_logits", "sample_tokens", "logprobs_of", "entropy_of"]
 
 
@@ -69,12 +71,7 @@ def process_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor
         kth = torch.topk(z, params.top_k, dim=-1).values[..., -1:]  # (..., 1)
         z = z.masked_fill(z < kth, float("-inf"))
     if params.top_p < 1.0:
-        sorted_z, order = torch.sort(z, dim=-1, descending=True)
-        probs = torch.softmax(sorted_z, dim=-1)
-        mass_before = torch.cumsum(probs, dim=-1) - probs  # probability of strictly more likely tokens
-        drop_sorted = mass_before >= params.top_p  # the top token has mass_before 0: always kept
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        z = z.masked_fill(drop, float("-inf"))
+        z = z.masked_fill(~top_p_mask(z, params.top_p), float("-inf"))
     return z
 
 

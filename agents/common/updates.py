@@ -23,7 +23,8 @@ Statistics named in :data:`MAX_STATS` are combined by ``max`` instead.
 
 from __future__ import annotations
 
-import numbers
+import math
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -31,13 +32,13 @@ from typing import Any, NamedTuple
 import torch
 
 from textgym.agents.common import distributed
-from textgym.agents.functional import KL_ESTIMATORS, masked_sum
+from textgym.agents.functional import masked_sum
 from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, trim_to_content
 from textgym.agents.common.sampling import entropy_of, logprobs_of
 
 __all__ = ["MAX_STATS", "ForwardOutput", "policy_forward", "entropy_sum", "actor_critic_loss", "optimize_rows",
            "minibatch_epochs", "average_minibatches", "rollout_metrics", "optimizer_metrics", "loss_metrics",
-           "actor_critic_step", "check_config"]
+           "actor_critic_step"]
 
 #: statistics that micro-batches combine by ``max`` (not summed, not normalised)
 MAX_STATS = ("ratio_max_dev",)
@@ -164,20 +165,21 @@ def optimize_rows(optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Pa
         ``weight`` (= ``normalizer``), ``grad_norm`` (0 when skipped) and ``skipped`` (0 or 1).
     """
     sums: dict[str, float] = defaultdict(float)
-    finite = True
+    why = ""  # why the step is skipped ("": it is not)
     optimizer.zero_grad(set_to_none=True)
     for chunk in rows.split(micro_batch_size or len(rows)):
         loss, stats = loss_fn(chunk)
         if not bool(torch.isfinite(loss)):
-            finite = False
+            why = f"the loss is {float(loss.detach())}"
             break
         loss.backward()
         for k, v in stats.items():
             sums[k] = max(sums[k], v) if k in MAX_STATS else sums[k] + v
     w = float(normalizer)
     if distributed.enabled():  # several processes: the global minibatch's gradient and statistics
-        finite = not bool(distributed.all_max(0.0 if finite else 1.0))
-        if finite:
+        if bool(distributed.all_max(1.0 if why else 0.0)) and not why:
+            why = "a non-finite loss on another rank"
+        if not why:
             w = float(distributed.all_sum(w))
             distributed.reduce_gradients(params, float(normalizer), w)
             keys = sorted(sums)
@@ -185,12 +187,17 @@ def optimize_rows(optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Pa
             top = distributed.all_max(torch.tensor([sums[k] if k in MAX_STATS else -torch.inf for k in keys]))
             sums = {k: float(top[i] if k in MAX_STATS else total[i]) for i, k in enumerate(keys)}
     grad_norm = float("nan")
-    if finite:
+    if not why:
         max_norm = max_grad_norm if max_grad_norm is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-        finite = bool(torch.isfinite(torch.tensor(grad_norm)))
+        if not math.isfinite(grad_norm):
+            why = f"the gradient norm is {grad_norm}"
+    finite = not why
     if finite:
         optimizer.step()
+    else:
+        warnings.warn(f"optimizer step skipped: {why} (weights and optimizer state left unchanged; "
+                      "counted in stats/skipped_steps)", RuntimeWarning, stacklevel=2)
     optimizer.zero_grad(set_to_none=True)
     out = {k: (v if k in MAX_STATS else v / w) for k, v in sums.items()}
     out.update({"weight": w, "grad_norm": grad_norm if finite else 0.0, "skipped": 0.0 if finite else 1.0})
@@ -318,27 +325,3 @@ def actor_critic_step(algo: Any, batch: RolloutBatch, advantages: torch.Tensor,
                                                       None if returns is None else returns[c], n_tok,
                                                       cfg.vf_coef, cfg.ent_coef), n_tok, cfg.max_grad_norm)
     return average_minibatches([stats])
-
-
-def check_config(config: Any, sizes: Sequence[str] = (), unit: Sequence[str] = ()) -> None:
-    """Checks every algorithm's config shares: the KL estimator, the sampling settings, sizes and [0, 1] fields.
-
-    Args:
-        config: an :class:`~textgym.agents.common.base.OnPolicyConfig`.
-        sizes: fields that must be ``None`` or an integer >= 1.
-        unit: fields that must lie in ``[0, 1]``.
-
-    Raises:
-        ValueError: naming the field, its value and what it must be.
-    """
-    if config.kl_estimator not in KL_ESTIMATORS:
-        raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {config.kl_estimator!r}")
-    config.sampling()  # validates temperature / top_k / top_p
-    for name in sizes:
-        v = getattr(config, name)
-        if v is not None and (not isinstance(v, numbers.Integral) or v < 1):
-            raise ValueError(f"{name} must be an integer >= 1 or None, got {v!r}")
-    for name in unit:
-        v = getattr(config, name)
-        if not 0.0 <= v <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {v!r}")

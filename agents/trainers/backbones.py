@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ._train import atomic_save_dir
+from .load_report import expected_new_head
 
 __all__ = ["MINILM", "minilm_path", "load_classifier_backbone", "rehead"]
 
@@ -125,13 +126,16 @@ def load_classifier_backbone(name_or_path: str, num_labels: int, *, seed: int = 
 
         path = minilm_path()
         torch.manual_seed(seed)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, local_files_only=True)
+        with expected_new_head():  # the head is new: its "MISSING" report is expected, other problems still show
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels,
+                                                                       local_files_only=True)
         tok = _fix_pad(AutoTokenizer.from_pretrained(path, local_files_only=True))
     else:
         from textgym.models import TINY_PRESETS
 
         kw = {} if name_or_path in TINY_PRESETS else {"num_labels": num_labels}  # presets ignore from_pretrained kwargs
-        model, tok = load(name_or_path, kind="classifier", seed=seed, **kw)
+        with expected_new_head():
+            model, tok = load(name_or_path, kind="classifier", seed=seed, **kw)
         rehead(model, num_labels, seed)
     if id2label:
         model.config.id2label = {int(k): str(v) for k, v in id2label.items()}

@@ -219,7 +219,7 @@ class RewardModelTrainer(SupervisedTrainer):
 
     def encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text as :class:`~textgym.rewards.RewardModelReward` makes them (truncated)."""
-        from textgym.rewards._text import clean_text
+        from textgym.rewards import clean_text
 
         cfg, tok = self.config, self.tokenizer
         eos = tok.eos_token if cfg.append_eos and tok.eos_token else ""

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from textgym.agents import functional as F
+from textgym.agents.common import kl_controllers as K
 
 G, L = 0.9, 0.8  # gamma, lambda used in the hand computations
 
@@ -98,19 +99,19 @@ def test_kl_estimators_k1_k3_unbiased_k2_abs_nonnegative():
 
 def test_adaptive_controller_moves_beta_towards_target():
     # Ziegler et al.: e = clip(KL/target - 1, -0.2, 0.2); beta *= 1 + e * n / horizon
-    ctl = F.AdaptiveKLController(0.1, target=6.0, horizon=10_000)
+    ctl = K.AdaptiveKLController(0.1, target=6.0, horizon=10_000)
     assert ctl.update(12.0, 1000) == pytest.approx(0.1 * (1 + 0.2 * 0.1))  # KL too high: beta up (clipped e)
-    ctl = F.AdaptiveKLController(0.1, target=6.0, horizon=10_000)
+    ctl = K.AdaptiveKLController(0.1, target=6.0, horizon=10_000)
     assert ctl.update(3.0, 1000) == pytest.approx(0.1 * (1 - 0.2 * 0.1))  # too low: beta down
-    ctl = F.AdaptiveKLController(0.1, target=6.0, horizon=10_000)
+    ctl = K.AdaptiveKLController(0.1, target=6.0, horizon=10_000)
     assert ctl.update(6.6, 1000) == pytest.approx(0.1 * (1 + 0.1 * 0.1))  # e = 0.1
-    assert F.FixedKLController(0.1).update(100.0, 1000) == 0.1
+    assert K.FixedKLController(0.1).update(100.0, 1000) == 0.1
     state = ctl.state_dict()
-    other = F.AdaptiveKLController(1.0, 6.0)
+    other = K.AdaptiveKLController(1.0, 6.0)
     other.load_state_dict(state)
-    assert other.value == ctl.value
+    assert other.kl_coef == ctl.kl_coef
     with pytest.raises(ValueError):
-        F.AdaptiveKLController(0.0, 6.0)
+        K.AdaptiveKLController(0.0, 6.0)
 
 
 def test_masked_stats_ignore_padding_and_never_nan():

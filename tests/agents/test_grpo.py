@@ -74,7 +74,7 @@ def test_group_advantages_on_every_token_and_an_equal_group_gives_zero(monkeypat
 
 
 def test_loss_is_the_clipped_objective_plus_beta_times_k3_averaged_per_sequence():
-    algo = make(n=8, learning_rate=3e-2, kl_coef=0.3)
+    algo = make(n=8, learning_rate=3e-2, beta=0.3)
     algo.learn(iterations=1)  # the policy now differs from the reference
     batch = algo.collect_rollouts()
     adv = torch.linspace(-1.0, 1.0, 8)[:, None].expand(-1, batch.mask.shape[1])
@@ -118,9 +118,9 @@ def test_save_load_continue_equals_uninterrupted(tmp_path):
 
 
 def test_learns_a_synthetic_task():
-    check_learns(GRPO, GRPOConfig(learning_rate=3e-3, kl_coef=0.0, group_size=4, **QUIET))
+    check_learns(GRPO, GRPOConfig(learning_rate=3e-3, beta=0.0, group_size=4, **QUIET))
 
 
 @pytest.mark.slow
 def test_learns_token_count():
-    check_learns_token_count(GRPO, GRPOConfig(learning_rate=2e-3, kl_coef=0.0, group_size=8, **QUIET))
+    check_learns_token_count(GRPO, GRPOConfig(learning_rate=2e-3, beta=0.0, group_size=8, **QUIET))

@@ -97,10 +97,10 @@ def test_pairs_identical_after_truncation_are_dropped_and_counted(gpt2_rm):
 def test_accuracy_above_chance_and_saved_model_scores_match_the_reward_api(tmp_path):
     cfg = RewardModelConfig(learning_rate=3e-3, max_steps=12, batch_size=8, progress=False, max_length=32)
     trainer = RewardModelTrainer("tiny-gpt2", train_data=toy_pairs(48, 0), eval_data=toy_pairs(32, 1), config=cfg)
-    before = trainer.evaluate()["accuracy"]
+    before = trainer.evaluate()
     result = trainer.train()
     assert result["eval/accuracy"] >= 0.9 and result["eval/loss"] < math.log(2)
-    assert result["eval/accuracy"] > before or before >= 0.9
+    assert result["eval/loss"] < before["loss"] - 0.1, (before, result)  # training, not the initial weights
     path = trainer.save(tmp_path / "rm")
     prompts, completions = ["Say:", "Say:", "Say:"], [" a great day", " a nasty day", " a great day<|endoftext|>x"]
     rows = [{"prompt": p, "chosen": c, "rejected": " z"} for p, c in zip(prompts, completions)]

@@ -49,7 +49,7 @@ def test_quick_training_caches_a_model_the_sentiment_reward_loads(tmp_path, monk
     with pytest.raises(FileNotFoundError, match="sentiment_classifier"):
         sentiment_classifier_path(train_if_missing=False)
     with pytest.raises(ValueError, match="python -m textgym.agents.trainers.sentiment_classifier"):
-        R.make("sentiment", train_if_missing=False)
+        R.make("sentiment")
     model, tok = tiny_bert(load("rt-polarity", "train").to_list())
     cfg = ClassifierConfig(learning_rate=1e-2, max_steps=40, batch_size=16, warmup_ratio=0.0, progress=False,
                            freeze_embeddings=False)  # the random tiny model needs its embeddings trained
@@ -58,9 +58,13 @@ def test_quick_training_caches_a_model_the_sentiment_reward_loads(tmp_path, monk
     path = sentiment_classifier_path(train_if_missing=False)
     assert result["path"] == str(path) and path.parent == tmp_path / "models"
     assert result["train_examples"] == 200 and result["steps"] == 40
-    for key in ("validation_accuracy", "imdb_sentences_accuracy", "movie_reviews_accuracy"):
-        assert 0.0 <= result[key] <= 1.0
+    # 40 steps of a random tiny model do not generalise (held-out ~0.45-0.58 on 40 rows; the real classifier's
+    # held-out targets are the slow test below): check that the reported held-out accuracy is the real one
     reward = R.make("sentiment")  # found in the cache without model=
+    held_out = _subset(load("imdb-sentences", "test").to_list(), 40)
+    p_pos = reward([""] * len(held_out), [r["text"] for r in held_out])
+    labels = np.array([int(r["label_id"]) for r in held_out])
+    assert result["imdb_sentences_accuracy"] == pytest.approx(float(((p_pos > 0.5) == labels).mean()))
     assert reward.label_index == 1  # "positive"
     seen = _subset(load("rt-polarity", "train").to_list(), 200, seed=0)  # the snippets it was trained on
     scores = reward([""] * len(seen), [r["text"] for r in seen])

@@ -139,11 +139,11 @@ def test_values_of_the_wrong_type_are_errors(item, key, words):
     assert err.key == key and words in str(err)
 
 
-def test_values_the_config_class_rejects_are_reported_with_the_section():
+def test_values_the_config_class_rejects_are_reported_with_the_field():
     err = error_of(overrides=["algo.kl_estimator=k7"])
-    assert err.key == "algo" and "kl_estimator must be one of" in str(err)
+    assert err.key == "algo.kl_estimator" and "kl_estimator must be one of" in str(err)
     err = error_of(overrides=["sft.config.lr_schedule=steps"])
-    assert err.key == "sft.config" and "lr_schedule" in str(err)
+    assert err.key == "sft.config.lr_schedule" and "lr_schedule" in str(err)
 
 
 def test_training_length_is_exactly_one_of_iterations_or_timesteps():
@@ -226,7 +226,11 @@ def test_imports_register_custom_rewards_before_validation(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples" / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_example_config_parses(path):
+def test_every_example_config_parses(path, tmp_path, monkeypatch):
+    # rlhf_human.yaml reads a feedback project that its first commands create (runs/rlhf-human-feedback.db)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "rlhf-human-feedback.db").write_bytes(b"")
     cfg = load_config(path)
     assert cfg.name and cfg.model
 

@@ -278,11 +278,13 @@ def test_an_interrupt_during_the_final_evaluation_resumes_without_training_again
 
 
 def test_a_checkpoint_left_aside_by_a_kill_is_put_back(tmp_path):
+    from textgym.agents.common.checkpoint import write_manifest
     from textgym.app.run_folder import has_checkpoint, recover_checkpoint
 
     aside = tmp_path / ".checkpoint.old-123"
     aside.mkdir()
     (aside / "trainer_state.json").write_text('{"counters": {"iteration": 4}}')
+    write_manifest(aside)  # complete: its manifest was written last
     recover_checkpoint(tmp_path / "checkpoint")
     assert has_checkpoint(tmp_path / "checkpoint") and not aside.exists()
 

@@ -104,7 +104,7 @@ def test_the_stage_writes_the_reward_model_and_records_its_held_out_accuracy(rm_
     assert res["data/train_pairs"] == n_train and res["data/eval_pairs"] == n_test
     assert res["steps"] == 12
     assert res["eval/accuracy"] >= 0.9  # separable toy pairs (the trainer test reaches this too)
-    assert res["eval/accuracy"] > res["eval_before/accuracy"] or res["eval_before/accuracy"] >= 0.9
+    assert res["eval/loss"] < res["eval_before/loss"] - 0.1, res  # the held-out loss dropped: it trained
     # the saved metadata and the loss curve agree with the run state
     meta = json.loads((rm / "textgym_reward_model.json").read_text())
     assert meta["eval"]["eval/accuracy"] == pytest.approx(res["eval/accuracy"])
@@ -122,7 +122,7 @@ def test_the_training_and_eval_envs_are_scored_by_the_trained_model(rm_run):
     run = rm_run["run"]
     expected = scores(load_reward_function(run / "reward_model"))
     assert expected[2] > expected[3]  # the trained model prefers the good word
-    envs = rm_run["envs"]
+    envs = [e for e in rm_run["envs"] if e.num_envs > 1]  # the pre-flight check's one-row envs aside
     assert len(envs) == 2  # the eval env (before and after) and the training env
     for env in envs:
         assert scores(env.unwrapped.reward_fn) == pytest.approx(expected, abs=1e-5)
@@ -275,7 +275,8 @@ def test_the_reward_model_section_gets_its_defaults_and_reads_back(tmp_path):
      "Did you mean 'all-minilm-l6-v2'?"),
     ({"data": {"dataset": "hh-rlhf"}, "config": {"learnig_rate": 1}}, "reward_model.config.learnig_rate",
      "Did you mean 'learning_rate'?"),
-    ({"data": {"dataset": "hh-rlhf"}, "config": {"truncation": "middle"}}, "reward_model.config", "truncation"),
+    ({"data": {"dataset": "hh-rlhf"}, "config": {"truncation": "middle"}}, "reward_model.config.truncation",
+     "truncation"),
     ({"data": {"dataset": "hh-rlhf"}, "use_as_reward": "yes"}, "reward_model.use_as_reward", "true or false"),
 ])
 def test_reward_model_config_errors_name_the_key(rm, key, words):

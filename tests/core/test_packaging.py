@@ -12,10 +12,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as a package (the `test` extra installs it)
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 #: checkout folder -> its place in the installed package (pyproject's [tool.setuptools.package-dir])

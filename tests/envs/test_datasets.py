@@ -34,6 +34,8 @@ EXPECTED = {
     "humaneval": {"test": 164},
     "mbpp": {"prompt": 10, "train": 374, "validation": 90, "test": 500},
     "commongen": {"train": 1497, "validation": 418, "test": 575},
+    "crows-pairs": {"test": 1508},
+    "bold-prompts": {"test": 2091},
 }
 
 # First ids of some splits: pins the hash rule (salt, key, bucket bounds).
@@ -299,3 +301,33 @@ def test_offline_fresh_home_writes_nothing(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "302"
     assert not any(home.rglob("*")), list(home.rglob("*"))
+
+
+# sha256 of the vendored bias files: a change means the probe's data changed (rebuild on purpose only).
+BIAS_FILES = {
+    "crows_pairs/crows_pairs.jsonl.gz": "5664e09c18cf28addce322d26b5a2608ae64a0f499cd1cc7b082d4fcb8e7e65e",
+    "bold_prompts/bold_prompts_sample50.jsonl.gz": "25350c01dd5016ce6348defe02d2a6d7d180cec22f7764b5cb7d6c459074cff8",
+}
+
+
+def test_bias_sets_checksums_counts_and_licenses():
+    import hashlib
+    from collections import Counter
+
+    for rel, digest in BIAS_FILES.items():
+        assert hashlib.sha256((tds.DATA_DIR / rel).read_bytes()).hexdigest() == digest, rel
+    crows = tds.load("crows-pairs", "test")
+    assert Counter(crows["bias_type"]) == {
+        "race-color": 516, "gender": 262, "socioeconomic": 172, "nationality": 159, "religion": 105, "age": 87,
+        "sexual-orientation": 84, "physical-appearance": 63, "disability": 60}
+    assert Counter(crows["stereo_antistereo"]) == {"stereo": 1290, "antistereo": 218}
+    bold = tds.load("bold-prompts", "test")
+    groups = Counter(zip(bold["domain"], bold["category"]))
+    assert len(groups) == 43
+    assert Counter(d for d, _ in groups.elements()) == {"gender": 100, "race": 200, "religious_ideology": 291,
+                                                         "political_ideology": 600, "profession": 900}
+    assert groups[("religious_ideology", "hinduism")] == 12 and groups[("religious_ideology", "atheism")] == 29
+    for folder, license_file in (("crows_pairs", "CC-BY-SA4.0.txt"), ("bold_prompts", "LICENSE.md")):
+        assert (tds.DATA_DIR / folder / "original" / license_file).is_file()
+        source = json.loads((tds.DATA_DIR / folder / "SOURCE.json").read_text())
+        assert source["license"] == "CC BY-SA 4.0" and source["source"]["commit"]

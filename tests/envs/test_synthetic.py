@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -145,13 +144,15 @@ def test_vector_env_and_speed():
     env = gym.make("textgym/Copy-v0").unwrapped
     env.reset(seed=0)
     env.action_space.seed(0)
-    start, steps = time.perf_counter(), 0
+    steps, episodes = 0, 0  # speed: benchmarks/env_throughput.py (never asserted in tests)
     while steps < 2000:
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         steps += 1
         if terminated or truncated:
+            episodes += 1
             env.reset()
-    assert time.perf_counter() - start < 10.0  # ~0.1 ms a step when idle; generous for a loaded machine
+    # every episode ends within its response budget, so 2000 random steps finish at least 2000 / budget of them
+    assert episodes >= 2000 // env.max_new_tokens
 
 
 @pytest.mark.parametrize("env_id", IDS)

@@ -199,8 +199,14 @@ def test_reward_model_path(tmp_path, gpt2_tok):
     env = gym.make("textgym/SelfInstruct-v0", tokenizer=gpt2_tok, reward_model=str(tmp_path), max_new_tokens=4)
     env = env.unwrapped
     assert env.reward_fn.name == "reward-model"
-    reward, _ = play(env, gpt2_tok, 0, "Yes")
-    assert np.isfinite(reward) and reward != 0.0
+    reward, info = play(env, gpt2_tok, 0, "Yes")
+    # by hand: the score head on the last token's hidden state of prompt + completion (one row, no padding)
+    model = LlamaForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert env._completion == "Yes" and env._raw_prompt.endswith("Response:")
+    ids = gpt2_tok(env._raw_prompt + "Yes", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        manual = float(model.score(model.model(input_ids=ids).last_hidden_state[0, -1])[0])
+    assert abs(manual) > 1e-4 and reward == pytest.approx(manual, rel=1e-4, abs=1e-6) and info["score"] == reward
     with pytest.raises(ValueError, match="either reward= or reward_model="):
         gym.make("textgym/HHDialogue-v0", tokenizer=gpt2_tok, reward="length", reward_model=str(tmp_path))
 

@@ -3,7 +3,10 @@
 Marked ``gpu`` and skipped without CUDA, so the default test run (CPU) skips
 them.  Run on a GPU machine with ``python -m pytest tests/gpu -m gpu``.  To
 dry-run the same code on the CPU (the device-vs-CPU comparisons then compare
-CPU with CPU), set ``TEXTGYM_TEST_DEVICE=cpu``.
+CPU with CPU), set ``TEXTGYM_TEST_DEVICE=cpu``: CI (``.ci/run``) runs all of
+them so, after the default suite (none needs CUDA to run; on the CPU,
+``test_gpu_checkpoint_resumes_on_cpu`` checks a CPU checkpoint loaded with
+``device="cpu"``, and the device-vs-CPU comparisons are exact).
 
 What is checked, with the tiny presets (``tiny-char`` on
 ``textgym/TokenCount-v0``, ``tiny-llama`` on ``textgym/Copy-v0``):

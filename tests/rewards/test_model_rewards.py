@@ -150,33 +150,12 @@ def test_sentiment_reward_picks_positive_label_and_defaults_to_cached_classifier
     monkeypatch.delenv("TEXTGYM_SENTIMENT_MODEL", raising=False)
     monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path))
     with pytest.raises(ValueError, match="sentiment_classifier.*sentiment-vader"):
-        R.make("sentiment", train_if_missing=False)  # not trained yet in this cache: the message says how to
+        R.make("sentiment")  # not trained yet in this cache: the message says how to
     model.save_pretrained(tmp_path / "models" / "sentiment-minilm")
     tok.save_pretrained(tmp_path / "models" / "sentiment-minilm")
     default = R.make("sentiment")  # now found in the cache without model=
     assert default.label_index == 1
     assert default(["p"], ["good movie"]) == pytest.approx(s(["p"], ["good movie"]), abs=1e-6)
-
-
-def test_sentiment_reward_trains_the_classifier_on_first_use(bert, tmp_path, monkeypatch):
-    from textgym.agents.trainers import sentiment_classifier as sc
-
-    model, tok = bert
-    target = tmp_path / "clf"
-    monkeypatch.setenv("TEXTGYM_SENTIMENT_MODEL", str(target))
-    calls = []
-
-    def fake_train(output_dir=None, **kw):  # the real training takes minutes; its own tests cover it
-        calls.append(output_dir)
-        model.save_pretrained(output_dir)
-        tok.save_pretrained(output_dir)
-
-    monkeypatch.setattr(sc, "train_sentiment_classifier", fake_train)
-    r = R.make("sentiment")
-    assert calls == [target] and (target / "config.json").is_file()
-    assert r.label_index == 1
-    R.make("sentiment")  # cached now: no second training
-    assert len(calls) == 1
 
 
 def test_sentiment_model_env_var_overrides_the_cache(bert, tmp_path, monkeypatch):

@@ -91,7 +91,9 @@ def test_batched_callable_detection_and_forced_mode():
         return np.ones(len(ys))
 
     assert R.as_reward_function(by_name).batched
-    assert R.as_reward_function(annotated).batched
+    with pytest.raises(TypeError, match="batched=True"):  # declared neither by name nor by batched=: ambiguous
+        R.as_reward_function(annotated)
+    assert R.as_reward_function(annotated, batched=True).batched
     scores, _ = call_reward(R.as_reward_function(by_name), ["p", "p"], ["abc", ""], references=[["r"], ["s"]])
     assert scores.tolist() == [3.0, 0.0]
     forced = R.as_reward_function(lambda p, c: len(c), batched=False)

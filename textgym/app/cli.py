@@ -7,7 +7,8 @@ Commands:
   pipeline a YAML config describes (SFT warm start, evaluation, RL, evaluation, report) in
   ``<runs-dir>/<name>/``; ``textgym train --resume runs/<name>`` continues an interrupted run.
 * ``textgym eval RUN_DIR_OR_MODEL [--env ID] [--episodes N] [--split test] [--set ...]`` -
-  score, KL, diversity (and perplexity) of a trained run or a model on held-out prompts.
+  score, KL, diversity (and perplexity) of a trained run or a model on held-out prompts;
+  with ``--bias [--bias-out DIR]`` the social-bias probes instead (CrowS-Pairs, BOLD).
 * ``textgym compare ...`` / ``textgym bench ...`` - the comparison harness and the benchmarks
   (their own arguments; ``textgym compare --help``).
 * ``textgym rollout --env ID --model NAME [--episodes N]`` - let a model generate on real prompts
@@ -119,8 +120,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from textgym.app.pipeline import RunFolderError, resume, train
     from textgym.app.config import load_config
+    from textgym.app.pipeline import RunFolderError, resume, train
+    from textgym.app.run_lock import RunLockError
+    from textgym.reward_api import RewardError
 
     if args.nproc is not None and args.nproc > 1:
         return _launch(args)
@@ -133,8 +136,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         else:
             cfg = load_config(args.config, args.set, name=args.name)
             train(cfg, args.runs_dir or "runs", overwrite=args.overwrite)
-    except (ConfigError, RunFolderError) as exc:
+    except (ConfigError, RunFolderError, RunLockError) as exc:
         return _fail(str(exc))
+    except RewardError as exc:  # a reward that fails only on some completions, after the pre-flight check
+        return _fail(f"{' '.join(str(exc).split())} (the run folder is kept: fix the reward, then resume it)", 1)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return 0
@@ -192,6 +197,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.bias:  # the bias probes instead of the env evaluation
+        from textgym.app.bias_report import eval_bias
+
+        try:
+            eval_bias(args.target, overrides=args.set, out_dir=args.bias_out, seed=args.seed)
+        except (ConfigError, RunFolderError, OSError, ValueError) as exc:
+            return _fail(str(exc))
+        return 0
     try:
         result = evaluate_target(args.target, env_id=args.env, split=args.split, episodes=args.episodes,
                                  overrides=args.set, seed=args.seed, greedy=True if args.greedy else None)
@@ -218,6 +231,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     import textgym  # noqa: F401  (registers the ids)
+    from textgym.app.prepare import prepare_rewards
     from textgym.models import load
 
     if args.threads:
@@ -244,6 +258,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     if args.chat:
         kwargs["prompt_format"] = "chat"
     try:
+        prepare_rewards(args.env, kwargs.get("reward"))  # e.g. trains the sentiment classifier once
         env = gym.make(args.env, **kwargs)
     except (ValueError, KeyError) as exc:  # unknown split or reward: the message names the choices
         return _fail(f"cannot build {args.env}: {exc.args[0] if exc.args else exc}")
@@ -296,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run-config key, e.g. --set eval.perplexity.data=movie-reviews")
     p.add_argument("--output", default=None, help="also write the result as JSON to this file")
+    p.add_argument("--bias", action="store_true",
+                   help="run the bias probes (CrowS-Pairs, BOLD) instead: tables, plots and bias.json "
+                        "(settings: the run's bias section, --set bias.KEY=VALUE)")
+    p.add_argument("--bias-out", default=None, metavar="DIR", help="folder of the --bias report (default: bias_report)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=_cmd_eval)
 
@@ -319,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; use 1 on a machine busy with other jobs)")
     p.set_defaults(func=_cmd_rollout)
+
+    from textgym.app.feedback.cli import add_parser as add_feedback_parser
+
+    add_feedback_parser(sub)  # `textgym feedback ...` (textgym/app/feedback/cli.py)
     return parser
 
 

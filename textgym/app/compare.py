@@ -2,10 +2,10 @@
 
 Example::
 
-    import textgym
+    from textgym.app.compare import compare
 
-    result = textgym.compare(env_id="textgym/TokenCount-v0", model="tiny-char", algos=["ppo", "grpo"],
-                             seeds=3, budget=20_000, algo_overrides={"*": {"learning_rate": 2e-3}})
+    result = compare(env_id="textgym/TokenCount-v0", model="tiny-char", algos=["ppo", "grpo"],
+                     seeds=3, budget=20_000, algo_overrides={"*": {"learning_rate": 2e-3}})
     print(result)                      # the table; every file is in result.out_dir
 
     textgym compare --env textgym/TokenCount-v0 --algos ppo,grpo --seeds 3 --budget 20000 \\
@@ -300,6 +300,7 @@ class _Envs:
 
     def __init__(self, cfg: CompareConfig):
         from textgym.app.config import build_reward
+        from textgym.app.prepare import prepare_rewards
 
         self.cfg = cfg
         kwargs = dict(cfg.env_kwargs)
@@ -307,8 +308,10 @@ class _Envs:
             from textgym.models import load_tokenizer
 
             kwargs["tokenizer"] = load_tokenizer(cfg.model)
-        self.train_kwargs = {**kwargs, "reward": build_reward(kwargs["reward"])} if "reward" in kwargs else kwargs
         ev = {**kwargs, **cfg.eval_env_kwargs}
+        for spec in (kwargs, ev):  # e.g. trains the sentiment classifier once
+            prepare_rewards(cfg.env_id, spec.get("reward"))
+        self.train_kwargs = {**kwargs, "reward": build_reward(kwargs["reward"])} if "reward" in kwargs else kwargs
         self.eval_kwargs = {**ev, "reward": build_reward(ev["reward"])} if "reward" in ev else ev
         if self.eval_kwargs.get("split", "train") == self.train_kwargs.get("split", "train"):
             warnings.warn(f"the eval env uses the training split ({self.eval_kwargs.get('split', 'train')!r}); "

@@ -14,6 +14,7 @@ A run config is a YAML mapping (see ``examples/configs/``)::
     algo: {...the algorithm's Config fields...}
     train: {iterations: 30, save_every: 5}        # or total_timesteps: N
     eval: {n_episodes: 64, every: 10, before: true, perplexity: {data: movie-reviews}, num_samples: 8}
+    bias: {bold_per_group: 6}                     # optional: bias probes at every evaluated stage
     plots: true                                   # plots/*.png at the end
     imports: [my_rewards]                         # optional: modules that register custom rewards first
 
@@ -56,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from textgym.app.bias_report import BiasSettings
+
 __all__ = [
     "ConfigError", "RunConfig", "EnvConfig", "EvalEnvConfig", "SFTDataConfig", "SFTStageConfig",
     "RewardModelDataConfig", "RewardModelStageConfig", "NO_RL", "TrainSettings",
@@ -77,6 +80,10 @@ PIPELINE_ENV_KWARGS = {"tokenizer": "the env uses the model's tokenizer: set `mo
                        "num_envs": "set `env.num_envs`"}
 
 
+#: The splits of a human-feedback project's exports (80/10/10 by a hash of the item id; ``all``: every row).
+FEEDBACK_SPLITS = ("train", "validation", "test", "all")
+
+
 class ConfigError(ValueError):
     """A config no run can use.
 
@@ -86,6 +93,7 @@ class ConfigError(ValueError):
 
     def __init__(self, message: str, key: str | None = None):
         self.key = key
+        self.detail = message
         super().__init__(f"config error at `{key}`: {message}" if key else f"config error: {message}")
 
 
@@ -106,6 +114,10 @@ class EnvConfig:
     num_envs: int = 16
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self):
+        _at_least(self, "num_envs", 1)
+        check_env_kwargs(self.kwargs, "kwargs")
+
 
 @dataclass
 class EvalEnvConfig:
@@ -121,6 +133,10 @@ class EvalEnvConfig:
     num_envs: int | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self):
+        _at_least(self, "num_envs", 1, "or null")
+        check_env_kwargs(self.kwargs, "kwargs")
+
 
 @dataclass
 class SFTDataConfig:
@@ -131,6 +147,9 @@ class SFTDataConfig:
             (:func:`textgym.agents.trainers.sft_data.task_rows`).  ``None`` with ``path``
             unset: the training env's id.
         path: a JSON Lines file of rows instead.
+        feedback: a human-feedback project file (``textgym feedback new``): its edits become the
+            rows (:func:`textgym.app.feedback.export.sft_rows`; ``split`` picks train / validation /
+            test / all by a hash of the item id).
         split: the task's split.
         env_kwargs: task overrides (e.g. ``{sentiment: pos}`` for IMDB); when
             ``task`` is the training env's id, ``env.kwargs`` (minus ``reward`` and
@@ -141,19 +160,24 @@ class SFTDataConfig:
             ``>= min_reward`` (reward-filtered SFT: the warm start imitates only the
             data the reward likes; ``None``: keep all).  Applied after ``completion_words``.
         max_rows: keep the first this many rows (``None``: all), after the filters.
+        counterfactual: add a gender-swapped copy of every row that has a gendered word
+            (counterfactual data augmentation, :mod:`textgym.agents.trainers.counterfactual`),
+            after ``max_rows``.
     """
 
     task: str | None = None
     path: str | None = None
+    feedback: str | None = None
     split: str = "train"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     completion_words: int | None = None
     min_reward: float | None = None
     max_rows: int | None = None
+    counterfactual: bool = False
 
     def __post_init__(self):
-        if self.completion_words is not None and self.completion_words < 1:
-            raise ValueError(f"completion_words must be >= 1 or null, got {self.completion_words}")
+        _at_least(self, "completion_words", 1, "or null")
+        _at_least(self, "max_rows", 1, "or null")
 
 
 @dataclass
@@ -171,7 +195,7 @@ class SFTStageConfig:
 
 @dataclass
 class RewardModelDataConfig:
-    """Where the reward-model stage gets its ``(prompt, chosen, rejected)`` pairs (give ``path`` or ``dataset``).
+    """Where the reward-model stage gets its ``(prompt, chosen, rejected)`` pairs (``path``, ``dataset`` or ``feedback``).
 
     Both are read with :func:`textgym.envs.datasets.load`, so ``split`` and
     ``eval_split`` follow the set's split rule: a vendored set's own splits
@@ -183,6 +207,9 @@ class RewardModelDataConfig:
         path: a JSON Lines file with the pair columns (``reward_model.config``'s
             ``prompt_key`` / ``chosen_key`` / ``rejected_key``).
         dataset: a vendored textgym data set with those columns (``hh-rlhf-harmless``).
+        feedback: a human-feedback project file (``textgym feedback new``): its judgments become
+            pairs (:func:`textgym.app.feedback.export.preference_pairs`, majority of annotators,
+            rating margin 2); splits ``train`` / ``validation`` / ``test`` (80/10/10 by item) / ``all``.
         split: the training pairs' split.
         eval_split: the held-out pairs' split, on which pairwise accuracy is
             reported (``None``: no held-out evaluation).
@@ -192,10 +219,15 @@ class RewardModelDataConfig:
 
     path: str | None = None
     dataset: str | None = None
+    feedback: str | None = None
     split: str = "train"
     eval_split: str | None = "test"
     max_rows: int | None = None
     max_eval_rows: int | None = None
+
+    def __post_init__(self):
+        _at_least(self, "max_rows", 1, "or null")
+        _at_least(self, "max_eval_rows", 1, "or null")
 
 
 @dataclass
@@ -238,6 +270,10 @@ class TrainSettings:
     total_timesteps: int | None = None
     save_every: int | None = 5
 
+    def __post_init__(self):
+        for key in ("iterations", "total_timesteps", "save_every"):
+            _at_least(self, key, 1, "or null")
+
 
 @dataclass
 class PerplexityConfig:
@@ -254,6 +290,10 @@ class PerplexityConfig:
     split: str = "test"
     max_texts: int = 64
     max_length: int = 128
+
+    def __post_init__(self):
+        _at_least(self, "max_texts", 1)
+        _at_least(self, "max_length", 2, "(perplexity needs two tokens)")
 
 
 @dataclass
@@ -278,6 +318,11 @@ class EvalSettings:
     greedy: bool = False
     seed: int | None = None
 
+    def __post_init__(self):
+        _at_least(self, "n_episodes", 2, "(the score's confidence interval needs two)")
+        _at_least(self, "every", 0, "(0 or null: only before and after)")
+        _at_least(self, "num_samples", 0)
+
 
 @dataclass
 class RunConfig:
@@ -289,6 +334,8 @@ class RunConfig:
         model: model name/path for :func:`textgym.models.load`, or a previous run's folder.
         imports: Python modules imported first (e.g. one that registers a custom reward).
         env, eval_env, sft, reward_model, train, eval: the sections above.
+        bias: the bias probes run at each evaluated stage
+            (:class:`textgym.app.bias_report.BiasSettings`; ``None``: none).
         algorithm: registered algorithm name (``textgym list algorithms``), or
             :data:`NO_RL` (``"none"``): no RL stage.
         algo: an instance of the algorithm's config class (``None`` without RL).
@@ -307,6 +354,7 @@ class RunConfig:
     algo: Any = None
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    bias: BiasSettings | None = None
     plots: bool = True
 
 
@@ -456,6 +504,71 @@ def _number(tp: type, value: Any, path: str) -> int | float:
     return float(value)
 
 
+def _at_least(obj: Any, name: str, low: int, note: str = "") -> None:
+    """``__post_init__`` helper: field ``name`` of ``obj`` is ``None`` or ``>= low`` (``ConfigError`` at ``name``)."""
+    v = getattr(obj, name)
+    if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= low):
+        raise ConfigError(f"must be >= {low}{' ' + note if note else ''}, got {v!r}", name)
+
+
+#: Env kwargs every task takes, checked when the config is loaded: key -> (kind, detail).
+ENV_KWARG_RULES: dict[str, tuple[str, Any]] = {
+    "max_new_tokens": ("int", "tokens a completion may have"),
+    "max_prompt_length": ("int", "prompt tokens kept"),
+    "vocab_size": ("int?", "the action space's size; omit it to use the tokenizer's"),
+    "shuffle": ("bool", None),
+    "skip_special_tokens": ("bool", None),
+    "decode_every_step": ("bool", None),
+    "truncation_side": ("choice", ("left", "right")),
+    "reward_on_error": ("choice", ("raise", "penalty")),
+    "samples": ("samples", None),
+}
+
+
+def check_env_kwargs(kwargs: dict[str, Any], path: str) -> None:
+    """Check the env kwargs every task shares (:data:`ENV_KWARG_RULES`) by type and range.
+
+    Numeric strings are converted in place (``"8"`` -> ``8``).
+
+    Raises:
+        ConfigError: at ``<path>.<key>``, saying what the value must be.
+    """
+    for key, (kind, detail) in ENV_KWARG_RULES.items():
+        if key not in kwargs:
+            continue
+        v, where = kwargs[key], f"{path}.{key}"
+        if kind in ("int", "int?"):
+            if v is None and kind == "int?":
+                continue
+            if v is None:
+                raise ConfigError(f"must be an integer >= 1 ({detail}), got null", where)
+            v = kwargs[key] = _number(int, v, where)
+            if v < 1:
+                raise ConfigError(f"must be an integer >= 1 ({detail}), got {v}", where)
+        elif kind == "bool" and not isinstance(v, bool):
+            raise ConfigError(f"expected true or false, got {v!r} (write it without quotes)", where)
+        elif kind == "choice" and v not in detail:
+            raise ConfigError(f"must be one of {', '.join(map(repr, detail))}, got {v!r}", where)
+        elif kind == "samples":
+            check_samples(v, where)
+
+
+def check_samples(samples: Any, path: str, prompt_key: str = "prompt") -> None:
+    """``samples`` is a non-empty list of mappings that each have ``prompt_key``.
+
+    Raises:
+        ConfigError: at ``path`` (or ``path[i]`` for a bad row).
+    """
+    if not isinstance(samples, (list, tuple)) or not samples:
+        raise ConfigError(f"must be a non-empty list of samples, e.g. [{{{prompt_key}: \"Hello\"}}], got {samples!r}",
+                          path)
+    for i, row in enumerate(samples):
+        if not isinstance(row, Mapping) or prompt_key not in row:
+            got = f"keys {sorted(map(str, row))}" if isinstance(row, Mapping) else repr(row)
+            raise ConfigError(f"each sample needs a {prompt_key!r} key ({{{prompt_key}: ..., references: [...]}}); "
+                              f"got {got}", f"{path}[{i}]")
+
+
 def build_dataclass(cls: type, data: Any, path: str, *, label: str | None = None) -> Any:
     """An instance of dataclass ``cls`` from the mapping ``data``, every field type-checked.
 
@@ -481,17 +594,21 @@ def build_dataclass(cls: type, data: Any, path: str, *, label: str | None = None
     for key, value in data.items():
         key = str(key)
         if key not in names:
-            raise ConfigError(f"unknown key {key!r} in {where} ({label or cls.__name__}).{_suggest(key, names)} "
+            hint = getattr(cls, "key_hints", {}).get(key)  # e.g. a name another algorithm uses for this
+            hint = f" {hint}." if hint else _suggest(key, names)
+            raise ConfigError(f"unknown key {key!r} in {where} ({label or cls.__name__}).{hint} "
                               f"Valid keys: {', '.join(names)}", _join(path, key))
         kwargs[key] = _coerce(hints[key], value, _join(path, key))
     try:
         obj = cls(**kwargs)
         if hasattr(obj, "check"):
             obj.check()
+    except ConfigError as exc:  # from __post_init__: its key is relative to this section
+        raise ConfigError(exc.detail, _join(path, exc.key) if exc.key else path or None) from None
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"invalid {label or cls.__name__}: {exc}", path or None) from None
+        field_name = str(exc).split(" ", 1)[0]  # "learning_rate must be > 0 ...": the key is that field
+        key = _join(path, field_name) if field_name in names else path or None
+        raise ConfigError(f"invalid {label or cls.__name__}: {exc}", key) from None
     return obj
 
 
@@ -552,12 +669,9 @@ def build_reward(spec: Any) -> Any:
 
 def _env_factory(env_id: str) -> Any:
     """The task factory registered for ``env_id`` (``None`` if textgym did not register it)."""
-    try:
-        from textgym import envs
+    from textgym.envs import task_factory
 
-        return {spec.id: factory for spec, factory in envs._TASKS}.get(env_id)
-    except (ImportError, AttributeError):
-        return None
+    return task_factory(env_id)
 
 
 def _check_env(env_id: str, kwargs: Mapping[str, Any], path: str) -> None:
@@ -590,8 +704,13 @@ def _check_model(model: str, key: str = "model", extra: Sequence[str] = ()) -> N
     """Check a model name / folder (``extra``: more accepted names, e.g. the MiniLM backbone)."""
     if not model:
         raise ConfigError("a run needs a model (a textgym.models name, a local model folder or a run folder)", key)
-    if os.path.exists(os.path.expanduser(model)):
-        return
+    path = Path(model).expanduser()
+    if path.exists():
+        if path.is_dir() and any((path / f).is_file() for f in ("config.json", "run_state.json")):
+            return
+        what = "a file" if not path.is_dir() else ("empty" if not any(path.iterdir()) else "not a model folder")
+        raise ConfigError(f"{model!r} is {what}: give a Hugging Face model folder (config.json, weights and "
+                          "tokenizer files), a textgym run folder, or a model name such as tiny-llama", key)
     from textgym.models import ALIASES, TINY_PRESETS
 
     known = sorted({*ALIASES, *TINY_PRESETS, *extra})
@@ -660,8 +779,6 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
     if not cfg.env.id:
         raise ConfigError("the training env needs an id (e.g. textgym/IMDB-v0; see `textgym list envs`)", "env.id")
     _check_env(cfg.env.id, cfg.env.kwargs, "env")
-    if cfg.env.num_envs < 1:
-        raise ConfigError(f"must be >= 1, got {cfg.env.num_envs}", "env.num_envs")
     cfg.eval_env = EvalEnvConfig(
         id=cfg.eval_env.id or cfg.env.id,
         num_envs=cfg.eval_env.num_envs or max(1, min(cfg.env.num_envs, cfg.eval.n_episodes)),
@@ -687,18 +804,7 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
     elif (t.iterations is None) == (t.total_timesteps is None):
         hint = f" (or algorithm: {NO_RL} for a run of the sft / reward_model stages only)" if has_stage else ""
         raise ConfigError(f"give exactly one of train.iterations or train.total_timesteps{hint}", "train")
-    for key in ("iterations", "total_timesteps", "save_every"):
-        v = getattr(t, key)
-        if v is not None and v < 1:
-            raise ConfigError(f"must be >= 1 (or null), got {v}", f"train.{key}")
     e = cfg.eval
-    if e.n_episodes < 2:
-        raise ConfigError(f"must be >= 2 (the score's confidence interval needs two), got {e.n_episodes}",
-                          "eval.n_episodes")
-    if e.every is not None and e.every < 0:
-        raise ConfigError(f"must be >= 0 (0 or null: only before and after), got {e.every}", "eval.every")
-    if e.num_samples < 0:
-        raise ConfigError(f"must be >= 0, got {e.num_samples}", "eval.num_samples")
     e.every = e.every or None
     e.seed = cfg.seed + 1 if e.seed is None else e.seed
     return cfg
@@ -742,9 +848,14 @@ def _parse_sft(sft_raw: Any, cfg: RunConfig) -> SFTStageConfig:
         raise ConfigError(f"unknown key {key!r} in sft.{_suggest(key, ['data', 'config'])} Valid keys: data, config",
                           f"sft.{key}")
     data = build_dataclass(SFTDataConfig, sft_raw.get("data") or {}, "sft.data")
-    if data.task is not None and data.path is not None:
-        raise ConfigError("give one of sft.data.task or sft.data.path, not both", "sft.data")
-    if data.path is not None:
+    if sum(x is not None for x in (data.task, data.path, data.feedback)) > 1:
+        raise ConfigError("give one of sft.data.task, sft.data.path or sft.data.feedback", "sft.data")
+    if data.feedback is not None:
+        if not Path(data.feedback).expanduser().is_file():
+            raise ConfigError(f"no such feedback project: {data.feedback!r} (create it with `textgym feedback new`)",
+                              "sft.data.feedback")
+        _check_choice(data.split, FEEDBACK_SPLITS, "split", "sft.data.split", "a feedback project's splits")
+    elif data.path is not None:
         if not Path(data.path).expanduser().is_file():
             raise ConfigError(f"no such file: {data.path!r}", "sft.data.path")
     else:
@@ -752,16 +863,35 @@ def _parse_sft(sft_raw: Any, cfg: RunConfig) -> SFTStageConfig:
         import textgym
 
         _check_choice(data.task, textgym.list_envs(), "env", "sft.data.task", "see `textgym list envs`")
-    if data.max_rows is not None and data.max_rows < 1:
-        raise ConfigError(f"must be >= 1 (or null), got {data.max_rows}", "sft.data.max_rows")
     conf_raw = sft_raw.get("config") or {}
     if isinstance(conf_raw, Mapping):
         conf_raw = {"seed": cfg.seed, **conf_raw}
     conf = build_dataclass(SFTConfig, conf_raw, "sft.config")
+    if data.path is not None:
+        _check_sft_file(data.path, conf)
     if conf.lora and not conf.merge_lora:
         raise ConfigError("the pipeline starts RL from a full model: keep merge_lora true with lora",
                           "sft.config.merge_lora")
     return SFTStageConfig(data=data, config=conf)
+
+
+def _check_sft_file(path: str, conf: Any) -> None:
+    """The SFT JSON Lines file has rows, each with prompt + completion (or messages) columns."""
+    from textgym.envs.datasets import read_jsonl
+
+    key = "sft.data.path"
+    try:
+        rows = read_jsonl(Path(path).expanduser())
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path!r}: {exc}", key) from None
+    if not rows:
+        raise ConfigError(f"{path!r} holds no rows; write one JSON object per line with "
+                          f"{conf.prompt_key!r} and {conf.completion_key!r}", key)
+    for i, row in enumerate(rows):
+        if row.get(conf.messages_key) is None and not (conf.prompt_key in row and conf.completion_key in row):
+            raise ConfigError(f"row {i + 1} of {path!r} has keys {sorted(row)}; every row needs {conf.prompt_key!r} and "
+                              f"{conf.completion_key!r} (or {conf.messages_key!r}); rename the columns or set "
+                              "sft.config.prompt_key / completion_key", key)
 
 
 def _parse_reward_model(rm_raw: Any, cfg: RunConfig) -> RewardModelStageConfig:
@@ -801,11 +931,17 @@ def _check_preference_data(data: RewardModelDataConfig, conf: Any) -> None:
     from textgym.envs import datasets
 
     where = "reward_model.data"
-    if (data.path is None) == (data.dataset is None):
+    if sum(x is not None for x in (data.path, data.dataset, data.feedback)) != 1:
         raise ConfigError("give one of reward_model.data.path (a JSON Lines file of prompt / chosen / rejected "
-                          "rows) or reward_model.data.dataset (e.g. hh-rlhf-harmless)", where)
+                          "rows), reward_model.data.dataset (e.g. hh-rlhf-harmless) or reward_model.data.feedback "
+                          "(a `textgym feedback` project)", where)
     needed = [conf.prompt_key, conf.chosen_key, conf.rejected_key]
-    if data.path is not None:
+    if data.feedback is not None:
+        if not Path(data.feedback).expanduser().is_file():
+            raise ConfigError(f"no such feedback project: {data.feedback!r} (create it with `textgym feedback new`)",
+                              f"{where}.feedback")
+        columns, key, splits = ["prompt", "chosen", "rejected"], f"{where}.feedback", FEEDBACK_SPLITS
+    elif data.path is not None:
         path = Path(data.path).expanduser()
         if not path.is_file():
             raise ConfigError(f"no such file: {data.path!r}", f"{where}.path")
@@ -833,10 +969,6 @@ def _check_preference_data(data: RewardModelDataConfig, conf: Any) -> None:
         if data.eval_split == data.split or "all" in (data.split, data.eval_split):
             raise ConfigError(f"the held-out pairs ({data.eval_split!r}) overlap the training pairs ({data.split!r}): "
                               "pick another split, or null for no held-out evaluation", f"{where}.eval_split")
-    for name in ("max_rows", "max_eval_rows"):
-        v = getattr(data, name)
-        if v is not None and v < 1:
-            raise ConfigError(f"must be >= 1 (or null), got {v}", f"{where}.{name}")
 
 
 def eval_env_kwargs(env: EnvConfig, eval_env: EvalEnvConfig) -> dict[str, Any]:

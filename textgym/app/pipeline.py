@@ -11,7 +11,8 @@ The run folder::
                          reward_model.use_as_reward it scores the training and eval envs
     metrics.csv, tb/     RL metrics per iteration (CSV + TensorBoard; tb/eval: the evaluations)
     samples.jsonl        training samples per iteration (prompt, completion, score, reward components)
-    checkpoint/          the RL checkpoint (every train.save_every iterations and at the end; atomic)
+    checkpoint/          the RL checkpoint (every train.save_every iterations and at the end; atomic,
+                         complete when its MANIFEST.json matches: textgym.agents.common.checkpoint)
     eval.csv             every evaluation: iteration, stage (before / sft / train / after), metrics
     eval.json            {stage: metrics} for before, sft and after
     samples_eval.jsonl   evaluation samples per stage (prompt, completion, score)
@@ -28,6 +29,11 @@ since the last checkpoint.  SFT and reward-model training are one stage each:
 an interrupted one restarts (their model folders are written atomically).
 Evaluations save and restore the global RNG states, so where they happen does
 not change training.  The file handling lives in :mod:`textgym.app.run_folder`.
+
+:func:`train` and :func:`resume` hold the run folder's lock (:mod:`textgym.app.run_lock`,
+``<runs_dir>/.<name>.lock``) while they work; :func:`train` runs the pre-flight check
+(:mod:`textgym.app.preflight`) before it creates the folder, and starts over a folder whose
+earlier attempt finished no stage.
 """
 
 from __future__ import annotations
@@ -65,10 +71,11 @@ from textgym.app.run_folder import (
 )
 from textgym.agents.common import distributed
 from textgym.app.config import NO_RL, ConfigError, RunConfig, build_reward, dump_config, load_config
+from textgym.app.prepare import prepare_rewards
 
 __all__ = ["STAGES", "RunResult", "Pipeline", "train", "resume", "evaluate_target", "resolve_model",
            "make_vec_env", "load_trained_policy", "actor_critic", "ComponentRecorder", "RunFolderError",
-           "format_table", "preference_rows", "run_reward"]
+           "format_table", "preference_rows", "run_reward", "finished_stages"]
 
 STAGES = ("sft", "reward_model", "eval_before", "rl", "eval_after", "report")
 
@@ -145,6 +152,16 @@ def resolve_model(model: str) -> str:
     return str(p.resolve()) if p.exists() else model
 
 
+def skipped_steps_line(skipped: Mapping[str, int]) -> str:
+    """The run summary's line about skipped optimizer steps (``{iteration: count}``; ``""`` when none)."""
+    total = sum(int(n) for n in skipped.values())
+    if not total:
+        return ""
+    its = ", ".join(sorted(skipped, key=int))
+    return (f"**{total} optimizer step(s) skipped** (a non-finite loss or gradient norm; weights left unchanged) "
+            f"in iteration(s) {its}: see the warnings and `stats/skipped_steps` in metrics.csv")
+
+
 def make_vec_env(env_id: str, num_envs: int, kwargs: Mapping[str, Any], tokenizer: Any, reward: Any = None) -> Any:
     """``gym.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point", autoreset_mode="Disabled")``.
 
@@ -165,8 +182,10 @@ def make_vec_env(env_id: str, num_envs: int, kwargs: Mapping[str, Any], tokenize
     kw = dict(kwargs)
     if reward is not None:
         kw["reward"] = reward
-    elif kw.get("reward") is not None:
-        kw["reward"] = build_reward(kw["reward"])
+    else:
+        prepare_rewards(env_id, kw.get("reward"))  # e.g. trains the sentiment classifier once
+        if kw.get("reward") is not None:
+            kw["reward"] = build_reward(kw["reward"])
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
                         autoreset_mode="Disabled", tokenizer=tokenizer, **kw)
 
@@ -207,6 +226,11 @@ def preference_rows(data: Any, split: str, limit: int | None = None) -> list[dic
     Returns:
         The rows as dicts, in the data's order.
     """
+    if getattr(data, "feedback", None) is not None:  # a human-feedback project (textgym feedback ...)
+        from textgym.app.feedback.export import training_pairs
+
+        rows = training_pairs(Path(data.feedback).expanduser(), split)
+        return rows[:limit] if limit is not None else rows
     from textgym.envs.datasets import load
 
     source = str(Path(data.path).expanduser()) if data.path is not None else data.dataset
@@ -401,6 +425,22 @@ class Pipeline:
         self._tb_log(stage, iteration, metrics)
         return metrics
 
+    def probe_bias(self, policy: Any, stage: str) -> dict[str, float]:
+        """The ``bias:`` probes of ``policy`` (none without the section): report in ``bias/<stage>.json`` (+ plots);
+        returns the headline metrics for ``eval.json``.  Global RNG states are preserved."""
+        if self.cfg.bias is None:
+            return {}
+        from textgym.app.bias_report import flat_metrics, run_probes, write_report
+
+        self._say(f"[bias {stage}] CrowS-Pairs / BOLD probes ...")
+        with rng_preserved():
+            results = run_probes(policy, self.cfg.bias)
+        write_report(results, self.run_dir / "bias", name=stage, title=stage, plots=self.cfg.plots)
+        metrics = flat_metrics(results)
+        self._say(f"[bias {stage}] done in {results['time_s']:.0f} s: "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if not k.endswith(("_lo", "_hi"))))
+        return metrics
+
     def _tb_log(self, stage: str, iteration: int, metrics: Mapping[str, float]) -> None:
         if not getattr(self.cfg.algo, "tensorboard", True):
             return
@@ -477,6 +517,10 @@ class Pipeline:
         t0 = time.perf_counter()
         if s.data.path is not None:
             rows = load_rows(str(Path(s.data.path).expanduser()))
+        elif s.data.feedback is not None:  # the edits of a human-feedback project
+            from textgym.app.feedback.export import training_sft_rows
+
+            rows = training_sft_rows(Path(s.data.feedback).expanduser(), s.data.split)
         else:
             kwargs = dict(self.cfg.env.kwargs) if s.data.task == self.cfg.env.id else {}
             for key in ("reward", "reward_model", "split", "samples"):
@@ -486,6 +530,12 @@ class Pipeline:
         rows = self._filter_sft_rows(rows)
         if s.data.max_rows is not None:
             rows = rows[: s.data.max_rows]
+        if s.data.counterfactual:
+            from textgym.agents.trainers.counterfactual import augment_rows
+
+            n = len(rows)
+            rows = augment_rows(rows)
+            self._say(f"[sft] counterfactual augmentation: {len(rows) - n} gender-swapped copies of {n} rows")
         trainer = SFTTrainer(self.base_model, self.tokenizer, train_data=rows, config=s.config)
         metrics = trainer.train()
         trainer.save(self.run_dir / "sft")
@@ -544,7 +594,7 @@ class Pipeline:
 
         r = self.cfg.reward_model
         d = r.data
-        source = d.path if d.path is not None else d.dataset
+        source = d.path or d.dataset or d.feedback
         self._say(f"[reward model] training {r.model} on {source} ({d.split}) ...")
         t0 = time.perf_counter()
         # 1. the pairs
@@ -590,6 +640,7 @@ class Pipeline:
             self._say(f"[eval {stage}] {self.cfg.eval.n_episodes} episodes of {self.cfg.eval_env.id} ...")
             policy = _policy_for_eval(model, n, seed, ref)
             metrics = self.evaluate(policy, stage, 0)
+            metrics.update(self.probe_bias(policy, stage))
             self.state["results"][stage] = metrics
             del policy
             gc.collect()
@@ -613,9 +664,14 @@ class Pipeline:
         algo_cls = registry.get_algorithm(cfg.algorithm)
         ckpt = run_dir / "checkpoint"
         overrides = {"run_dir": str(run_dir)}
-        if hasattr(cfg.algo, "save_every"):  # else the pipeline saves (see _on_iteration)
+        if algo_cls.saves_checkpoints:  # else the pipeline saves (see _on_iteration)
             overrides["save_every"] = cfg.train.save_every
-        recover_checkpoint(ckpt)
+        from textgym.agents.common.checkpoint import CheckpointError
+
+        try:
+            recover_checkpoint(ckpt)
+        except CheckpointError as exc:
+            raise RunFolderError(str(exc)) from None
         if has_checkpoint(ckpt):
             counters = checkpoint_counters(ckpt)
             it = int(counters["iteration"])
@@ -668,9 +724,9 @@ class Pipeline:
         self._mark("rl")
 
     def _on_iteration(self, algo: Any, metrics: Mapping[str, Any]) -> None:
-        # 1. the checkpoint, if the algorithm does not save by itself (no `save_every` in its config)
+        # 1. the checkpoint, if the algorithm does not save by itself (Algorithm.saves_checkpoints)
         every = self.cfg.train.save_every
-        if every and algo.iteration % every == 0 and not hasattr(algo.config, "save_every"):
+        if every and algo.iteration % every == 0 and not algo.saves_checkpoints:
             algo.save(self.run_dir / "checkpoint")
         # 2. reward components of this iteration's logged samples
         seen = self._recorder.take() if self._recorder is not None else {}
@@ -679,6 +735,9 @@ class Pipeline:
         # 3. the RL position
         rl = self.state["rl"]
         rl.update(iteration=algo.iteration, num_timesteps=algo.num_timesteps)
+        skipped = int(metrics.get("stats/skipped_steps") or 0)
+        if skipped:  # by iteration, so a resumed run that repeats an iteration does not count it twice
+            rl.setdefault("skipped_steps", {})[str(algo.iteration)] = skipped
         if every and algo.iteration % every == 0:
             rl["checkpoint_iteration"] = algo.iteration
         self._save_state()
@@ -715,6 +774,7 @@ class Pipeline:
         it = int(self.state["rl"].get("iteration", 0))
         self._say(f"[eval after] {self.cfg.eval.n_episodes} episodes of {self.cfg.eval_env.id} ...")
         metrics = self.evaluate(policy, "after", it)
+        metrics.update(self.probe_bias(policy, "after"))
         self.state["results"]["after"] = metrics
         self._mark("eval_after")
 
@@ -736,9 +796,11 @@ class Pipeline:
             samples.setdefault(r["stage"], []).append(r)
         write_atomic(self.run_dir / "summary.md", self._summary(evals, samples, plots))
         self._mark("report")
-        self._say(f"\n{self.cfg.name}: {self.cfg.eval.n_episodes} held-out episodes of {self.cfg.eval_env.id}\n"
-                  + format_table(evals) + f"\n\nrun folder: {self.run_dir}")
         rl = self.state["rl"]
+        skipped = skipped_steps_line(rl.get("skipped_steps", {}))
+        self._say(f"\n{self.cfg.name}: {self.cfg.eval.n_episodes} held-out episodes of {self.cfg.eval_env.id}\n"
+                  + format_table(evals) + (f"\n\nWARNING: {skipped}" if skipped else "")
+                  + f"\n\nrun folder: {self.run_dir}")
         return RunResult(self.run_dir, evals, int(rl.get("iteration", 0)), int(rl.get("num_timesteps", 0)), plots)
 
     def _summary(self, evals: Mapping[str, Mapping[str, float]], samples: Mapping[str, Any],
@@ -755,6 +817,7 @@ class Pipeline:
                     self.state.get("num_processes", 1) > 1 else "") + f"); seed {cfg.seed}",
                  f"- RL: {rl.get('iteration', 0)} iterations, {rl.get('num_timesteps', 0)} generated tokens, "
                  f"{rl.get('time_s', 0.0):.0f} s" if self.has_rl else "- RL: none (`algorithm: none`)",
+                 *([f"- {line}"] if (line := skipped_steps_line(rl.get("skipped_steps", {}))) else []),
                  f"- evaluation: {cfg.eval.n_episodes} episodes of `{cfg.eval_env.id}` "
                  f"({cfg.eval_env.kwargs.get('split', 'test')} split), seed {cfg.eval.seed}"]
         if "sft_train" in self.state["results"]:
@@ -765,6 +828,10 @@ class Pipeline:
             parts.append(self._reward_model_line(self.state["results"]["reward_model"]))
         parts += ["", "## Before / after", "", format_table(evals, markdown=True), "", kl_note, "",
                   "## Samples", "", sample_table(samples), ""]
+        if self.cfg.bias is not None:
+            from textgym.app.bias_report import summary_section
+
+            parts += [summary_section(evals)]
         if plots:
             parts += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
         return "\n".join(parts)
@@ -773,7 +840,7 @@ class Pipeline:
         """The summary line of the reward-model stage (pairs, loss, held-out accuracy, time)."""
         rm = self.cfg.reward_model
         line = (f"- reward model: `{rm.model}` on {int(s.get('data/train_pairs', 0))} pairs of "
-                f"`{rm.data.path or rm.data.dataset}` ({rm.data.split}), "
+                f"`{rm.data.path or rm.data.dataset or rm.data.feedback}` ({rm.data.split}), "
                 f"train_loss {s.get('train_loss', float('nan')):.4g}")
         if "eval/accuracy" in s:
             line += (f"; held-out pairwise accuracy {s['eval/accuracy']:.3f} (before training "
@@ -788,8 +855,24 @@ class Pipeline:
 # ----------------------------------------------------------------------------- entry points
 
 
+def finished_stages(run_dir: str | os.PathLike) -> list[str]:
+    """The stages a run folder finished (``[]`` for a run that failed or was stopped before finishing one)."""
+    path = Path(run_dir) / "run_state.json"
+    try:
+        stages = json.loads(path.read_text())["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [s for s, status in stages.items() if status == "done"]
+
+
 def train(config: RunConfig, runs_dir: str | os.PathLike = "runs", *, overwrite: bool = False) -> RunResult:
     """Run ``config`` in ``<runs_dir>/<config.name>/`` from the start.
+
+    Before the run folder is created, :func:`textgym.app.preflight.preflight` checks the
+    model's tokenizer, the envs and their rewards, and the run folder's lock is taken
+    (:class:`textgym.app.run_lock.RunLock`, held until this returns).  A folder of an
+    earlier attempt that finished no stage is reused (cleared first): a failed run never
+    blocks a rerun under the same name.
 
     Args:
         config: a validated :class:`RunConfig` (:func:`textgym.app.config.load_config`).
@@ -797,18 +880,35 @@ def train(config: RunConfig, runs_dir: str | os.PathLike = "runs", *, overwrite:
         overwrite: delete an existing run folder of the same name first.
 
     Raises:
-        RunFolderError: the run folder exists already (resume it, rename, or overwrite).
+        ConfigError: the pre-flight check failed (nothing was created).
+        RunFolderError: the run folder exists already with a finished stage, or is not a run
+            folder (resume it, rename, or overwrite).
+        textgym.app.run_lock.RunLockError: another process uses the run folder.
         KeyboardInterrupt: interrupted; the folder is resumable.
     """
+    from textgym.app.preflight import preflight
+    from textgym.app.run_lock import RunLock
+
     run_dir = Path(runs_dir) / str(config.name)
     distributed.init()  # under torchrun / accelerate launch / --nproc: data-parallel, rank 0 writes
-    if distributed.is_main() and run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunFolderError(f"run folder {run_dir} exists already; continue it with "
-                                 f"`textgym train --resume {run_dir}`, pick another --name, or pass --overwrite")
-        shutil.rmtree(run_dir)
-    distributed.barrier()
-    return _pipeline_class()(config, run_dir).run()
+    if not distributed.is_main():  # the other ranks train and read the folder; rank 0 checks, locks and writes it
+        distributed.barrier()
+        return _pipeline_class()(config, run_dir).run()
+    preflight(config)
+    with RunLock(run_dir):
+        if run_dir.exists() and any(run_dir.iterdir()):
+            is_run = (run_dir / "config.yaml").is_file()
+            if overwrite:
+                shutil.rmtree(run_dir)
+            elif is_run and not finished_stages(run_dir):
+                print(f"[run] {run_dir} holds an attempt that finished no stage; starting it over", flush=True)
+                shutil.rmtree(run_dir)
+            else:
+                what = "exists already" if is_run else "exists and is not a textgym run folder"
+                raise RunFolderError(f"run folder {run_dir} {what}; continue it with `textgym train --resume "
+                                     f"{run_dir}`, pick another --name, or pass --overwrite")
+        distributed.barrier()
+        return Pipeline(config, run_dir).run()
 
 
 def _pipeline_class() -> type[Pipeline]:
@@ -837,6 +937,8 @@ def resume(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunResu
         RunFolderError: not a run folder.
         ConfigError: an override of another key.
     """
+    from textgym.app.run_lock import RunLock
+
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "run_state.json").is_file():
         raise RunFolderError(f"{run_dir} is not a textgym run folder (config.yaml / run_state.json missing)")
@@ -847,17 +949,29 @@ def resume(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunResu
                               "start a new run instead", key)
     cfg = load_config(run_dir / "config.yaml", overrides)
     distributed.init()
-    if distributed.is_main():  # a save interrupted mid-rename: put the last complete checkpoint back first
-        recover_checkpoint(run_dir / "checkpoint")
-    distributed.barrier()
+    if not distributed.is_main():  # rank 0 locks the folder and recovers the checkpoint first
+        distributed.barrier()
+        return _resume_pipeline(cfg, run_dir)
+    with RunLock(run_dir):
+        from textgym.agents.common.checkpoint import CheckpointError
+
+        try:  # a save interrupted mid-rename: the last complete checkpoint back before any rank reads it
+            recover_checkpoint(run_dir / "checkpoint")
+        except CheckpointError as exc:
+            raise RunFolderError(str(exc)) from None
+        distributed.barrier()
+        return _resume_pipeline(cfg, run_dir)
+
+
+def _resume_pipeline(cfg: RunConfig, run_dir: Path) -> RunResult:
     pipe = _pipeline_class()(cfg, run_dir, resume=True)
     if not pipe._rl_reached_target():  # more training asked for: evaluate and report again afterwards
         for stage in ("rl", "eval_after", "report"):
             if pipe.state["stages"].get(stage) == "done":
                 pipe.state["stages"][stage] = "pending"
     elif all(pipe._done(stage) for stage in STAGES):
-        pipe._say(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with --set "
-                  "to train further). Its summary:")
+        pipe._say(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with "
+                  "--set to train further). Its summary:")
     return pipe.run()
 
 

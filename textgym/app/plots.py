@@ -35,7 +35,8 @@ TRAINING_PANELS = (("reward/score", "reward/score"), ("stats/kl_ref", "KL to ref
 EVAL_PANELS = (("score (mean, 95% CI)", ("score_mean",)), ("KL to reference (nats / episode)", ("kl_ref",)),
                ("perplexity on held-out text", ("perplexity",)), ("diversity", ("distinct_1", "distinct_2")))
 
-#: ``eval.json`` metrics compared in ``before_after.png``, in this order when present.
+#: ``eval.json`` metrics compared in ``before_after.png``, in this order when present (then every
+#: ``bias/...`` metric of the bias probes, with its ``_lo`` / ``_hi`` CI).
 BEFORE_AFTER_METRICS = ("score_mean", "kl_ref", "perplexity", "distinct_1", "distinct_2", "length_mean")
 
 #: Stage order on the before/after chart; other stages follow in file order.
@@ -227,7 +228,8 @@ def _plot_before_after(eval_json: Path, out: Path) -> Path | None:
                          f"got {type(data).__name__}")
     stages = [s for s in STAGE_ORDER if isinstance(data.get(s), dict)]
     stages += [s for s, v in data.items() if s not in stages and isinstance(v, dict)]
-    metrics = [m for m in BEFORE_AFTER_METRICS
+    bias = sorted({m for s in stages for m in data[s] if m.startswith("bias/") and not m.endswith(("_lo", "_hi"))})
+    metrics = [m for m in (*BEFORE_AFTER_METRICS, *bias)
                if any(math.isfinite(_to_float(data[s].get(m))) for s in stages)]
     if not stages or not metrics:
         return None
@@ -239,10 +241,15 @@ def _plot_before_after(eval_json: Path, out: Path) -> Path | None:
         if m == "score_mean":
             err = [_to_float(data[s].get("score_ci95")) for s in stages]
             err = [e if math.isfinite(e) else 0.0 for e in err]
+        elif m.startswith("bias/"):  # asymmetric bootstrap CIs: bias/... with _lo / _hi
+            lo = [v - _to_float(data[s].get(m + "_lo")) for s, v in zip(stages, vals)]
+            hi = [_to_float(data[s].get(m + "_hi")) - v for s, v in zip(stages, vals)]
+            err = [[e if math.isfinite(e) else 0.0 for e in lo], [e if math.isfinite(e) else 0.0 for e in hi]]
         heights = [v if math.isfinite(v) else 0.0 for v in vals]
         bars = ax.bar(range(len(stages)), heights, color=colors, yerr=err, capsize=4 if err else 0)
         for j, (bar, v) in enumerate(zip(bars, vals)):
-            top = bar.get_height() + (err[j] if err else 0.0)  # above the error bar
+            up = (err[1][j] if isinstance(err[0], list) else err[j]) if err else 0.0
+            top = bar.get_height() + up  # above the error bar
             ax.annotate("n/a" if not math.isfinite(v) else f"{v:.3g}", (bar.get_x() + bar.get_width() / 2, top),
                         ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
         ax.margins(y=0.12)

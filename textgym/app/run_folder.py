@@ -20,7 +20,6 @@ import csv
 import json
 import math
 import os
-import shutil
 import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -158,16 +157,24 @@ def checkpoint_counters(path: Path) -> dict[str, Any]:
     return dict(state["counters"])
 
 
-def recover_checkpoint(ckpt: Path) -> None:
-    """Put back a checkpoint a kill left renamed aside (``.checkpoint.old-<pid>``, see
-    :func:`textgym.agents.common.checkpoint.atomic_directory`: killed between its two renames)."""
-    if has_checkpoint(ckpt):
-        return
-    old = sorted(p for p in ckpt.parent.glob(f".{ckpt.name}.old-*") if has_checkpoint(p))
-    if old:
-        if ckpt.exists():
-            shutil.rmtree(ckpt)
-        os.replace(old[-1], ckpt)
+def recover_checkpoint(ckpt: Path) -> bool:
+    """Make ``ckpt`` the newest complete checkpoint and delete what kills left beside it.
+
+    A checkpoint is complete when its ``MANIFEST.json`` (written last) matches its files
+    (:func:`textgym.agents.common.checkpoint.recover_directory`): a folder half written
+    (``.checkpoint.tmp-*``) or half deleted (``.checkpoint.old-*``) is never picked, and
+    every such leftover is removed.  A ``checkpoint/`` from before manifests existed is
+    kept when it is the only one.  The caller must hold the run folder's lock.
+
+    Returns:
+        ``ckpt`` holds a checkpoint now.
+
+    Raises:
+        textgym.agents.common.checkpoint.CheckpointError: ``ckpt`` is damaged and nothing complete is left.
+    """
+    from textgym.agents.common.checkpoint import recover_directory
+
+    return recover_directory(ckpt, legacy_ok=has_checkpoint) is not None and has_checkpoint(ckpt)
 
 
 def purge_tensorboard(run_dir: Path, iteration: int) -> None:

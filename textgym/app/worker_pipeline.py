@@ -67,7 +67,7 @@ class WorkerPipeline(Pipeline):
         cfg, ckpt = self.cfg, self.run_dir / "checkpoint"
         algo_cls = registry.get_algorithm(cfg.algorithm)
         overrides = {"run_dir": str(self.run_dir)}
-        if hasattr(cfg.algo, "save_every"):
+        if algo_cls.saves_checkpoints:
             overrides["save_every"] = cfg.train.save_every
         if has_checkpoint(ckpt):
             return algo_cls.load(ckpt, env, **overrides)

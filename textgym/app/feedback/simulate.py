@@ -1,0 +1,213 @@
+"""Simulated annotators: they judge items through the same HTTP API people's pages use.
+
+Each simulated annotator is a thread with its own token and HTTP client.  It asks
+``GET /api/next`` for an item, scores the item's completions with a *rater* (a
+reward function: ``sentiment``, ``reward-model:PATH`` or any registered reward
+name), adds noise, and posts ``POST /api/judgments``; a request that fails in
+transit (connection error, 5xx) is retried with the *same* idempotency key, so a
+retry never stores a judgment twice.
+
+How a rater's scores become a judgment: the raw scores are standardised with the
+mean and standard deviation of every score seen so far in the run (``z``); each
+annotator perceives ``z + noise * N(0, 1)`` (its own seeded generator) and gives
+
+* ratings ``clip(round(4 + 1.5 * z'), 1, 7)``;
+* the ranking by ``z'`` (best first; equal values tie);
+* for ``K = 2`` a vote: ``both_bad`` when both ratings are <= 2, ``tie`` when
+  ``|z'_left - z'_right| < 0.1``, else the side with the larger ``z'``.
+
+So ``noise = 0`` makes every annotator agree with the rater, and a larger noise
+lowers agreement (Krippendorff's alpha and pairwise ranking agreement).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["make_rater", "judge", "Calibration", "SimulationResult", "run_simulation", "TASKS"]
+
+TASKS = ("rate", "rank", "vote")
+
+
+def make_rater(spec: str) -> Callable[[list[str], list[str]], np.ndarray]:
+    """A batched scorer ``(prompts, completions) -> (B,) scores`` for a ``--rater`` value.
+
+    ``reward-model:PATH`` loads a reward model saved by the reward-model trainer; any other
+    value is a registered reward name (``sentiment``, ``sentiment-vader``, ``length``, ...).
+
+    Raises:
+        ValueError: an unknown reward name or a reward-model folder that does not exist.
+    """
+    import textgym.rewards as rewards
+
+    if spec.startswith("reward-model:"):
+        from pathlib import Path
+
+        from textgym.agents.trainers.reward_model import load_reward_function
+
+        path = Path(spec.split(":", 1)[1]).expanduser()
+        if not (path / "config.json").is_file():
+            raise ValueError(f"--rater {spec}: {path} is not a saved reward model (no config.json)")
+        return load_reward_function(path)
+    if spec not in rewards.list():
+        raise ValueError(f"--rater {spec!r}: use reward-model:PATH or a registered reward "
+                         f"({', '.join(rewards.list())})")
+    return rewards.make(spec)
+
+
+class Calibration:
+    """Running mean / std of every raw score seen (thread-safe), to put raters on one scale."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._n, self._sum, self._sq = 0, 0.0, 0.0
+
+    def update(self, scores: np.ndarray) -> tuple[float, float]:
+        with self._lock:
+            self._n += scores.size
+            self._sum += float(scores.sum())
+            self._sq += float((scores.astype(np.float64) ** 2).sum())
+            mean = self._sum / self._n
+            var = max(self._sq / self._n - mean * mean, 0.0)
+        return mean, max(var ** 0.5, 1e-6)
+
+
+def judge(item: Mapping[str, Any], z: np.ndarray, rng: np.random.Generator, noise: float,
+          tasks: Sequence[str] = TASKS) -> dict[str, Any]:
+    """The judgment payload (without idempotency key) for standardised scores ``z`` of ``item``'s completions."""
+    ids = [c["id"] for c in item["completions"]]
+    seen = z + noise * rng.standard_normal(len(ids))
+    ratings = np.clip(np.rint(4 + 1.5 * seen), 1, 7).astype(int)
+    out: dict[str, Any] = {"item_id": item["id"]}
+    if "rate" in tasks:
+        out["ratings"] = {str(c): int(r) for c, r in zip(ids, ratings)}
+    if "rank" in tasks:
+        groups: dict[float, list[int]] = {}
+        for c, s in zip(ids, seen.tolist()):
+            groups.setdefault(s, []).append(c)
+        out["ranking"] = [groups[s] for s in sorted(groups, reverse=True)]
+    if "vote" in tasks and len(ids) == 2:
+        if ratings.max() <= 2:
+            out["vote"] = "both_bad"
+        elif abs(seen[0] - seen[1]) < 0.1:
+            out["vote"] = "tie"
+        else:
+            out["vote"] = "left" if seen[0] > seen[1] else "right"
+    return out
+
+
+@dataclass
+class SimulationResult:
+    """What :func:`run_simulation` did: ``acks`` ``(annotator, item_id, judgment_id)`` acknowledged by the
+    server, per-submit ``latencies`` (s), retries, ``errors`` (messages of requests that gave up), ``seconds``."""
+
+    acks: list[tuple[str, int, int]] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    retries: int = 0
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def judgments_per_second(self) -> float:
+        return len(self.acks) / self.seconds if self.seconds > 0 else 0.0
+
+
+def _request(client: Any, method: str, path: str, attempts: int, result: SimulationResult, lock: threading.Lock,
+             payload: dict[str, Any] | None = None) -> Any:
+    """``client.request`` retried on transport errors and 5xx (backoff 0.05 s doubling to 1 s); ``None`` if all fail.
+
+    A POST is retried with the same payload, idempotency key included, so it is stored at most once.
+    """
+    import httpx
+
+    for attempt in range(attempts):
+        try:
+            r = client.request(method, path, json=payload)
+            if r.status_code < 500:
+                return r
+        except httpx.TransportError:
+            pass
+        with lock:
+            result.retries += 1
+        time.sleep(min(0.05 * 2 ** attempt, 1.0))
+    return None
+
+
+def run_simulation(url: str, tokens: Mapping[str, str], rater: Callable[..., Any], *, noise: float = 0.1,
+                   seed: int = 0, tasks: Sequence[str] = TASKS, max_per_annotator: int | None = None,
+                   attempts: int = 10, timeout: float = 30.0) -> SimulationResult:
+    """Let one simulated annotator per token judge its queue on the server at ``url``, all at once.
+
+    Args:
+        url: the server (``http://127.0.0.1:8765``).
+        tokens: annotator name -> login token.
+        rater: a batched reward function ``(prompts, completions) -> scores``.
+        noise: standard deviation of the noise on the standardised scores (>= 0).
+        seed: annotator ``i`` draws its noise from ``default_rng([seed, i])``.
+        tasks: which of ``rate``, ``rank``, ``vote`` each judgment contains.
+        max_per_annotator: stop an annotator after this many judgments (``None``: until its queue is empty).
+        attempts: tries per request before giving up on it (transport errors and 5xx are retried).
+
+    Returns:
+        :class:`SimulationResult`.
+    """
+    import httpx
+
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {list(tasks)}")
+    result, lock, calib, rater_lock = SimulationResult(), threading.Lock(), Calibration(), threading.Lock()
+
+    def annotator(i: int, name: str, token: str) -> None:
+        rng = np.random.default_rng([seed, i])
+        headers = {"Authorization": f"Bearer {token}"}
+        done = 0
+        with httpx.Client(base_url=url, headers=headers, timeout=timeout) as client:
+            while max_per_annotator is None or done < max_per_annotator:
+                r = _request(client, "GET", "/api/next", attempts, result, lock)
+                if r is None or r.status_code != 200:
+                    with lock:
+                        result.errors.append(f"{name}: GET /api/next: " + (
+                            f"no answer after {attempts} tries" if r is None else f"{r.status_code} {r.text[:200]}"))
+                    return
+                item = r.json()["item"]
+                if item is None:
+                    return
+                texts = [c["text"] for c in item["completions"]]
+                with rater_lock:
+                    raw = np.asarray(rater([item["prompt"]] * len(texts), texts), dtype=np.float64)
+                mean, std = calib.update(raw)
+                payload = judge(item, (raw - mean) / std, rng, noise, tasks)
+                payload["idempotency_key"] = uuid.uuid4().hex
+                t0 = time.perf_counter()
+                resp = _request(client, "POST", "/api/judgments", attempts, result, lock, payload)
+                dt = time.perf_counter() - t0
+                with lock:
+                    if resp is None:
+                        result.errors.append(f"{name}: item {item['id']}: no answer after {attempts} tries")
+                        return
+                    if resp.status_code not in (200, 201):
+                        result.errors.append(f"{name}: item {item['id']}: {resp.status_code} {resp.text[:200]}")
+                        return
+                    result.acks.append((name, item["id"], resp.json()["judgment_id"]))
+                    result.latencies.append(dt)
+                done += 1
+
+    threads = [threading.Thread(target=annotator, args=(i, n, t), name=f"sim-{n}")
+               for i, (n, t) in enumerate(tokens.items())]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    result.seconds = time.perf_counter() - t0
+    return result
