@@ -10,12 +10,13 @@ textgym stays cheap.
 
 from typing import Any
 
-from textgym.envs import code, commongen, dialogue, instruction, qa, sentiment, summarization, synthetic, translation
+from textgym.envs import code, commongen, dialogue, instruction, qa, sentiment, summarization, synthetic, text, translation
 from textgym.envs.common import entry_points
 from textgym.registration import TaskSpec, register_task
 
 __all__ = [
     "sentiment", "summarization", "translation", "qa", "instruction", "dialogue", "commongen", "code", "synthetic",
+    "text",
     "task_factory",
 ]  # fmt: skip
 
@@ -202,6 +203,19 @@ _TASKS += [
         synthetic.make_token_count,
     ),
 ]
+
+_TASKS.append((
+    TaskSpec(
+        id=text.TASK_ID,
+        task="your own prompts (data=FILE) with your own reward (reward= is required)",
+        data="data=: a JSONL / JSON / CSV / Parquet file, a folder or a datasets.Dataset; test = the prompts "
+             "whose hash falls in test_fraction (0.1), or a 'split' column, or separate split files",
+        reward="none: reward= is required",
+        license="yours",
+        defaults={"max_prompt_length": 128, "max_new_tokens": 64},
+    ),
+    text.make_text,
+))
 
 for _spec, _factory in _TASKS:
     register_task(_spec, *entry_points(_factory))

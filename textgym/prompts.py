@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from textgym.data_files import is_data_path, load_prompts
+
 __all__ = ["TaskData", "EncodedPrompt", "SampleOrder", "RowOrders", "decode_completion", "decode_completions",
            "PromptTruncatedWarning"]
 
@@ -55,8 +57,9 @@ class TaskData:
     """Samples of a task plus the rules that turn one into prompt tokens.
 
     Args:
-        samples: a sequence of mappings (or a ``datasets.Dataset``) with a
-            ``prompt_key`` column; ``"references"`` (str or list of str) and
+        samples: a sequence of mappings (or a ``datasets.Dataset``, or the path of a
+            JSONL / JSON / CSV / Parquet file or folder, read with
+            :func:`textgym.data_files.load_prompts`) with a ``prompt_key`` column; ``"references"`` (str or list of str) and
             other columns are optional.
         tokenizer: a Hugging Face tokenizer.
         max_prompt_length: ``P``, the number of prompt slots.
@@ -92,6 +95,8 @@ class TaskData:
             raise ValueError(f"max_prompt_length must be >= 1, got {max_prompt_length}")
         if truncation_side not in ("left", "right"):
             raise ValueError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}")
+        if isinstance(samples, str) or is_data_path(samples):  # a file or folder: every row (textgym.data_files)
+            samples, prompt_key = load_prompts(samples, "all", prompt_column=prompt_key), "prompt"
         n = len(samples) if samples is not None else 0
         if n == 0:
             raise ValueError(

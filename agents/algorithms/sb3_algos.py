@@ -297,6 +297,8 @@ class SB3Algorithm:
                                     device=device, **cfg.sb3_kwargs())
         self._attach_model()
 
+    __init__.__doc__ = __doc__  # help(Class.__init__) shows the class's arguments
+
     def _setup(self, env: Any, config: SB3Config | None) -> None:
         self.config = config if config is not None else self.config_class()
         if not isinstance(self.config, self.config_class):

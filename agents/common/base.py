@@ -198,7 +198,31 @@ class OnPolicyAlgorithm(abc.ABC):
     #: ``learn`` saves ``run_dir/checkpoint`` every ``config.save_every`` iterations (the Algorithm protocol)
     saves_checkpoints: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's own ``__init__`` without a docstring gets this one (``help(REINFORCE.__init__)``)."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not init.__doc__:
+            init.__doc__ = OnPolicyAlgorithm.__init__.__doc__
+
     def __init__(self, policy: ActorCriticPolicy | str, env: Any, config: OnPolicyConfig | None = None):
+        """Build the algorithm (e.g. ``PPO("tiny-char", env, PPOConfig(learning_rate=1e-3))``).
+
+        Args:
+            policy: an :class:`LMActorCritic` (or another :class:`ActorCriticPolicy`), or a model
+                name / path (``"tiny-char"``, ``"smollm2-135m-instruct"``, a folder) that
+                :meth:`LMActorCritic.from_pretrained` loads, with ``config.lora`` / ``config.adapter``.
+            env: a :class:`textgym.TextGenVectorEnv` made with ``autoreset_mode="Disabled"``
+                (``gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point",
+                autoreset_mode="Disabled")``); ``env.num_envs`` episodes per rollout.
+            config: an instance of the class's ``config_class`` (``PPOConfig`` for ``PPO``,
+                ``GRPOConfig`` for ``GRPO``, ...; ``help(PPOConfig)`` lists every field and its
+                default); ``None``: that class's defaults.
+
+        Raises:
+            TypeError: a config of another algorithm.
+            ValueError: an env the algorithm cannot use (see :func:`textgym.agents.common.rollout.check_env`).
+        """
         self.config = config if config is not None else self.config_class()
         if not isinstance(self.config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, "

@@ -39,6 +39,7 @@ class Logger:
         self._tb = None
         self._bar = None
         self.progress = progress
+        self.progress_offset = 0  # work done before this learn() call (a resumed run): the bar starts there
         self.skipped_steps = 0  # optimizer steps skipped on a non-finite loss or gradient (shown in the bar)
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +96,8 @@ class Logger:
             from tqdm.auto import tqdm
 
             self.close_progress()
-            self._bar = tqdm(total=total, unit=unit, initial=initial, dynamic_ncols=True)
+            off = self.progress_offset
+            self._bar = tqdm(total=total + off, unit=unit, initial=initial + off, dynamic_ncols=True)
 
     def advance(self, n: int) -> None:
         """Move the progress bar by ``n``."""

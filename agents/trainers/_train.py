@@ -259,8 +259,9 @@ class SupervisedTrainer(abc.ABC):
         groups = self._groups()
         losses: list[float] = []
         start, cpu_start = time.perf_counter(), time.process_time()
-        bar = tqdm(total=total, desc=type(self).__name__, disable=not cfg.progress or not distributed.is_main(),
-                   dynamic_ncols=True)
+        # progress=True leaves tqdm's default (TQDM_DISABLE); other ranks than 0 show no bar
+        off = {} if cfg.progress and distributed.is_main() else {"disable": True}
+        bar = tqdm(total=total, desc=type(self).__name__, dynamic_ncols=True, **off)
         self.model.train()
         try:
             for _ in range(total):

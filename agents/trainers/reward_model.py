@@ -202,6 +202,8 @@ class RewardModelTrainer(SupervisedTrainer):
         if not self.train_pairs:
             raise ValueError("no training pair left (all identical after truncation?)")
 
+    __init__.__doc__ = __doc__  # help(Class.__init__) shows the class's arguments
+
     # ------------------------------------------------------------------ data
     @staticmethod
     def _rows(source: Any, split: str) -> list[dict[str, Any]]:

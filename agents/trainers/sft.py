@@ -174,6 +174,8 @@ class SFTTrainer(SupervisedTrainer):
         self.eval_examples = (self._encode(load_rows(eval_data, tokenizer, "validation"), "eval")
                               if eval_data is not None else [])
 
+    __init__.__doc__ = __doc__  # help(Class.__init__) shows the class's arguments
+
     # ------------------------------------------------------------------ data
     @staticmethod
     def _add_lora(model: Any, config: SFTConfig) -> Any:

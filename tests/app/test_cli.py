@@ -99,7 +99,7 @@ def test_compare_and_bench_get_every_remaining_argument(monkeypatch):
 
 def test_the_parser_knows_every_command():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(sub.choices) == {"list", "train", "eval", "compare", "bench", "rollout", "feedback"}
+    assert set(sub.choices) == {"list", "train", "eval", "compare", "bench", "rollout", "feedback", "export"}
     args = build_parser().parse_args(["train", "c.yaml", "--set", "a=1", "--set", "b=2", "--name", "n"])
     assert args.set == ["a=1", "b=2"] and args.name == "n" and args.config == "c.yaml"
 

@@ -12,7 +12,10 @@ import textgym
 IDS = textgym.list_envs()
 #: per-id arguments that keep the check fast (the simulated user's LM: the tiny preset, not SmolLM2)
 EXTRA = {"textgym/SimulatedUser-v0": {"user_model": "tiny-llama"}, "textgym/TextArena-v0": {"num_samples": 4},
-         "textgym/ReasoningGym-v0": {"num_samples": 20}}
+         "textgym/ReasoningGym-v0": {"num_samples": 20},
+         # the generic env has no data or reward of its own
+         "textgym/Text-v0": {"data": [{"prompt": f"say {w}"} for w in ("a", "b", "c")], "reward": "length",
+                             "split": "all"}}
 #: ids of optional extras and the module each needs (CI installs them; elsewhere the check is skipped without them)
 NEEDS = {"textgym/ReasoningGym-v0": "reasoning_gym", "textgym/TextArena-v0": "textarena"}
 

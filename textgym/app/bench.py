@@ -30,6 +30,12 @@ HELP = """usage: textgym bench [list | NAME [ARGS...]]
   textgym bench NAME ARGS    run benchmarks/NAME.py ARGS in a fresh Python process
   textgym bench NAME --help  that benchmark's own options
 
+Flags of every textgym command (given to bench, applied to the benchmark's process):
+  --no-progress   no progress bars
+  -q, --quiet     results and errors only
+  -v, --verbose   also the libraries' progress bars and warnings
+  --threads N     torch CPU threads (default: torch's choice)
+
 The scripts live in the source checkout's benchmarks/ folder (or in
 $TEXTGYM_BENCHMARKS); their results go to benchmarks/results/.  See
 benchmarks/README.md for what each measures and the latest numbers."""
@@ -123,6 +129,18 @@ def main(argv: list[str] | None = None) -> int:
         unknown name or a missing benchmarks folder (the reason goes to stderr).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    import argparse
+
+    from textgym.app.output import add_output_flags, apply_output_flags
+
+    flags, argv = add_output_flags(argparse.ArgumentParser(add_help=False)).parse_known_args(argv)
+    try:
+        apply_output_flags(flags)  # the benchmark subprocesses inherit the environment it sets
+    except ValueError as err:
+        print(f"textgym bench: error: {err}", file=sys.stderr)
+        return 2
+    if flags.threads:  # the benchmark runs in a child process: torch reads its thread count from the env
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(flags.threads)
     if argv and argv[0] in ("-h", "--help"):
         print(HELP)
         return 0

@@ -27,7 +27,12 @@ import sys
 import time
 from typing import Any
 
+from textgym.app.output import HelpFormatter, add_output_flags, apply_output_flags
+
 __all__ = ["main", "build_parser", "rollout_episode"]
+
+#: Every --help shows the defaults.
+_FMT = HelpFormatter
 
 #: Exit status of a bad config / bad arguments, and of an interrupted run (128 + SIGINT).
 EXIT_CONFIG, EXIT_INTERRUPTED = 2, 130
@@ -116,10 +121,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _fail("textgym train needs a CONFIG.yaml (or --resume RUN_DIR); see examples/configs/")
     if args.nproc is not None and args.nproc < 1:
         return _fail(f"--nproc must be an integer >= 1 (processes), got {args.nproc}")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     from textgym.app.config import load_config
     from textgym.app.pipeline import RunFolderError, resume, train
     from textgym.app.run_lock import RunLockError
@@ -177,6 +178,9 @@ def _launch(args: argparse.Namespace) -> int:
         argv += ["--set", item]
     if args.threads:
         argv += ["--threads", str(args.threads)]
+    for flag in ("no_progress", "quiet", "verbose"):
+        if getattr(args, flag, False):
+            argv.append("--" + flag.replace("_", "-"))
     return launch_local(args.nproc, argv)
 
 
@@ -193,10 +197,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from textgym.app.pipeline import RunFolderError, evaluate_target
     from textgym.app.config import ConfigError
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     if args.bias:  # the bias probes instead of the env evaluation
         from textgym.app.bias_report import eval_bias
 
@@ -217,6 +217,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from textgym.app.export import ExportError, main as export
+
+    try:
+        out = export(args.run, args.out, merge=args.merge, overwrite=args.overwrite)
+    except ExportError as exc:
+        return _fail(str(exc))
+    print(f"exported to {out}\nload it with: AutoModelForCausalLM.from_pretrained({str(out)!r})")
+    return 0
+
+
 def _delegate(module: str, argv: list[str]) -> int:
     import importlib
 
@@ -234,10 +245,6 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     from textgym.app.prepare import prepare_rewards
     from textgym.models import load
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     if args.env not in gym.registry:  # before loading the model: a typo fails at once
         import difflib
 
@@ -252,7 +259,9 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(str(exc))
     print(f"loaded in {time.perf_counter() - t0:.1f} s", flush=True)
-    kwargs: dict[str, Any] = {"tokenizer": tok, "max_new_tokens": args.max_new_tokens, "split": args.split}
+    kwargs: dict[str, Any] = {"tokenizer": tok, "max_new_tokens": args.max_new_tokens}
+    if args.split is not None:
+        kwargs["split"] = args.split
     if args.reward:
         kwargs["reward"] = args.reward
     if args.chat:
@@ -278,13 +287,15 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``textgym`` command."""
-    parser = argparse.ArgumentParser(prog="textgym", description="Gymnasium environments and RL agents for text generation.")
+    parser = argparse.ArgumentParser(prog="textgym", description="Gymnasium environments and RL agents for text generation.",
+                                     formatter_class=_FMT)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="list registered envs, rewards and algorithms")
+    p = sub.add_parser("list", formatter_class=_FMT, help="list registered envs, rewards and algorithms")
     p.add_argument("what", nargs="?", default="all", choices=["all", "envs", "rewards", "algorithms"])
+    add_output_flags(p)
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("train", help="run a training pipeline from a YAML config (or resume one)",
+    p = sub.add_parser("train", formatter_class=_FMT, help="run a training pipeline from a YAML config (or resume one)",
                        description="Run the pipeline a YAML config describes in <runs-dir>/<name>/; "
                                    "examples/configs/ has commented examples, and the README's 'Train from a config' "
                                    "section lists the sections and keys.")
@@ -295,18 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help="parent folder of run folders (default: runs)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its folder")
     p.add_argument("--overwrite", action="store_true", help="delete an existing run folder of the same name")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_output_flags(p)
     p.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="train data-parallel in N local processes (torch.distributed, gloo on CPU; rank 0 writes "
                         "the run folder); under torchrun / accelerate launch leave it out")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a trained run or a model on held-out prompts")
+    p = sub.add_parser("eval", formatter_class=_FMT, help="evaluate a trained run or a model on held-out prompts")
     p.add_argument("target", metavar="RUN_DIR_OR_MODEL", help="a run folder, a model name or a model folder")
     p.add_argument("--env", default=None, help="env id (default for a run: its eval env; required for a model)")
     p.add_argument("--episodes", type=int, default=None, help="episodes (default: the config's eval.n_episodes)")
     p.add_argument("--split", default=None, help="data split (default: test)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the config's)")
     p.add_argument("--greedy", action="store_true", help="arg-max decoding instead of sampling")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run-config key, e.g. --set eval.perplexity.data=movie-reviews")
@@ -315,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the bias probes (CrowS-Pairs, BOLD) instead: tables, plots and bias.json "
                         "(settings: the run's bias section, --set bias.KEY=VALUE)")
     p.add_argument("--bias-out", default=None, metavar="DIR", help="folder of the --bias report (default: bias_report)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_output_flags(p)
     p.set_defaults(func=_cmd_eval)
 
     for name, module, text in (("compare", "textgym.app.compare", "compare algorithms on one env and budget"),
@@ -324,19 +335,30 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("rest", nargs=argparse.REMAINDER)
         p.set_defaults(func=lambda args, module=module: _delegate(module, args.rest))
 
-    p = sub.add_parser("rollout", help="let a model generate on an env's prompts, step by step")
+    p = sub.add_parser("export", formatter_class=_FMT, help="write a run's final model as a plain transformers folder",
+                       description="Write the final model of a run (its RL policy, else its SFT model) to OUT: "
+                                   "weights, tokenizer (chat template included), generation config and a model card; "
+                                   "loadable offline with AutoModelForCausalLM.from_pretrained(OUT).")
+    p.add_argument("run", metavar="RUN_DIR", help="a run folder (runs/<name>)")
+    p.add_argument("out", metavar="OUT", help="the folder to write")
+    p.add_argument("--merge", action="store_true", help="merge a LoRA adapter into the weights (a standalone model); "
+                   "without it a LoRA run exports the adapter plus its base model in OUT/base")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_output_flags(p)
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("rollout", formatter_class=_FMT, help="let a model generate on an env's prompts, step by step")
     p.add_argument("--env", default="textgym/IMDB-v0", help="registered env id (see `textgym list`)")
     p.add_argument("--model", default="smollm2-135m-instruct", help="model alias, tiny preset or local path")
-    p.add_argument("--episodes", type=int, default=3)
-    p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--split", default="validation")
+    p.add_argument("--episodes", type=int, default=3, help="episodes to run")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens per completion")
+    p.add_argument("--split", default=None, help="data split (default: the env's own default split)")
     p.add_argument("--reward", default=None, help="reward name (default: the env's)")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-k", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (0: greedy)")
+    p.add_argument("--top-k", type=int, default=50, help="sample from the k most likely tokens (0: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     p.add_argument("--chat", action="store_true", help="format prompts with the model's chat template")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice; use 1 on a machine busy with other jobs)")
+    add_output_flags(p)
     p.set_defaults(func=_cmd_rollout)
 
     from textgym.app.feedback.cli import add_parser as add_feedback_parser
@@ -356,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         module = "textgym.app.compare" if argv[0] == "compare" else "textgym.app.bench"
         return _delegate(module, argv[1:])
     args = build_parser().parse_args(argv)
+    try:
+        apply_output_flags(args)
+    except ValueError as exc:
+        return _fail(str(exc))
     return int(args.func(args) or 0)
 
 

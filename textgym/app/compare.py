@@ -256,7 +256,8 @@ def _jsonable(x: Any) -> Any:
 
 
 def algorithm_config(cfg: CompareConfig, label: str, algorithm: str, seed: int, run_dir: str | os.PathLike) -> Any:
-    """The config of run ``(label, seed)``: class defaults, :data:`ALGO_DEFAULTS`, ``algo_overrides``, harness fields.
+    """The config of run ``(label, seed)``: class defaults, :data:`ALGO_DEFAULTS`, the model's preset
+    (:mod:`textgym.app.compare_presets`), ``algo_overrides``, harness fields.
 
     Raises:
         KeyError: unknown algorithm.
@@ -271,6 +272,9 @@ def algorithm_config(cfg: CompareConfig, label: str, algorithm: str, seed: int, 
     if "seed" not in names:
         raise ValueError(f"{algorithm}'s config ({cls.__name__}) has no `seed` field: the harness cannot seed it")
     data = {k: v for k, v in ALGO_DEFAULTS.items() if k in names}
+    from textgym.app.compare_presets import preset_for
+
+    data.update(preset_for(cfg.model, names))  # a random-init tiny model: settings that learn (documented there)
     data.update({k: v for k, v in cfg.algo_overrides.get("*", {}).items() if k in names})
     data.update(cfg.algo_overrides.get(label, {}))
     data["seed"] = seed
@@ -542,9 +546,19 @@ def _write_outputs(cfg: CompareConfig, out: Path, runs: list[RunResult]) -> Comp
              ("evaluation", f"{cfg.eval_episodes} episodes every {cfg.interval():,} tokens, eval env kwargs "
                             f"{cfg.eval_env_kwargs}, seed {cfg.eval_seed}"),
              ("overrides", json.dumps(cfg.to_dict()["algo_overrides"]) if cfg.algo_overrides else "none")]
+    from textgym.app.compare_presets import MODEL_PRESETS
+
+    if cfg.model in MODEL_PRESETS:
+        setup.append(("model preset", f"{json.dumps(MODEL_PRESETS[cfg.model][0])} ({MODEL_PRESETS[cfg.model][1]}); "
+                                      "overrides win"))
+    effective = {}
+    for label, name in cfg.runs():  # every setting each algorithm ran with (seed 0's; only the seed differs)
+        conf = dataclasses.asdict(algorithm_config(cfg, label, name, cfg.seed_list()[0], out / label / "seed0"))
+        effective[label] = {k: v for k, v in conf.items() if k not in (*_NOT_PROTOCOL, "seed")}
     report = report_markdown(title=f"Comparison on {cfg.env_id}", setup=setup, protocol=_protocol_text(cfg),
                              table=table, runs=runs, curves_png="curves.png" if curves else None,
-                             config_yaml=yaml.safe_dump(cfg.to_dict(), sort_keys=False), confidence=cfg.confidence)
+                             config_yaml=yaml.safe_dump(cfg.to_dict(), sort_keys=False), confidence=cfg.confidence,
+                             settings=effective)
     write_text(files["report"], report)
     return ComparisonResult(cfg, out, runs, table, curves, files)
 
@@ -594,7 +608,10 @@ def compare(config: CompareConfig | None = None, /, *, resume: bool = False, pro
 # ---------------------------------------------------------------------------------------------- CLI
 def build_parser(prog: str = "textgym compare") -> argparse.ArgumentParser:
     """The argument parser of ``textgym compare``."""
-    p = argparse.ArgumentParser(prog=prog, description="Compare RL algorithms on one textgym task: same env, "
+    from textgym.app.output import HelpFormatter
+
+    p = argparse.ArgumentParser(prog=prog, formatter_class=HelpFormatter,
+                                description="Compare RL algorithms on one textgym task: same env, "
                                 "token budget, seeds and evaluation for each; writes a table, curves and a report.")
     p.add_argument("--env", dest="env_id", help="task id (default textgym/TokenCount-v0; see `textgym list`)")
     p.add_argument("--algos", help="comma-separated algorithm names, or label:name (e.g. ppo,grpo,ppo-fast:ppo)")
@@ -609,9 +626,9 @@ def build_parser(prog: str = "textgym compare") -> argparse.ArgumentParser:
                    help="algo.<label|*>.<field>=V, env.<kwarg>=V, eval_env.<kwarg>=V, eval.<kwarg>=V, or <setting>=V")
     p.add_argument("--config", help="YAML file of compare settings (e.g. a previous run's compare_config.yaml)")
     p.add_argument("--resume", action="store_true", help="continue the comparison in --out")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 suits tiny models on a busy machine)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
+    from textgym.app.output import add_output_flags
+
+    return add_output_flags(p)
 
 
 def _apply_set(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -676,12 +693,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        cfg = build_dataclass(CompareConfig, _raw_config(args), "", label="compare settings")
-        if args.threads:
-            import torch
+        from textgym.app.output import apply_output_flags
 
-            torch.set_num_threads(args.threads)
-        result = compare(cfg, resume=args.resume, progress=not args.no_progress)
+        apply_output_flags(args)
+        cfg = build_dataclass(CompareConfig, _raw_config(args), "", label="compare settings")
+        result = compare(cfg, resume=args.resume, progress=not (args.no_progress or args.quiet))
     except (ValueError, KeyError, FileExistsError) as exc:
         print(f"textgym compare: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2

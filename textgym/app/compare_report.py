@@ -41,7 +41,9 @@ POINT_COLUMNS = ("algo", "algorithm", "seed", "target_tokens", "tokens", "wall_t
 
 #: Columns of ``table.csv``.
 TABLE_COLUMNS = ("algo", "algorithm", "seeds", "tokens", "score_start", "score_mean", "score_ci_lo", "score_ci_hi",
-                 "score_iqm", "kl_ref", "kl_estimator", "wall_time_s", "tokens_per_s")
+                 "score_min", "score_max", "score_iqm", "kl_ref", "kl_estimator", "wall_time_s", "tokens_per_s")
+#: Fewer seeds than this: no confidence interval (``score_ci_lo`` / ``_hi`` are NaN); tables show min-max instead.
+MIN_CI_SEEDS = 3
 
 
 @dataclass
@@ -115,13 +117,17 @@ def summary_table(runs: Sequence[RunResult], labels: Sequence[str], *, confidenc
         if not rs:
             continue
         scores = [float(r.final["score_mean"]) for r in rs]
-        lo, hi = bootstrap_ci(scores, confidence=confidence, n_resamples=n_resamples, seed=seed)
+        if len(scores) >= MIN_CI_SEEDS:
+            lo, hi = bootstrap_ci(scores, confidence=confidence, n_resamples=n_resamples, seed=seed)
+        else:  # a bootstrap over 1-2 values is no confidence interval: tables show the range instead
+            lo = hi = math.nan
         walls = [float(r.final["wall_time_s"]) for r in rs]
         tokens = [float(r.final["tokens"]) for r in rs]
         table.append({
             "algo": label, "algorithm": rs[0].algorithm, "seeds": len(rs), "tokens": _mean(tokens),
             "score_start": _mean([float(r.points[0]["score_mean"]) for r in rs]),
-            "score_mean": _mean(scores), "score_ci_lo": lo, "score_ci_hi": hi, "score_iqm": iqm(scores),
+            "score_mean": _mean(scores), "score_ci_lo": lo, "score_ci_hi": hi, "score_min": min(scores),
+            "score_max": max(scores), "score_iqm": iqm(scores),
             "kl_ref": _mean([float(r.final[kl_key]) for r in rs]),
             "kl_estimator": "k3" if kl_key == "kl_ref_k3" else "algorithm's",
             "wall_time_s": _mean(walls),
@@ -196,9 +202,23 @@ def _atomic(path: Path, write: Callable[[Any], Any]) -> Path:
 
 # ---------------------------------------------------------------------------------------------- markdown
 def _f(x: Any, digits: int = 3) -> str:
+    """A number for reading: ``12,345`` / ``123.4`` / ``0.123``; never ``1.23e+03`` (tiny values: ``1.2e-05``)."""
     if not _is_number(x):
         return "n/a"
-    return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:,.0f}"
+    a = abs(x)
+    if a >= 1000:
+        return f"{x:,.0f}"
+    if a >= 10:
+        return f"{x:.1f}"
+    if a >= 1e-3 or a == 0:
+        return f"{x:.{digits}g}"
+    return f"{x:.1e}"
+
+
+def _interval(r: dict[str, Any]) -> str:
+    if r["seeds"] < MIN_CI_SEEDS:
+        return f"{_f(r['score_min'])}–{_f(r['score_max'])} †"
+    return f"{_f(r['score_ci_lo'])}, {_f(r['score_ci_hi'])}"
 
 
 def _name(row: dict[str, Any]) -> str:
@@ -215,15 +235,35 @@ def table_markdown(table: Sequence[dict[str, Any]], confidence: float = 0.95) ->
              "| tokens | train time (s) | tokens/s |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in table:
-        lines.append(f"| {_name(r)} | {r['seeds']} | {_f(r['score_mean'])} [{_f(r['score_ci_lo'])}, "
-                     f"{_f(r['score_ci_hi'])}] | {_f(r['score_iqm'])} | {_f(r['score_start'])} | {_f(r['kl_ref'])} "
+        lines.append(f"| {_name(r)} | {r['seeds']} | {_f(r['score_mean'])} [{_interval(r)}] "
+                     f"| {_f(r['score_iqm'])} | {_f(r['score_start'])} | {_f(r['kl_ref'])} "
                      f"| {r['tokens']:,.0f} | {_f(r['wall_time_s'])} | {_f(r['tokens_per_s'])} |")
+    if any(r["seeds"] < MIN_CI_SEEDS for r in table):
+        lines += ["", f"† fewer than {MIN_CI_SEEDS} seeds: the range (min–max) of the final scores, not a confidence "
+                      "interval."]
     return "\n".join(lines) + "\n"
+
+
+def settings_markdown(settings: dict[str, dict[str, Any]]) -> str:
+    """Every effective hyperparameter, one column per algorithm label (``-``: the algorithm has no such field)."""
+    labels = list(settings)
+    keys = list(dict.fromkeys(k for conf in settings.values() for k in conf))
+
+    def cell(v: Any) -> str:
+        return "-" if v is _MISSING else f"`{v}`"
+
+    lines = ["| setting | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for k in keys:
+        lines.append(f"| {k} | " + " | ".join(cell(settings[lab].get(k, _MISSING)) for lab in labels) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_MISSING = object()
 
 
 def report_markdown(*, title: str, setup: Sequence[tuple[str, str]], protocol: str, table: Sequence[dict[str, Any]],
                     runs: Sequence[RunResult], curves_png: str | None, config_yaml: str,
-                    confidence: float = 0.95) -> str:
+                    confidence: float = 0.95, settings: dict[str, dict[str, Any]] | None = None) -> str:
     """``report.md``: setup, protocol, table, curve image link, per-seed finals, the full config.
 
     Args:
@@ -235,9 +275,12 @@ def report_markdown(*, title: str, setup: Sequence[tuple[str, str]], protocol: s
         curves_png: file name of the curves image (relative to the report), or ``None``.
         config_yaml: the resolved config, as YAML.
         confidence: the CI level shown in the table header.
+        settings: ``{label: {setting: value}}``, every effective hyperparameter (section "Settings").
     """
     out = [f"# {title}", "", "## Setup", ""]
     out += [f"- **{k}**: {v}" for k, v in setup]
+    if settings:
+        out += ["", "## Settings (every effective hyperparameter)", "", settings_markdown(settings).rstrip()]
     out += ["", "## Protocol", "", protocol.strip(), "", "## Results", "", table_markdown(table, confidence).rstrip()]
     if curves_png:
         out += ["", f"![learning curves: mean score over seeds, {confidence * 100:g}% CI bands]({curves_png})"]

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import math
 import os
 import types
@@ -340,6 +339,8 @@ class RunConfig:
             :data:`NO_RL` (``"none"``): no RL stage.
         algo: an instance of the algorithm's config class (``None`` without RL).
         plots: draw ``plots/*.png`` at the end (matplotlib; a few seconds).
+        report_to: experiment trackers: a list of ``tensorboard`` / ``wandb`` / ``mlflow``, or a
+            mapping of name to options (:mod:`textgym.app.trackers`); ``none``: no tracker.
     """
 
     name: str | None = None
@@ -356,6 +357,7 @@ class RunConfig:
     eval: EvalSettings = field(default_factory=EvalSettings)
     bias: BiasSettings | None = None
     plots: bool = True
+    report_to: Any = field(default_factory=lambda: ["tensorboard"])
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -756,10 +758,12 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
     if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError(f"a run name is one folder name (no slashes), got {cfg.name!r}", "name")
 
-    # 1. imports first: they may register rewards, envs or algorithms
+    # 1. imports first: they may register rewards, envs or algorithms (textgym.app.imports)
+    from textgym.app.imports import import_entry
+
     for i, module in enumerate(cfg.imports):
         try:
-            importlib.import_module(module)
+            import_entry(module)
         except ImportError as exc:
             raise ConfigError(f"cannot import {module!r}: {exc}", f"imports[{i}]") from None
 
@@ -791,6 +795,10 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
     if rm_raw is not None:
         cfg.reward_model = _parse_reward_model(rm_raw, cfg)
 
+    from textgym.app.user_data import check_user_data
+
+    check_user_data(cfg, ConfigError)  # your own prompts: readable, a reward, really held out
+
     # 5. lengths and evaluation
     t = cfg.train
     if cfg.algorithm == NO_RL:
@@ -807,7 +815,26 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
     e = cfg.eval
     e.every = e.every or None
     e.seed = cfg.seed + 1 if e.seed is None else e.seed
+    _check_report_to(cfg)
     return cfg
+
+
+def _check_report_to(cfg: RunConfig) -> None:
+    """``report_to``: known trackers whose packages are installed; no ``tensorboard`` turns the algorithm's off."""
+    import importlib.util
+
+    from textgym.app.trackers import normalize_report_to
+
+    try:
+        trackers = normalize_report_to(cfg.report_to)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "report_to") from None
+    for name, module in (("wandb", "wandb"), ("mlflow", "mlflow")):
+        if name in trackers and importlib.util.find_spec(module) is None:
+            raise ConfigError(f"report_to: {name} needs the {module} package: pip install {module} "
+                              "(or pip install 'textgym[trackers]')", "report_to")
+    if "tensorboard" not in trackers and hasattr(cfg.algo, "tensorboard"):
+        cfg.algo.tensorboard = False
 
 
 def _resolve_algorithm(value: Any, given: bool, train: TrainSettings, has_stage: bool) -> str:
@@ -1007,10 +1034,24 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
         if not isinstance(raw, dict):
             raise ConfigError(f"{p} must hold a YAML mapping (key: value), got {type(raw).__name__}")
     apply_overrides(raw, parse_overrides(overrides))
+    _resolve_user_paths(raw, Path(path).parent if path is not None else None)
     if name is not None:
         raw["name"] = name
     default_name = Path(path).stem if path is not None else None
     return parse_config(raw, name=default_name)
+
+
+def _resolve_user_paths(raw: dict[str, Any], config_dir: Path | None) -> None:
+    """Relative ``imports`` and ``data`` paths -> absolute (config dir / working dir; see textgym.app.imports)."""
+    from textgym.app.imports import ImportNotFound, resolve_imports
+    from textgym.app.user_data import resolve_data_paths
+
+    if isinstance(raw.get("imports"), list):
+        try:
+            raw["imports"] = resolve_imports(raw["imports"], config_dir)
+        except ImportNotFound as exc:
+            raise ConfigError(str(exc), f"imports[{exc.index}]") from None
+    resolve_data_paths(raw, config_dir)
 
 
 def _plain(value: Any) -> Any:

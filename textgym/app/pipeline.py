@@ -325,6 +325,8 @@ class Pipeline:
         self._recorder: ComponentRecorder | None = None
         self._tb: Any = None
         self._env_reward: Any = None
+        self._trackers: Any = None  # W&B / MLflow runs (textgym.app.trackers), started by run()
+        self._stop: Any = None  # the RL stage's textgym.app.graceful.GracefulStop
 
     # ------------------------------------------------------------------ state
     def _save_state(self, status: str | None = None) -> None:
@@ -346,7 +348,9 @@ class Pipeline:
 
     @staticmethod
     def _say(msg: str) -> None:
-        print(msg, flush=True)
+        from textgym.app.output import say
+
+        say(msg)  # stage lines; silent with -q
 
     # ------------------------------------------------------------------ shared pieces
     @property
@@ -387,6 +391,13 @@ class Pipeline:
         return self._eval_env
 
     @property
+    def eval_description(self) -> str:
+        """What the evaluation scores: episodes, env, split, prompts, split rule (textgym.app.user_data)."""
+        from textgym.app.user_data import describe_eval
+
+        return describe_eval(self.cfg, self.eval_env)
+
+    @property
     def perplexity_texts(self) -> list[str] | None:
         p = self.cfg.eval.perplexity
         if p is not None and self._ppl_texts is None:
@@ -423,6 +434,8 @@ class Pipeline:
             rows += [{"stage": stage, "iteration": iteration, **s} for s in res.samples]
             write_jsonl(path, rows)
         self._tb_log(stage, iteration, metrics)
+        if self._trackers is not None:
+            self._trackers.log_eval(stage, iteration, metrics, res.samples)
         return metrics
 
     def probe_bias(self, policy: Any, stage: str) -> dict[str, float]:
@@ -442,7 +455,7 @@ class Pipeline:
         return metrics
 
     def _tb_log(self, stage: str, iteration: int, metrics: Mapping[str, float]) -> None:
-        if not getattr(self.cfg.algo, "tensorboard", True):
+        if not getattr(self.cfg.algo, "tensorboard", True) or "tensorboard" not in (self.cfg.report_to or []):
             return
         try:
             if self._tb is None:
@@ -475,6 +488,7 @@ class Pipeline:
             stages["rl"] = stages["eval_after"] = "skipped"
         self._save_state("running")
         try:
+            self._start_trackers()
             with sigterm_as_interrupt():
                 if self.cfg.sft is not None and not self._done("sft"):
                     self.stage_sft()
@@ -490,7 +504,7 @@ class Pipeline:
                 result = self.stage_report()
         except KeyboardInterrupt:
             self._save_state("interrupted")
-            self._say(f"\ninterrupted; resume with: textgym train --resume {self.run_dir}")
+            print(f"\ninterrupted; resume with: textgym train --resume {self.run_dir}", flush=True)
             raise
         except BaseException:
             self._save_state("failed")
@@ -500,7 +514,18 @@ class Pipeline:
         self._save_state("done")
         return result
 
+    def _start_trackers(self) -> None:
+        from textgym.app.config import config_to_dict
+        from textgym.app.trackers import start_trackers
+
+        self._trackers = start_trackers(self.cfg.report_to, self.run_dir, str(self.cfg.name),
+                                        config_to_dict(self.cfg), self.state)
+        self._save_state()  # the tracker run ids, so a resume continues them
+
     def _close(self) -> None:
+        if self._trackers is not None:
+            self._trackers.close()
+            self._trackers = None
         if self.algo is not None:
             self.algo.close()
         if self._tb is not None:
@@ -637,7 +662,7 @@ class Pipeline:
         if self.cfg.sft is not None:
             todo.append(("sft", str(self.run_dir / "sft"), self.base_model))
         for stage, model, ref in todo:
-            self._say(f"[eval {stage}] {self.cfg.eval.n_episodes} episodes of {self.cfg.eval_env.id} ...")
+            self._say(f"[eval {stage}] {self.eval_description} ...")
             policy = _policy_for_eval(model, n, seed, ref)
             metrics = self.evaluate(policy, stage, 0)
             metrics.update(self.probe_bias(policy, stage))
@@ -711,8 +736,14 @@ class Pipeline:
         t0 = time.perf_counter()
         ckpt = self.run_dir / "checkpoint"
         if done < target:
+            from textgym.app.graceful import GracefulStop
+
             kw = {"iterations": target - done} if unit == "iterations" else {"total_timesteps": target - done}
-            algo.learn(callback=self._on_iteration, **kw)
+            algo.logger.progress_offset = done  # the bar shows done/target, also after a resume
+            with GracefulStop() as self._stop:
+                algo.learn(callback=self._on_iteration, **kw)
+            if self._stop.requested:  # Ctrl-C / SIGTERM: keep the finished iterations, then stop
+                self._checkpoint_and_stop(algo, ckpt, t0)
             every = cfg.train.save_every
             if not (every and algo.iteration % every == 0):  # else train_step saved this iteration already
                 algo.save(ckpt)
@@ -723,11 +754,24 @@ class Pipeline:
                                 time_s=self.state["rl"].get("time_s", 0.0) + time.perf_counter() - t0)
         self._mark("rl")
 
-    def _on_iteration(self, algo: Any, metrics: Mapping[str, Any]) -> None:
+    def _checkpoint_and_stop(self, algo: Any, ckpt: Path, t0: float) -> None:
+        """After a graceful stop: checkpoint the iteration just finished (atomically), record it, interrupt."""
+        if not (has_checkpoint(ckpt) and checkpoint_counters(ckpt).get("iteration") == algo.iteration):
+            algo.save(ckpt)
+        self.state["rl"].update(iteration=algo.iteration, num_timesteps=algo.num_timesteps,
+                                checkpoint_iteration=algo.iteration,
+                                time_s=self.state["rl"].get("time_s", 0.0) + time.perf_counter() - t0)
+        self._save_state()
+        self._say(f"[rl] stopped after iteration {algo.iteration}; checkpoint saved to {ckpt}")
+        raise KeyboardInterrupt("stopped by signal")
+
+    def _on_iteration(self, algo: Any, metrics: Mapping[str, Any]) -> bool | None:
         # 1. the checkpoint, if the algorithm does not save by itself (Algorithm.saves_checkpoints)
         every = self.cfg.train.save_every
         if every and algo.iteration % every == 0 and not algo.saves_checkpoints:
             algo.save(self.run_dir / "checkpoint")
+        if self._trackers is not None:
+            self._trackers.log(metrics, algo.iteration)
         # 2. reward components of this iteration's logged samples
         seen = self._recorder.take() if self._recorder is not None else {}
         if seen and getattr(algo.config, "log_samples", 0):
@@ -749,6 +793,9 @@ class Pipeline:
 
             m = self.evaluate(actor_critic(algo), "train", algo.iteration)
             tqdm.write(f"[eval] iteration {algo.iteration}: score_mean {m['score_mean']:.4f}")
+        # 5. a Ctrl-C / SIGTERM during this iteration: stop the loop (stage_rl saves and stops)
+        stop = getattr(self, "_stop", None)
+        return False if stop is not None and stop.requested else None
 
     def _add_components(self, iteration: int, seen: Mapping[str, Mapping[str, float]]) -> None:
         path = self.run_dir / "samples.jsonl"
@@ -772,7 +819,7 @@ class Pipeline:
             env = make_vec_env(cfg.env.id, cfg.env.num_envs, cfg.env.kwargs, self.tokenizer, self.env_reward)
             policy = load_trained_policy(self.run_dir, cfg.algorithm, env)
         it = int(self.state["rl"].get("iteration", 0))
-        self._say(f"[eval after] {self.cfg.eval.n_episodes} episodes of {self.cfg.eval_env.id} ...")
+        self._say(f"[eval after] {self.eval_description} ...")
         metrics = self.evaluate(policy, "after", it)
         metrics.update(self.probe_bias(policy, "after"))
         self.state["results"]["after"] = metrics
@@ -795,12 +842,15 @@ class Pipeline:
         for r in read_jsonl(self.run_dir / "samples_eval.jsonl"):
             samples.setdefault(r["stage"], []).append(r)
         write_atomic(self.run_dir / "summary.md", self._summary(evals, samples, plots))
+        from textgym.app.model_card import write_run_cards
+
+        write_run_cards(self.run_dir)  # README.md beside every final model
         self._mark("report")
         rl = self.state["rl"]
         skipped = skipped_steps_line(rl.get("skipped_steps", {}))
-        self._say(f"\n{self.cfg.name}: {self.cfg.eval.n_episodes} held-out episodes of {self.cfg.eval_env.id}\n"
-                  + format_table(evals) + (f"\n\nWARNING: {skipped}" if skipped else "")
-                  + f"\n\nrun folder: {self.run_dir}")
+        print(f"\n{self.cfg.name}: {self.eval_description}\n"
+              + format_table(evals) + (f"\n\nWARNING: {skipped}" if skipped else "")
+              + f"\n\nrun folder: {self.run_dir}", flush=True)
         return RunResult(self.run_dir, evals, int(rl.get("iteration", 0)), int(rl.get("num_timesteps", 0)), plots)
 
     def _summary(self, evals: Mapping[str, Mapping[str, float]], samples: Mapping[str, Any],
@@ -818,8 +868,7 @@ class Pipeline:
                  f"- RL: {rl.get('iteration', 0)} iterations, {rl.get('num_timesteps', 0)} generated tokens, "
                  f"{rl.get('time_s', 0.0):.0f} s" if self.has_rl else "- RL: none (`algorithm: none`)",
                  *([f"- {line}"] if (line := skipped_steps_line(rl.get("skipped_steps", {}))) else []),
-                 f"- evaluation: {cfg.eval.n_episodes} episodes of `{cfg.eval_env.id}` "
-                 f"({cfg.eval_env.kwargs.get('split', 'test')} split), seed {cfg.eval.seed}"]
+                 f"- evaluation: {self.eval_description}, seed {cfg.eval.seed}"]
         if "sft_train" in self.state["results"]:
             s = self.state["results"]["sft_train"]
             parts.append(f"- SFT: {int(s.get('rows', 0))} rows, train_loss {s.get('train_loss', float('nan')):.4g}, "
