@@ -28,9 +28,9 @@ from textgym.agents.functional import (
     compute_gae,
     explained_variance,
     kl_penalized_rewards,
-    masked_whiten,
     nstep_returns,
 )
+from textgym.agents.common.distributed import masked_whiten  # global over ranks
 from textgym.agents.common.rollout import RolloutBatch
 from textgym.agents.common.updates import actor_critic_step, loss_metrics, optimizer_metrics, rollout_metrics
 

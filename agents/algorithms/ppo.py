@@ -29,8 +29,8 @@ from textgym.agents.functional import (
     compute_gae,
     explained_variance,
     kl_penalized_rewards,
-    masked_whiten,
 )
+from textgym.agents.common.distributed import masked_whiten  # global over ranks
 from textgym.agents.common.rollout import RolloutBatch
 from textgym.agents.common.updates import (
     average_minibatches,

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from textgym.agents.common import checkpoint
+from textgym.agents.common import checkpoint, distributed
 from textgym.agents.common.kl_controllers import make_kl_controller
 from textgym.agents.functional import KL_ESTIMATORS
 from textgym.agents.common.logger import Logger
@@ -229,28 +229,37 @@ class OnPolicyAlgorithm(abc.ABC):
                             f"got {type(self.config).__name__}")
         cfg = self.config
         self.env = check_env(env)
-        _seed_everything(cfg.seed)
+        distributed.init()  # joins the launcher's process group (torchrun / accelerate launch); no-op in one process
+        _seed_everything(cfg.seed)  # the same on every rank: identical initial weights
         if isinstance(policy, (str, os.PathLike)):
             policy = LMActorCritic.from_pretrained(str(policy), lora=cfg.lora, adapter=cfg.adapter,
                                                    action_size=self.env.vocab_size, device=cfg.device, seed=cfg.seed)
         elif cfg.device is not None:
             policy.to(cfg.device)
         self.policy = policy
-        self.collector = make_collector(policy, self.env, cfg.sampling(), seed=cfg.seed,
+        distributed.broadcast_parameters(policy.trainable_parameters())
+        self.seed = distributed.rank_seed(cfg.seed)  # this rank's env, sampling and shuffling streams
+        if self.seed != cfg.seed:
+            _seed_everything(self.seed)
+        self.collector = make_collector(policy, self.env, cfg.sampling(), seed=self.seed,
                                         score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
                                         logits_processor=self.make_logits_processor())
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         self.kl_ctl = make_kl_controller(getattr(cfg, cfg.kl_field), cfg.target_kl_ref, cfg.kl_horizon)
-        self.update_generator = torch.Generator().manual_seed(cfg.seed)  # minibatch shuffling
+        if distributed.enabled():  # the controller sees the KL of every rank's episodes
+            self.kl_ctl = distributed.GlobalKLController(self.kl_ctl)
+        self.update_generator = torch.Generator().manual_seed(self.seed)  # minibatch shuffling
         self.iteration = 0
         self.num_timesteps = 0  # generated tokens (env steps summed over rows)
         self.num_episodes = 0
         self._env_seeded = False
-        self.logger = Logger(cfg.run_dir, tensorboard=cfg.tensorboard, progress=cfg.progress_bar,
-                             resume=getattr(self, "_resuming", False))
-        if cfg.run_dir is not None:
-            (Path(cfg.run_dir) / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+        main = distributed.is_main()  # rank 0 alone writes the run folder and shows the bar
+        self.logger = Logger(cfg.run_dir if main else None, tensorboard=cfg.tensorboard,
+                             progress=cfg.progress_bar and main, resume=getattr(self, "_resuming", False))
+        if cfg.run_dir is not None and main:
+            resolved = {**cfg.to_dict(), "num_processes": distributed.world_size()}
+            (Path(cfg.run_dir) / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
 
     # ------------------------------------------------------------------ the algorithm's part
     @abc.abstractmethod
@@ -281,7 +290,7 @@ class OnPolicyAlgorithm(abc.ABC):
         """``rollouts_per_iteration`` env batches with the training sampling settings, concatenated."""
         batches, self._conversations = [], []
         for _ in range(self.config.rollouts_per_iteration):
-            seed = None if self._env_seeded else self.config.seed
+            seed = None if self._env_seeded else self.seed
             batches.append(self.collector.collect(seed=seed, options=self.reset_options()))
             self._conversations += getattr(self.collector, "last_conversations", [])  # a conversation env's
             self._env_seeded = True
@@ -290,17 +299,22 @@ class OnPolicyAlgorithm(abc.ABC):
     def train_step(self) -> dict[str, Any]:
         """One iteration: rollout, update, bookkeeping; returns the logged metrics."""
         t0 = time.perf_counter()
+        comm0 = distributed.communication_seconds()
         batch = self.collect_rollouts()
         t1 = time.perf_counter()
         metrics = self.update(batch)
         t2 = time.perf_counter()
         self.iteration += 1
-        self.num_timesteps += int(batch.mask.sum())
-        self.num_episodes += batch.mask.shape[0]
+        counts = distributed.all_sum(torch.tensor([float(batch.mask.sum()), float(batch.mask.shape[0])]))
+        self.num_timesteps += int(counts[0])  # global: every rank stops after the same iteration
+        self.num_episodes += int(counts[1])
         metrics.update({"time/rollout": t1 - t0, "time/update": t2 - t1,
                         "time/tokens_per_s": float(batch.mask.sum()) / max(t1 - t0, 1e-9),
-                        "stats/logprob_mismatch": self.collector.last_logprob_mismatch,
-                        "train/timesteps": self.num_timesteps, "train/episodes": self.num_episodes})
+                        "time/communication": distributed.communication_seconds() - comm0,
+                        "stats/logprob_mismatch": self.collector.last_logprob_mismatch})
+        metrics = distributed.reduce_metrics(metrics, maxima=("stats/logprob_mismatch", "time/communication"))
+        metrics["time/tokens_per_s"] *= distributed.world_size()  # summed over ranks
+        metrics.update({"train/timesteps": self.num_timesteps, "train/episodes": self.num_episodes})
         self.logger.log(self.iteration, metrics)
         self._log_samples(batch)
         if self.config.save_every and self.config.run_dir and self.iteration % self.config.save_every == 0:
@@ -328,7 +342,7 @@ class OnPolicyAlgorithm(abc.ABC):
 
     def _log_samples(self, batch: RolloutBatch) -> None:
         k = self.config.log_samples
-        if not k or self.config.run_dir is None:
+        if not k or self.config.run_dir is None or not distributed.is_main():
             return
         from textgym.prompts import decode_completions
 
@@ -429,7 +443,14 @@ class OnPolicyAlgorithm(abc.ABC):
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a checkpoint folder atomically (temp folder + rename); see :meth:`load`."""
+        """Write a checkpoint folder atomically (temp folder + rename); see :meth:`load`.
+
+        With several processes every rank calls it (each one's RNG streams, env
+        position and prompt order are gathered), and rank 0 alone writes.
+        """
+        ranks = distributed.gather_objects(self._rank_state())
+        if not distributed.is_main():
+            return Path(path)
         state = {
             "config": self.config.to_dict(), "algorithm": type(self).__name__,
             "optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(),
@@ -437,12 +458,29 @@ class OnPolicyAlgorithm(abc.ABC):
             "counters": {"iteration": self.iteration, "num_timesteps": self.num_timesteps,
                          "num_episodes": self.num_episodes, "env_seeded": self._env_seeded},
             "rng": checkpoint.rng_state(), "env": checkpoint.env_state(self.env), "extra": self.extra_state(),
+            "world_size": len(ranks), "rank_states": ranks,
         }
         with checkpoint.atomic_directory(path) as tmp:
             checkpoint.save_policy(self.policy, tmp)
             torch.save(state, tmp / "trainer_state.pt")
-            (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2, default=str))
+            resolved = {**self.config.to_dict(), "num_processes": len(ranks)}
+            (tmp / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
         return Path(path)
+
+    def _rank_state(self) -> dict[str, Any]:
+        """This rank's own streams: sampling generator, shuffling, RNGs, env position, prompt order."""
+        return {"collector": self.collector.state_dict(), "update_generator": self.update_generator.get_state(),
+                "env_seeded": self._env_seeded, "rng": checkpoint.rng_state(),
+                "env": checkpoint.env_state(self.env), "extra": self.extra_state()}
+
+    def _load_rank_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`_rank_state` (the policy, optimizer, KL controller and counters are shared)."""
+        self.collector.load_state_dict(state["collector"])
+        self.update_generator.set_state(state["update_generator"])
+        self._env_seeded = state["env_seeded"]
+        checkpoint.set_env_state(self.env, state["env"])
+        self.load_extra_state(state["extra"])
+        checkpoint.set_rng_state(state["rng"])
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: Any, **config_overrides: Any) -> OnPolicyAlgorithm:
@@ -477,15 +515,27 @@ class OnPolicyAlgorithm(abc.ABC):
         cls.__init__(algo, policy, env, cls.config_class(**cfg_dict))
         algo.optimizer.load_state_dict(state["optimizer"])
         algo.kl_ctl.load_state_dict(state["kl_ctl"])
-        algo.collector.load_state_dict(state["collector"])
-        algo.update_generator.set_state(state["update_generator"])
         c = state["counters"]
         algo.iteration, algo.num_timesteps, algo.num_episodes = c["iteration"], c["num_timesteps"], c["num_episodes"]
-        algo._env_seeded = c["env_seeded"]
-        checkpoint.set_env_state(algo.env, state["env"])
-        algo.load_extra_state(state["extra"])
-        checkpoint.set_rng_state(state["rng"])
+        # each rank continues its own streams; a rank the saved run did not have starts fresh ones
+        # derived from (seed, rank, iteration), so it does not replay rank 0's first samples
+        ranks = state.get("rank_states") or [{"collector": state["collector"], "update_generator":
+                                              state["update_generator"], "env_seeded": c["env_seeded"],
+                                              "rng": state["rng"], "env": state["env"], "extra": state["extra"]}]
+        r = distributed.rank()
+        if r < len(ranks):
+            algo._load_rank_state(ranks[r])
+        else:
+            algo._reseed(distributed.rank_seed(algo.config.seed + 7919 * algo.iteration, r))
         return algo
+
+    def _reseed(self, seed: int) -> None:
+        """Fresh streams from ``seed`` (a rank that joins a resumed run); the env is reseeded at the next rollout."""
+        self.seed = seed
+        _seed_everything(seed)
+        self.collector.generator.manual_seed(seed)
+        self.update_generator.manual_seed(seed)
+        self._env_seeded = False
 
     def close(self) -> None:
         """Close the logger (TensorBoard files)."""

@@ -117,7 +117,7 @@ class GroupedAlgorithm(OnPolicyAlgorithm):
         cfg = config if config is not None else self.config_class()
         check_group_size(check_env(env).num_envs, getattr(cfg, "group_size", 0))
         super().__init__(policy, env, cfg)
-        self.groups = PromptGroups(self.env, cfg.group_size, cfg.seed)
+        self.groups = PromptGroups(self.env, cfg.group_size, self.seed)  # per rank: groups never straddle ranks
 
     def reset_options(self) -> dict[str, Any]:
         """Grouped prompts for the next rollout: ``{"sample_indices": [...]}``."""
@@ -128,3 +128,7 @@ class GroupedAlgorithm(OnPolicyAlgorithm):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.groups.load_state_dict(state["groups"])
+
+    def _reseed(self, seed: int) -> None:
+        super()._reseed(seed)
+        self.groups.rng = np.random.default_rng(seed)

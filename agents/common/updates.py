@@ -31,7 +31,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from textgym.agents.functional import masked_mean, masked_sum
+from textgym.agents.common import distributed
+from textgym.agents.functional import masked_sum
 from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, trim_to_content
 from textgym.agents.common.sampling import entropy_of, logprobs_of
 
@@ -174,6 +175,17 @@ def optimize_rows(optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Pa
         loss.backward()
         for k, v in stats.items():
             sums[k] = max(sums[k], v) if k in MAX_STATS else sums[k] + v
+    w = float(normalizer)
+    if distributed.enabled():  # several processes: the global minibatch's gradient and statistics
+        if bool(distributed.all_max(1.0 if why else 0.0)) and not why:
+            why = "a non-finite loss on another rank"
+        if not why:
+            w = float(distributed.all_sum(w))
+            distributed.reduce_gradients(params, float(normalizer), w)
+            keys = sorted(sums)
+            total = distributed.all_sum(torch.tensor([0.0 if k in MAX_STATS else sums[k] for k in keys]))
+            top = distributed.all_max(torch.tensor([sums[k] if k in MAX_STATS else -torch.inf for k in keys]))
+            sums = {k: float(top[i] if k in MAX_STATS else total[i]) for i, k in enumerate(keys)}
     grad_norm = float("nan")
     if not why:
         max_norm = max_grad_norm if max_grad_norm is not None else float("inf")
@@ -187,7 +199,6 @@ def optimize_rows(optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Pa
         warnings.warn(f"optimizer step skipped: {why} (weights and optimizer state left unchanged; "
                       "counted in stats/skipped_steps)", RuntimeWarning, stacklevel=2)
     optimizer.zero_grad(set_to_none=True)
-    w = float(normalizer)
     out = {k: (v if k in MAX_STATS else v / w) for k, v in sums.items()}
     out.update({"weight": w, "grad_norm": grad_norm if finite else 0.0, "skipped": 0.0 if finite else 1.0})
     return out
@@ -259,19 +270,24 @@ def rollout_metrics(batch: RolloutBatch, kl: torch.Tensor, kl_coef: float, estim
         ``stats/kl_ref_estimator``, ``stats/kl_coef``, ``stats/episode_length``,
         ``stats/terminated_frac``, ``stats/truncated_frac``.
     """
-    kl_episode = kl.sum(-1)  # (N,)
+    # (N, 6) per-episode values, gathered over ranks (every rank's episodes; one process: its own)
+    cols = torch.stack([batch.scores.float(), kl.sum(-1).float(), batch.rewards.sum(-1).float(),
+                        batch.lengths.float(), batch.terminated.float(), batch.truncated.float()], -1)
+    scores, kl_episode, ret, lengths, terminated, truncated = distributed.gather_cat(cols.cpu()).unbind(-1)
+    kl_tok = distributed.all_sum(torch.stack([masked_sum(kl, batch.mask).double().cpu(),
+                                              batch.mask.sum().double().cpu()]))
     return {
-        "reward/score": float(batch.scores.mean()),
-        "reward/score_std": float(batch.scores.std(unbiased=False)),
-        "reward/total": float((batch.rewards.sum(-1) - kl_coef * kl_episode).mean()),
+        "reward/score": float(scores.mean()),
+        "reward/score_std": float(scores.std(unbiased=False)),
+        "reward/total": float((ret - kl_coef * kl_episode).mean()),
         "reward/kl_penalty": float(-kl_coef * kl_episode.mean()),
         "stats/kl_ref": float(kl_episode.mean()),
-        "stats/kl_ref_per_token": float(masked_mean(kl, batch.mask)),
+        "stats/kl_ref_per_token": float(kl_tok[0] / kl_tok[1].clamp(min=1)),
         "stats/kl_ref_estimator": estimator,
         "stats/kl_coef": kl_coef,
-        "stats/episode_length": float(batch.lengths.float().mean()),
-        "stats/terminated_frac": float(batch.terminated.float().mean()),
-        "stats/truncated_frac": float(batch.truncated.float().mean()),
+        "stats/episode_length": float(lengths.mean()),
+        "stats/terminated_frac": float(terminated.mean()),
+        "stats/truncated_frac": float(truncated.mean()),
     }
 
 

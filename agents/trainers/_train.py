@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from textgym.agents.common import distributed
+
 __all__ = ["TrainConfig", "SupervisedTrainer", "atomic_save_dir", "batches"]
 
 
@@ -160,6 +162,12 @@ class SupervisedTrainer(abc.ABC):
     def evaluate(self) -> dict[str, float]:
         return {}
 
+    def _weight(self, micro_batches: Sequence[Any]) -> float:
+        """The normaliser of :meth:`_accumulate`'s loss over ``micro_batches`` (default: the number of
+        items; SFT: completion tokens).  With several processes each rank's gradient is scaled by its
+        share of the global weight before the all-reduce, so the step is that of one process on all of them."""
+        return float(sum(len(mb) for mb in micro_batches))
+
     def _epoch_batches(self, rng: np.random.Generator) -> list[np.ndarray]:
         """Item indices of each micro-batch of one epoch (default: a shuffled split)."""
         return batches(self._num_train_items(), self.config.batch_size, rng)
@@ -181,20 +189,47 @@ class SupervisedTrainer(abc.ABC):
         n = self._num_train_items()
         if n == 0:
             raise ValueError("no training examples left (all were empty, dropped or filtered); check the data")
-        per_epoch = math.ceil(math.ceil(n / cfg.batch_size) / cfg.grad_accum_steps)
+        # with several processes one step takes grad_accum_steps micro-batches on every rank
+        per_epoch = math.ceil(math.ceil(n / cfg.batch_size) / (cfg.grad_accum_steps * distributed.world_size()))
         total = cfg.max_steps if cfg.max_steps is not None else max(1, math.ceil(per_epoch * cfg.num_epochs))
         return total, per_epoch
 
     def _groups(self) -> Iterator[list[Any]]:
-        """Endless stream of effective batches (lists of micro-batches), epoch after epoch."""
+        """Endless stream of effective batches (lists of micro-batches), epoch after epoch.
+
+        With ``W`` processes every rank draws the same epoch order and takes every
+        ``W``-th micro-batch of each group of ``W x grad_accum_steps`` (a distributed
+        sampler): rank ``r`` gets micro-batches ``r, r + W, ...`` (possibly none at the
+        end of an epoch), so the ranks together see what one process with
+        ``W x grad_accum_steps`` would.
+        """
         cfg = self.config
+        world, rank = distributed.world_size(), distributed.rank()
+        per_step = cfg.grad_accum_steps * world
         epoch = 0
         while True:
             rng = np.random.default_rng([cfg.seed, epoch])
             idx = self._epoch_batches(rng)
-            for start in range(0, len(idx), cfg.grad_accum_steps):
-                yield [self._micro_batch(i) for i in idx[start : start + cfg.grad_accum_steps]]
+            for start in range(0, len(idx), per_step):
+                yield [self._micro_batch(i) for i in idx[start : start + per_step][rank::world]]
             epoch += 1
+
+    def _global_step(self, params: list[torch.nn.Parameter], micro_batches: list[Any]) -> dict[str, float]:
+        """:meth:`_accumulate` on this rank's micro-batches, then (several processes) the global gradient
+        and metrics: weighted means over ranks, ``tokens`` summed."""
+        metrics = self._accumulate(micro_batches) if micro_batches else {"loss": 0.0}
+        if not distributed.enabled():
+            return metrics
+        w = self._weight(micro_batches) if micro_batches else 0.0
+        total = float(distributed.all_sum(w))
+        for p in params:  # a rank without data this step contributes zeros
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        distributed.reduce_gradients(params, w, total)
+        keys = ["loss"] + sorted(k for k in metrics if k != "loss")
+        vals = distributed.all_sum(torch.tensor([float(metrics.get(k, 0.0)) * (1.0 if k == "tokens" else w)
+                                                 for k in keys]))
+        return {k: float(v) if k == "tokens" else float(v) / max(total, 1e-12) for k, v in zip(keys, vals)}
 
     def train(self) -> dict[str, Any]:
         """Run the configured number of optimizer steps.
@@ -216,19 +251,22 @@ class SupervisedTrainer(abc.ABC):
         params = self._trainable()
         if not params:
             raise ValueError("the model has no trainable parameters")
+        distributed.init()
+        distributed.broadcast_parameters(params)
         opt = self._optimizer(params)
         warmup = int(round(cfg.warmup_ratio * total))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg.lr_schedule, warmup, total))
         groups = self._groups()
         losses: list[float] = []
         start, cpu_start = time.perf_counter(), time.process_time()
-        off = {} if cfg.progress else {"disable": True}  # progress=True leaves tqdm's default (TQDM_DISABLE)
+        # progress=True leaves tqdm's default (TQDM_DISABLE); other ranks than 0 show no bar
+        off = {} if cfg.progress and distributed.is_main() else {"disable": True}
         bar = tqdm(total=total, desc=type(self).__name__, dynamic_ncols=True, **off)
         self.model.train()
         try:
             for _ in range(total):
                 opt.zero_grad(set_to_none=True)
-                metrics = self._accumulate(next(groups))
+                metrics = self._global_step(params, next(groups))
                 loss = float(metrics["loss"])
                 norm = torch.nn.utils.clip_grad_norm_(
                     params, cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from textgym.agents.common import distributed
+
 from ._train import SupervisedTrainer, TrainConfig, atomic_save_dir
 
 __all__ = ["RewardModelConfig", "RewardModelTrainer", "bradley_terry_loss", "last_token_index", "sequence_scores",
@@ -324,6 +326,8 @@ class RewardModelTrainer(SupervisedTrainer):
         model's positions) can differ: :func:`load_reward_function` passes the
         trained one.
         """
+        if not distributed.is_main():  # data-parallel: rank 0 writes
+            return Path(path)
         meta = {"reward_kwargs": self.reward_kwargs(), "config": self.config.to_dict(), "stats": self.stats,
                 "eval": next((h for h in reversed(self.history) if any(k.startswith("eval/") for k in h)), {})}
 

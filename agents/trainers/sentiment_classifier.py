@@ -142,6 +142,9 @@ class ClassifierTrainer(SupervisedTrainer):
     def _micro_batch(self, indices: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
         return [self.train_ids[i] for i in indices], self.train_labels[indices]
 
+    def _weight(self, micro_batches: Sequence[Any]) -> float:
+        return float(sum(len(ids) for ids, _ in micro_batches))
+
     def _accumulate(self, micro_batches: Sequence[Any]) -> dict[str, float]:
         n = sum(len(ids) for ids, _ in micro_batches)
         loss, correct = 0.0, 0

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from textgym.agents.common import distributed
+
 from ._train import SupervisedTrainer, TrainConfig, atomic_save_dir
 from .sft_data import (SFTExample, collate_sft, encode_chat, encode_conversation, encode_pair, load_rows,
                        pack_examples)
@@ -251,6 +253,9 @@ class SFTTrainer(SupervisedTrainer):
             loss += float(part.detach())
         return loss
 
+    def _weight(self, micro_batches: Sequence[Any]) -> float:
+        return float(sum(int((mb["labels"][:, 1:] != -100).sum()) for mb in micro_batches))
+
     def _accumulate(self, micro_batches: Sequence[Any]) -> dict[str, float]:
         tokens = sum(int((mb["labels"][:, 1:] != -100).sum()) for mb in micro_batches)
         return {"loss": self.compute_loss(micro_batches, backward=True), "tokens": tokens}
@@ -296,6 +301,8 @@ class SFTTrainer(SupervisedTrainer):
         Returns:
             the directory path.
         """
+        if not distributed.is_main():  # data-parallel: rank 0 writes
+            return Path(path)
         model = self.merged_model() if (not self.config.lora or self.config.merge_lora) else self.model
         info = {"config": self.config.to_dict(), "stats": self.stats, "steps": self.global_step,
                 "history_tail": self.history[-5:]}

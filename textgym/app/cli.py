@@ -123,10 +123,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _fail("give a CONFIG.yaml or --resume RUN_DIR, not both")
     if not args.resume and not args.config and not args.set:
         return _fail("textgym train needs a CONFIG.yaml (or --resume RUN_DIR); see examples/configs/")
+    if args.nproc is not None and args.nproc < 1:
+        return _fail(f"--nproc must be an integer >= 1 (processes), got {args.nproc}")
     from textgym.app.config import load_config
     from textgym.app.pipeline import RunFolderError, resume, train
     from textgym.app.run_lock import RunLockError
     from textgym.reward_api import RewardError
+
+    if args.nproc is not None and args.nproc > 1:
+        return _launch(args)
 
     try:
         if args.resume:
@@ -143,6 +148,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``--nproc N``: check the config and the run folder here, then start N processes of the same command."""
+    from pathlib import Path
+
+    from textgym.app.config import ConfigError, load_config
+    from textgym.app.launch import launch_local
+
+    argv = ["train"]
+    try:
+        if args.resume:
+            if args.name or args.runs_dir:
+                return _fail("--name and --runs-dir do not apply to --resume (the run folder is given)")
+            if not (Path(args.resume) / "run_state.json").is_file():
+                return _fail(f"{args.resume} is not a textgym run folder (config.yaml / run_state.json missing)")
+            argv += ["--resume", args.resume]
+        else:
+            cfg = load_config(args.config, args.set, name=args.name)
+            if str(cfg.algorithm).startswith("sb3-"):
+                return _fail(f"algorithm {cfg.algorithm} (the Stable-Baselines3 adapter) trains in one process; "
+                             "drop --nproc or use ppo / a2c")
+            run_dir = Path(args.runs_dir or "runs") / str(cfg.name)
+            if run_dir.exists() and any(run_dir.iterdir()) and not args.overwrite:
+                return _fail(f"run folder {run_dir} exists already; continue it with `textgym train --resume "
+                             f"{run_dir} --nproc {args.nproc}`, pick another --name, or pass --overwrite")
+            argv += [args.config] + (["--name", args.name] if args.name else [])
+            argv += (["--runs-dir", args.runs_dir] if args.runs_dir else []) + (["--overwrite"] if args.overwrite else [])
+    except ConfigError as exc:
+        return _fail(str(exc))
+    for item in args.set:
+        argv += ["--set", item]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    for flag in ("no_progress", "quiet", "verbose"):
+        if getattr(args, flag, False):
+            argv.append("--" + flag.replace("_", "-"))
+    return launch_local(args.nproc, argv)
 
 
 def _print_eval(result: Any) -> None:
@@ -275,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its folder")
     p.add_argument("--overwrite", action="store_true", help="delete an existing run folder of the same name")
     add_output_flags(p)
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train data-parallel in N local processes (torch.distributed, gloo on CPU; rank 0 writes "
+                        "the run folder); under torchrun / accelerate launch leave it out")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", formatter_class=_FMT, help="evaluate a trained run or a model on held-out prompts")

@@ -70,6 +70,7 @@ from textgym.app.run_folder import (
     write_csv,
     write_jsonl,
 )
+from textgym.agents.common import distributed
 from textgym.app.config import NO_RL, ConfigError, RunConfig, build_reward, dump_config, load_config
 from textgym.app.prepare import prepare_rewards
 
@@ -341,6 +342,10 @@ class Pipeline:
     def _mark(self, stage: str, status: str = "done") -> None:
         self.state["stages"][stage] = status
         self._save_state()
+        distributed.barrier()  # data-parallel: the other ranks read what this stage wrote only after it
+
+    def _write_config(self) -> None:
+        dump_config(self.cfg, self.run_dir / "config.yaml")
 
     @staticmethod
     def _say(msg: str) -> None:
@@ -473,8 +478,9 @@ class Pipeline:
             KeyboardInterrupt: Ctrl-C or SIGTERM; the folder stays resumable
                 (``textgym train --resume <run_dir>``).
         """
-        dump_config(self.cfg, self.run_dir / "config.yaml")
+        self._write_config()
         stages = self.state["stages"]
+        self.state["num_processes"] = distributed.world_size()
         if self.cfg.sft is None:
             stages["sft"] = "skipped"
         if self.cfg.reward_model is None:
@@ -858,7 +864,9 @@ class Pipeline:
                    "in eval.json is never negative.")
         parts = [f"# {cfg.name}", "",
                  f"- model: `{cfg.model}`; algorithm: `{cfg.algorithm}`; env: `{cfg.env.id}` "
-                 f"({cfg.env.num_envs} episodes per rollout); seed {cfg.seed}",
+                 f"({cfg.env.num_envs} episodes per rollout"
+                 + (f" per process, {self.state.get('num_processes', 1)} processes" if
+                    self.state.get("num_processes", 1) > 1 else "") + f"); seed {cfg.seed}",
                  f"- RL: {rl.get('iteration', 0)} iterations, {rl.get('num_timesteps', 0)} generated tokens, "
                  f"{rl.get('time_s', 0.0):.0f} s" if self.has_rl else "- RL: none (`algorithm: none`)",
                  *([f"- {line}"] if (line := skipped_steps_line(rl.get("skipped_steps", {}))) else []),
@@ -933,6 +941,10 @@ def train(config: RunConfig, runs_dir: str | os.PathLike = "runs", *, overwrite:
     from textgym.app.run_lock import RunLock
 
     run_dir = Path(runs_dir) / str(config.name)
+    distributed.init()  # under torchrun / accelerate launch / --nproc: data-parallel, rank 0 writes
+    if not distributed.is_main():  # the other ranks train and read the folder; rank 0 checks, locks and writes it
+        distributed.barrier()
+        return _pipeline_class()(config, run_dir).run()
     preflight(config)
     with RunLock(run_dir):
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -946,7 +958,17 @@ def train(config: RunConfig, runs_dir: str | os.PathLike = "runs", *, overwrite:
                 what = "exists already" if is_run else "exists and is not a textgym run folder"
                 raise RunFolderError(f"run folder {run_dir} {what}; continue it with `textgym train --resume "
                                      f"{run_dir}`, pick another --name, or pass --overwrite")
+        distributed.barrier()
         return Pipeline(config, run_dir).run()
+
+
+def _pipeline_class() -> type[Pipeline]:
+    """:class:`Pipeline` on rank 0 (the writer), :class:`~textgym.app.worker_pipeline.WorkerPipeline` on the others."""
+    if distributed.is_main():
+        return Pipeline
+    from textgym.app.worker_pipeline import WorkerPipeline
+
+    return WorkerPipeline
 
 
 #: Keys ``--set`` may change on resume (the rest would make the resumed run a different run).
@@ -977,16 +999,31 @@ def resume(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunResu
             raise ConfigError(f"cannot change {key!r} when resuming (only train.*, eval.every, eval.num_samples); "
                               "start a new run instead", key)
     cfg = load_config(run_dir / "config.yaml", overrides)
+    distributed.init()
+    if not distributed.is_main():  # rank 0 locks the folder and recovers the checkpoint first
+        distributed.barrier()
+        return _resume_pipeline(cfg, run_dir)
     with RunLock(run_dir):
-        pipe = Pipeline(cfg, run_dir, resume=True)
-        if not pipe._rl_reached_target():  # more training asked for: evaluate and report again afterwards
-            for stage in ("rl", "eval_after", "report"):
-                if pipe.state["stages"].get(stage) == "done":
-                    pipe.state["stages"][stage] = "pending"
-        elif all(pipe._done(stage) for stage in STAGES):
-            pipe._say(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with "
-                      "--set to train further). Its summary:")
-        return pipe.run()
+        from textgym.agents.common.checkpoint import CheckpointError
+
+        try:  # a save interrupted mid-rename: the last complete checkpoint back before any rank reads it
+            recover_checkpoint(run_dir / "checkpoint")
+        except CheckpointError as exc:
+            raise RunFolderError(str(exc)) from None
+        distributed.barrier()
+        return _resume_pipeline(cfg, run_dir)
+
+
+def _resume_pipeline(cfg: RunConfig, run_dir: Path) -> RunResult:
+    pipe = _pipeline_class()(cfg, run_dir, resume=True)
+    if not pipe._rl_reached_target():  # more training asked for: evaluate and report again afterwards
+        for stage in ("rl", "eval_after", "report"):
+            if pipe.state["stages"].get(stage) == "done":
+                pipe.state["stages"][stage] = "pending"
+    elif all(pipe._done(stage) for stage in STAGES):
+        pipe._say(f"{run_dir} already finished every stage; nothing to resume (raise train.iterations with "
+                  "--set to train further). Its summary:")
+    return pipe.run()
 
 
 def evaluate_target(target: str, *, env_id: str | None = None, split: str | None = None,
