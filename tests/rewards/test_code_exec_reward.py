@@ -95,12 +95,24 @@ def test_hostile_completions_score_zero_with_their_reason(box):
 
 
 def test_no_processes_or_temp_files_left_behind(box):
-    before = set(os.listdir(tempfile.gettempdir()))
+    before, children_before = set(os.listdir(tempfile.gettempdir())), _children()
     run(box, ["import os\nwhile True:\n    os.fork()\n", "import time\ntime.sleep(60)\n"])
     after = set(os.listdir(tempfile.gettempdir()))
     assert {p for p in after - before if p.startswith(("textgym-sandbox-", "tmp"))} == set()
-    children = [p for p in os.listdir("/proc") if p.isdigit() and _ppid(p) == os.getpid()]
-    assert children == []
+    left = _children() - children_before  # (children of earlier tests in the same pytest process are not ours)
+    assert {p: _cmdline(p) for p in left} == {}
+
+
+def _children() -> set[str]:
+    return {p for p in os.listdir("/proc") if p.isdigit() and _ppid(p) == os.getpid()}
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
 
 
 def _ppid(pid: str) -> int:

@@ -8,7 +8,8 @@ transit (connection error, 5xx) is retried with the *same* idempotency key, so a
 retry never stores a judgment twice.
 
 How a rater's scores become a judgment: the raw scores are standardised with the
-mean and standard deviation of every score seen so far in the run (``z``); each
+mean and standard deviation of every score seen so far in the run (``z``), once per
+completion: the first annotator to meet a completion fixes its ``z`` for all.  Each
 annotator perceives ``z + noise * N(0, 1)`` (its own seeded generator) and gives
 
 * ratings ``clip(round(4 + 1.5 * z'), 1, 7)``;
@@ -166,6 +167,7 @@ def run_simulation(url: str, tokens: Mapping[str, str], rater: Callable[..., Any
     if bad or not tasks:
         raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {list(tasks)}")
     result, lock, calib, rater_lock = SimulationResult(), threading.Lock(), Calibration(), threading.Lock()
+    latent: dict[int, float] = {}  # completion id -> its standardised score, shared by every annotator
 
     def annotator(i: int, name: str, token: str) -> None:
         rng = np.random.default_rng([seed, i])
@@ -182,11 +184,15 @@ def run_simulation(url: str, tokens: Mapping[str, str], rater: Callable[..., Any
                 item = r.json()["item"]
                 if item is None:
                     return
-                texts = [c["text"] for c in item["completions"]]
-                with rater_lock:
-                    raw = np.asarray(rater([item["prompt"]] * len(texts), texts), dtype=np.float64)
-                mean, std = calib.update(raw)
-                payload = judge(item, (raw - mean) / std, rng, noise, tasks)
+                with rater_lock:  # a completion's z is fixed the first time any annotator scores it
+                    new = [c for c in item["completions"] if c["id"] not in latent]
+                    if new:
+                        raw = np.asarray(rater([item["prompt"]] * len(new), [c["text"] for c in new]),
+                                         dtype=np.float64)
+                        mean, std = calib.update(raw)
+                        latent.update({c["id"]: float(z) for c, z in zip(new, (raw - mean) / std)})
+                    z = np.array([latent[c["id"]] for c in item["completions"]])
+                payload = judge(item, z, rng, noise, tasks)
                 payload["idempotency_key"] = uuid.uuid4().hex
                 t0 = time.perf_counter()
                 resp = _request(client, "POST", "/api/judgments", attempts, result, lock, payload)
