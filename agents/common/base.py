@@ -18,7 +18,7 @@ import numbers
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +28,7 @@ import torch
 
 from textgym.agents.common import checkpoint, distributed
 from textgym.agents.common.kl_controllers import make_kl_controller
+from textgym.agents.common.learn_loop import LearnLoop
 from textgym.agents.functional import KL_ESTIMATORS
 from textgym.agents.common.logger import Logger
 from textgym.agents.common.multiturn_rollout import make_collector
@@ -35,7 +36,7 @@ from textgym.agents.common.policy import ActorCriticPolicy, LMActorCritic
 from textgym.agents.common.rollout import LogitsProcessor, RolloutBatch, check_env
 from textgym.agents.common.sampling import SamplingParams
 
-__all__ = ["OnPolicyConfig", "OnPolicyAlgorithm"]
+__all__ = ["OnPolicyConfig", "KLPenaltyConfig", "OnPolicyAlgorithm"]
 
 
 @dataclass
@@ -103,11 +104,13 @@ class OnPolicyConfig:
     #: (each algorithm's config names its own; checked by :meth:`__post_init__`)
     size_fields: ClassVar[tuple[str, ...]] = ()
     unit_fields: ClassVar[tuple[str, ...]] = ()
+    #: fields with a fixed set of accepted values: ``{field: choices}`` (checked by :meth:`__post_init__`)
+    choice_fields: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: the field holding the KL coefficient the controller starts from
     kl_field: ClassVar[str] = "kl_coef"
 
     def __post_init__(self):
-        """Check the settings every algorithm shares, then :attr:`size_fields` and :attr:`unit_fields`.
+        """Check the settings every algorithm shares, then :attr:`size_fields`, :attr:`unit_fields`, :attr:`choice_fields`.
 
         Raises:
             ValueError: naming the field, its value and what it must be.
@@ -126,6 +129,9 @@ class OnPolicyConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+        for name, choices in self.choice_fields.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
 
     def sampling(self) -> SamplingParams:
         """The training :class:`SamplingParams`."""
@@ -135,44 +141,16 @@ class OnPolicyConfig:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class KLPenaltyConfig(OnPolicyConfig):
+    """Settings of the token-level algorithms with a KL *reward penalty* (PPO, NLPO, A2C, REINFORCE).
 
-def _stop_requested(result: Any) -> bool:
-    """A ``learn`` callback's answer: ``False`` (also NumPy's ``False_``) stops; ``None`` / ``True`` go on."""
-    return result is not None and not bool(result)
-
-
-def run_learn_loop(algo: Any, total_timesteps: int | None, iterations: int | None,
-                   callback: Callable[[Any, dict[str, Any]], bool | None] | None) -> Any:
-    """The ``learn`` loop every textgym algorithm (and the SB3 adapters) shares.
-
-    Calls ``algo.train_step()`` until ``iterations`` more iterations or ``total_timesteps``
-    more generated tokens (``algo.num_timesteps``) are done, advancing ``algo.logger``'s
-    progress bar, and stops early when ``callback(algo, metrics)`` returns ``False``.
-
-    Returns:
-        ``algo``.
-
-    Raises:
-        ValueError: neither or both of ``total_timesteps`` and ``iterations``.
+    Attributes:
+        kl_coef: weight of the penalty, ``r_t = env_reward_t - kl_coef * KL_t`` on every real token
+            (the initial value when ``target_kl_ref`` makes it adaptive).
     """
-    if (total_timesteps is None) == (iterations is None):
-        raise ValueError("give exactly one of total_timesteps or iterations")
-    start_steps, start_iter = algo.num_timesteps, algo.iteration
-    total, unit = (iterations, "it") if iterations is not None else (total_timesteps, "tok")
-    algo.logger.start_progress(total, unit)
-    try:
-        while True:
-            done = (algo.iteration - start_iter) if iterations is not None else (algo.num_timesteps - start_steps)
-            if done >= total:
-                break
-            before = algo.num_timesteps
-            metrics = algo.train_step()
-            algo.logger.advance(1 if iterations is not None else algo.num_timesteps - before)
-            if callback is not None and _stop_requested(callback(algo, metrics)):
-                break
-    finally:
-        algo.logger.close_progress()
-    return algo
+
+    kl_coef: float = 0.05
 
 
 def _seed_everything(seed: int) -> None:
@@ -181,7 +159,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class OnPolicyAlgorithm(abc.ABC):
+class OnPolicyAlgorithm(LearnLoop, abc.ABC):
     """Base of textgym's on-policy algorithms.
 
     Args:
@@ -197,6 +175,8 @@ class OnPolicyAlgorithm(abc.ABC):
     config_class: type[OnPolicyConfig] = OnPolicyConfig
     #: ``learn`` saves ``run_dir/checkpoint`` every ``config.save_every`` iterations (the Algorithm protocol)
     saves_checkpoints: ClassVar[bool] = True
+    #: per-minibatch stats of the last update (algorithms with minibatch epochs, see ``updates.optimize_epochs``)
+    minibatch_log: list[dict[str, float]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass's own ``__init__`` without a docstring gets this one (``help(REINFORCE.__init__)``)."""
@@ -321,25 +301,6 @@ class OnPolicyAlgorithm(abc.ABC):
             self.save(Path(self.config.run_dir) / "checkpoint")
         return metrics
 
-    def learn(self, total_timesteps: int | None = None, *, iterations: int | None = None,
-              callback: Callable[[OnPolicyAlgorithm, dict[str, Any]], bool | None] | None = None
-              ) -> OnPolicyAlgorithm:
-        """Train for ``total_timesteps`` more generated tokens or ``iterations`` more updates (give one).
-
-        Args:
-            total_timesteps: stop once this many tokens were generated in this call
-                (a whole iteration always finishes).
-            iterations: stop after this many rollout+update iterations.
-            callback: ``callback(algo, metrics)`` after each iteration; returning ``False`` stops.
-
-        Returns:
-            ``self``.
-
-        Raises:
-            ValueError: neither or both of ``total_timesteps`` and ``iterations``.
-        """
-        return run_learn_loop(self, total_timesteps, iterations, callback)
-
     def _log_samples(self, batch: RolloutBatch) -> None:
         k = self.config.log_samples
         if not k or self.config.run_dir is None or not distributed.is_main():
@@ -369,19 +330,17 @@ class OnPolicyAlgorithm(abc.ABC):
         split) to keep the training env's data position.
 
         Returns:
-            ``score_mean``, ``score_std``, ``kl_ref`` (mean per-episode sum of the
-            configured estimator; not meaningful with ``greedy``), ``kl_ref_k3``,
-            ``length_mean``, ``terminated_frac``, ``n_episodes``.
+            :func:`~textgym.agents.common.evaluation.evaluate_episodes`'s summary (``kl_ref``: the
+            configured estimator).
         """
-        from textgym.agents.common.evaluation import summarize_episodes
+        from textgym.agents.common.evaluation import evaluate_episodes
 
         cfg = self.config
         sp = SamplingParams(temperature or cfg.temperature, cfg.top_k if top_k is None else top_k,
                             cfg.top_p if top_p is None else top_p, greedy)
-        col = make_collector(self.policy, env, sp, seed=cfg.seed + 1 if seed is None else seed,
-                             score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
-                             logits_processor=self.collector.logits_processor)
-        return summarize_episodes(col, n_episodes, cfg.kl_estimator)
+        return evaluate_episodes(self.policy, env, sp, n_episodes, seed=cfg.seed + 1 if seed is None else seed,
+                                 kl_estimator=cfg.kl_estimator, score_batch_size=cfg.score_batch_size,
+                                 rescore_policy=cfg.rescore_policy, logits_processor=self.collector.logits_processor)
 
     @torch.no_grad()
     def predict(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> tuple[np.ndarray, None]:
