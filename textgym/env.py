@@ -224,21 +224,13 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
             IndexError: ``sample_index`` out of range.
         """
         super().reset(seed=seed)
-        if seed is not None:
-            self.order.restart()
-        options = options or {}
-        if "prompt" in options:
+        i = self.order.pick(options or {}, self.np_random, restart=seed is not None)
+        if i is None:  # a one-off prompt
             self._index = -1
             sample = {self.data.prompt_key: str(options["prompt"])}
             enc = self.data.encode_text(self.data.format(sample))
             self._raw_prompt, self._refs, self._columns = str(options["prompt"]), [], {}
         else:
-            if "sample_index" in options:
-                i = int(options["sample_index"])
-                if not 0 <= i < len(self.data):
-                    raise IndexError(f"sample_index {i} out of range [0, {len(self.data)})")
-            else:
-                i = self.order.next(self.np_random)
             self._index = i
             enc = self.data.encode(i)
             self._raw_prompt, self._refs, self._columns = self.data.prompt(i), self.data.references(i), self.data.columns(i)
