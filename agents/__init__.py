@@ -31,6 +31,8 @@ _EXPORTS = {
     "RLOOConfig": ("textgym.agents.algorithms.rloo", "RLOOConfig"),
     "GRPO": ("textgym.agents.algorithms.grpo", "GRPO"),
     "GRPOConfig": ("textgym.agents.algorithms.grpo", "GRPOConfig"),
+    "OnlineDPO": ("textgym.agents.algorithms.online_dpo", "OnlineDPO"),
+    "OnlineDPOConfig": ("textgym.agents.algorithms.online_dpo", "OnlineDPOConfig"),
     "Logger": ("textgym.agents.common.logger", "Logger"),
     # stable-baselines3 interop: the SB3 policy class and SB3's PPO / A2C behind textgym's interface
     "TextGymLMPolicy": ("textgym.agents.algorithms.sb3_policy", "TextGymLMPolicy"),
