@@ -125,25 +125,26 @@ def _run(cfg: CompareConfig, r: RunResult, out: Path, shared: Any, progress: Any
 
     run_dir = out / r.label / f"seed{r.seed}"
     progress.start(r.label, r.seed, cfg.budget)
-    old = read_cell(run_dir) if resume else None
-    if old is not None:
-        spec = run_spec(cfg, r.label, r.algorithm, r.seed, algorithm_config(cfg, r.label, r.algorithm, r.seed, run_dir))
-        check_spec(old["spec"], spec, run_dir)
-        if old["done"]:
-            r.points, r.done = old["points"], True
-            progress.at(cfg.budget)
-            return
 
     def point(points: list[dict[str, Any]]) -> None:
         r.points = points
         on_point()
 
     with RunLock(run_dir):
-        pipe = CellPipeline(cfg, r.label, r.algorithm, r.seed, out, shared, progress, point,
-                            lambda algo, path: _save_checkpoint(algo, path), resume=old is not None)
-        pipe.run()
-    r.points, r.done = pipe.points, True
+        old = read_cell(run_dir) if resume else None
+        if old is not None:
+            algo_cfg = algorithm_config(cfg, r.label, r.algorithm, r.seed, run_dir)
+            check_spec(old["spec"], run_spec(cfg, r.label, r.algorithm, r.seed, algo_cfg), run_dir)
+        if old is not None and old["done"]:
+            r.points = old["points"]
+        else:
+            pipe = CellPipeline(cfg, r.label, r.algorithm, r.seed, out, shared, progress, point,
+                                lambda algo, path: _save_checkpoint(algo, path), resume=old is not None)
+            pipe.run()
+            r.points = pipe.points
+    r.done = True
     progress.at(cfg.budget)
+
 
 # ---------------------------------------------------------------------------------------------- the comparison
 def _prepare_out(out: Path, cfg: CompareConfig, resume: bool) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from textgym.app.compare_config import NOT_PROTOCOL, CompareConfig, algorithm_config, jsonable
 from textgym.app.config import EnvConfig, EvalEnvConfig, EvalSettings, RunConfig, TrainSettings, build_reward
 from textgym.app.pipeline import Pipeline
-from textgym.app.run_folder import has_checkpoint, recover_checkpoint, truncate_run_logs, write_atomic
+from textgym.app.run_folder import checkpoint_counters, has_checkpoint, recover_checkpoint, truncate_run_logs, write_atomic
 from textgym.app.run_state import RunFolderError, RunResult
 
 __all__ = ["SharedEnvs", "CellPipeline", "cell_config", "run_spec", "check_spec", "read_cell", "Progress"]
@@ -69,7 +69,7 @@ def cell_config(cfg: CompareConfig, label: str, algorithm: str, seed: int, run_d
     """
     kwargs = {k: v for k, v in cfg.env_kwargs.items() if k != "tokenizer"}
     eval_kwargs = {k: v for k, v in cfg.eval_env_kwargs.items() if k != "tokenizer"}
-    return RunConfig(name=f"{label}/seed{seed}", seed=seed, model=cfg.model,
+    return RunConfig(name=f"seed{seed}", seed=seed, model=cfg.model,
                      env=EnvConfig(cfg.env_id, cfg.num_envs, kwargs),
                      eval_env=EvalEnvConfig(cfg.env_id, min(cfg.num_envs, cfg.eval_episodes), eval_kwargs),
                      algorithm=algorithm, algo=algorithm_config(cfg, label, algorithm, seed, run_dir),
@@ -223,6 +223,9 @@ class CellPipeline(Pipeline):
             raise RunFolderError(str(exc)) from None
         if not self.points or not has_checkpoint(ckpt):
             return None
+        logs = getattr(self.cfg.algo, "run_dir", None)
+        if logs:  # before the algorithm reopens them: drop what it logged past the checkpoint, as train does
+            truncate_run_logs(Path(logs), int(checkpoint_counters(ckpt)["iteration"]))
         names = {f.name for f in dataclasses.fields(type(self.cfg.algo))}
         algo = cls.load(ckpt, env, **{k: getattr(self.cfg.algo, k) for k in NOT_PROTOCOL if k in names})
         self.record["points"] = [p for p in self.points if p["tokens"] <= algo.num_timesteps]
@@ -231,7 +234,6 @@ class CellPipeline(Pipeline):
                           f"{algo.num_timesteps} tokens; restarting this run", stacklevel=2)
             algo.close()
             return None
-        truncate_run_logs(Path(self.cfg.algo.run_dir), algo.iteration)  # the algorithm's own logs past it
         return algo
 
     def stage_rl(self) -> None:
