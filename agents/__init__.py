@@ -40,6 +40,8 @@ _EXPORTS = {
     # supervised stages: SFT warm start, reward model, sentiment classifier
     "SFTTrainer": ("textgym.agents.trainers.sft", "SFTTrainer"),
     "SFTConfig": ("textgym.agents.trainers.sft", "SFTConfig"),
+    "PreferenceTrainer": ("textgym.agents.trainers.preference", "PreferenceTrainer"),
+    "PreferenceConfig": ("textgym.agents.trainers.preference", "PreferenceConfig"),
     "RewardModelTrainer": ("textgym.agents.trainers.reward_model", "RewardModelTrainer"),
     "RewardModelConfig": ("textgym.agents.trainers.reward_model", "RewardModelConfig"),
     "ClassifierTrainer": ("textgym.agents.trainers.sentiment_classifier", "ClassifierTrainer"),

@@ -56,8 +56,15 @@ def wandb_records(path):
             yield rec
 
 
-def test_wandb_offline_and_mlflow_local(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+@pytest.fixture
+def wandb_teardown():
+    """W&B keeps a service process (wandb-core) alive for later runs of the same Python process: stop it."""
+    wandb = pytest.importorskip("wandb")
+    yield
+    wandb.teardown()
+
+
+def test_wandb_offline_and_mlflow_local(tmp_path, monkeypatch, wandb_teardown):
     mlflow = pytest.importorskip("mlflow")
     from textgym.app.pipeline import train
 
