@@ -41,6 +41,7 @@ The code, one concept per module: :mod:`textgym.app.run_state` (``run_state.json
 :mod:`textgym.app.pipeline_supervised` (SFT, reward model), :mod:`textgym.app.pipeline_eval`
 (evaluations), :mod:`textgym.app.pipeline_rl` (RL), :mod:`textgym.app.pipeline_report` (report),
 :mod:`textgym.app.eval_target` (``textgym eval``); this module joins them and holds the entry points.
+Each cell of ``textgym compare`` is a :class:`Pipeline` too (:mod:`textgym.app.compare_cell`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ __all__ = ["STAGES", "RunResult", "Pipeline", "train", "resume", "evaluate_targe
            "make_vec_env", "load_trained_policy", "actor_critic", "ComponentRecorder", "RunFolderError",
            "format_table", "preference_rows", "run_reward", "finished_stages", "skipped_steps_line"]
 
-_policy_for_eval = policy_for_eval  # the old private name (textgym.app.bias_report used it)
+_policy_for_eval = policy_for_eval  # the old private name (textgym.app.bias_report imports it)
 
 
 # ----------------------------------------------------------------------------- the pipeline
