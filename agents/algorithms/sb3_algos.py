@@ -54,13 +54,14 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from textgym.agents.common.base import run_learn_loop
+from textgym.agents.common.run_settings import RunSettings
 from textgym.agents.common import checkpoint
 from textgym.agents.common.logger import Logger
 from textgym.agents.common.rollout import RolloutCollector, check_env
 from textgym.agents.common.sampling import SamplingParams
 from textgym.agents.algorithms.sb3_policy import TextGymLMPolicy
 
-__all__ = ["SB3Config", "SB3PPOConfig", "SB3A2CConfig", "SB3Algorithm", "SB3PPO", "SB3A2C", "make_sb3_vec_env",
+__all__ = ["SB3Config", "SB3Hyperparameters", "SB3PPOConfig", "SB3A2CConfig", "SB3Algorithm", "SB3PPO", "SB3A2C", "make_sb3_vec_env",
            "TruncationAsTermination", "SB3_METRICS"]
 
 #: SB3 logger keys -> textgym metric names (PPO logs ``policy_gradient_loss``, A2C ``policy_loss``).
@@ -80,8 +81,8 @@ SB3_METRICS = {
 
 # ---------------------------------------------------------------------------- configs
 @dataclass
-class SB3Config:
-    """Settings shared by the SB3 adapters (names as in :class:`textgym.agents.common.base.OnPolicyConfig` where shared).
+class SB3Hyperparameters:
+    """Hyperparameters shared by the SB3 adapters (names as in :class:`textgym.agents.common.base.OnPolicyConfig` where shared).
 
     Attributes:
         seed: SB3's seed (Python, NumPy, torch, the envs' first resets) and the tiny presets' weight seed.
@@ -98,11 +99,6 @@ class SB3Config:
             that step as terminal (the score is paid there; see the module docstring).
         lora: LoRA for the policy (``None``, ``True`` or a dict of ``peft.LoraConfig`` fields).
         adapter: path of a LoRA adapter to start from.
-        device: torch device (``None``: where a given model is, else CPU).
-        run_dir: folder for ``metrics.csv``, TensorBoard and ``config.json`` (``None``: in memory only).
-        tensorboard: write TensorBoard events in ``run_dir/tb``.
-        progress_bar: show a tqdm bar in ``learn``.
-        verbose: SB3's verbosity.
     """
 
     seed: int = 0
@@ -117,10 +113,21 @@ class SB3Config:
     bootstrap_truncated: bool = False
     lora: Any = None
     adapter: str | None = None
-    device: str | None = None
-    run_dir: str | None = None
-    tensorboard: bool = True
-    progress_bar: bool = True
+
+
+@dataclass
+class SB3Config(RunSettings, SB3Hyperparameters):
+    """Settings shared by the SB3 adapters: :class:`SB3Hyperparameters`, then the run settings.
+
+    The fields, in order: the hyperparameters (``seed`` ... ``adapter``), the shared
+    :class:`~textgym.agents.common.run_settings.RunSettings` (``device``, ``run_dir``,
+    ``tensorboard``, ``progress_bar``; ``run_dir`` gets ``metrics.csv``, TensorBoard and
+    ``config.json``), then ``verbose``.
+
+    Attributes:
+        verbose: SB3's verbosity.
+    """
+
     verbose: int = 0
 
     def __post_init__(self):
