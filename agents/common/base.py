@@ -20,7 +20,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,15 +29,15 @@ import torch
 
 from textgym.agents.common import checkpoint, distributed
 from textgym.agents.common.kl_controllers import make_kl_controller
-from textgym.agents.common.learn_loop import run_learn_loop
+from textgym.agents.common.learn_loop import LearnLoop, run_learn_loop
 from textgym.agents.common.logger import Logger
 from textgym.agents.common.multiturn_rollout import make_collector
-from textgym.agents.common.on_policy_config import OnPolicyConfig
+from textgym.agents.common.on_policy_config import KLPenaltyConfig, OnPolicyConfig
 from textgym.agents.common.policy import ActorCriticPolicy, LMActorCritic
 from textgym.agents.common.rollout import LogitsProcessor, RolloutBatch, check_env
 from textgym.agents.common.sampling import SamplingParams
 
-__all__ = ["OnPolicyConfig", "OnPolicyAlgorithm", "run_learn_loop"]  # the config and loop: re-exported
+__all__ = ["OnPolicyConfig", "KLPenaltyConfig", "OnPolicyAlgorithm", "run_learn_loop"]  # the configs and loop: re-exported
 
 
 def _seed_everything(seed: int) -> None:
@@ -46,7 +46,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class OnPolicyAlgorithm(abc.ABC):
+class OnPolicyAlgorithm(LearnLoop, abc.ABC):
     """Base of textgym's on-policy algorithms.
 
     Args:
@@ -62,6 +62,8 @@ class OnPolicyAlgorithm(abc.ABC):
     config_class: type[OnPolicyConfig] = OnPolicyConfig
     #: ``learn`` saves ``run_dir/checkpoint`` every ``config.save_every`` iterations (the Algorithm protocol)
     saves_checkpoints: ClassVar[bool] = True
+    #: per-minibatch stats of the last update (algorithms with minibatch epochs, see ``updates.optimize_epochs``)
+    minibatch_log: list[dict[str, float]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass's own ``__init__`` without a docstring gets this one (``help(REINFORCE.__init__)``)."""
@@ -186,25 +188,6 @@ class OnPolicyAlgorithm(abc.ABC):
             self.save(Path(self.config.run_dir) / "checkpoint")
         return metrics
 
-    def learn(self, total_timesteps: int | None = None, *, iterations: int | None = None,
-              callback: Callable[[OnPolicyAlgorithm, dict[str, Any]], bool | None] | None = None
-              ) -> OnPolicyAlgorithm:
-        """Train for ``total_timesteps`` more generated tokens or ``iterations`` more updates (give one).
-
-        Args:
-            total_timesteps: stop once this many tokens were generated in this call
-                (a whole iteration always finishes).
-            iterations: stop after this many rollout+update iterations.
-            callback: ``callback(algo, metrics)`` after each iteration; returning ``False`` stops.
-
-        Returns:
-            ``self``.
-
-        Raises:
-            ValueError: neither or both of ``total_timesteps`` and ``iterations``.
-        """
-        return run_learn_loop(self, total_timesteps, iterations, callback)
-
     def _log_samples(self, batch: RolloutBatch) -> None:
         k = self.config.log_samples
         if not k or self.config.run_dir is None or not distributed.is_main():
@@ -234,19 +217,17 @@ class OnPolicyAlgorithm(abc.ABC):
         split) to keep the training env's data position.
 
         Returns:
-            ``score_mean``, ``score_std``, ``kl_ref`` (mean per-episode sum of the
-            configured estimator; not meaningful with ``greedy``), ``kl_ref_k3``,
-            ``length_mean``, ``terminated_frac``, ``n_episodes``.
+            :func:`~textgym.agents.common.evaluation.evaluate_episodes`'s summary (``kl_ref``: the
+            configured estimator).
         """
-        from textgym.agents.common.evaluation import summarize_episodes
+        from textgym.agents.common.evaluation import evaluate_episodes
 
         cfg = self.config
         sp = SamplingParams(temperature or cfg.temperature, cfg.top_k if top_k is None else top_k,
                             cfg.top_p if top_p is None else top_p, greedy)
-        col = make_collector(self.policy, env, sp, seed=cfg.seed + 1 if seed is None else seed,
-                             score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
-                             logits_processor=self.collector.logits_processor)
-        return summarize_episodes(col, n_episodes, cfg.kl_estimator)
+        return evaluate_episodes(self.policy, env, sp, n_episodes, seed=cfg.seed + 1 if seed is None else seed,
+                                 kl_estimator=cfg.kl_estimator, score_batch_size=cfg.score_batch_size,
+                                 rescore_policy=cfg.rescore_policy, logits_processor=self.collector.logits_processor)
 
     @torch.no_grad()
     def predict(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> tuple[np.ndarray, None]:

@@ -1,11 +1,16 @@
-"""The ``learn`` loop every textgym algorithm (and the SB3 adapters) shares: :func:`run_learn_loop`."""
+"""The ``learn`` loop every textgym algorithm shares, native (:class:`OnPolicyAlgorithm`) or SB3 adapter.
+
+An algorithm provides ``train_step() -> metrics`` (one rollout + update),
+``iteration``, ``num_timesteps`` (generated tokens) and a ``logger`` with a
+progress bar; :class:`LearnLoop` gives it ``learn``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["run_learn_loop"]
+__all__ = ["LearnLoop", "run_learn_loop"]
 
 
 def _stop_requested(result: Any) -> bool:
@@ -45,3 +50,25 @@ def run_learn_loop(algo: Any, total_timesteps: int | None, iterations: int | Non
     finally:
         algo.logger.close_progress()
     return algo
+
+
+class LearnLoop:
+    """Mixin: :meth:`learn` for a class with ``train_step``, ``iteration``, ``num_timesteps`` and ``logger``."""
+
+    def learn(self, total_timesteps: int | None = None, *, iterations: int | None = None,
+              callback: Callable[[Any, dict[str, Any]], bool | None] | None = None) -> Any:
+        """Train for ``total_timesteps`` more generated tokens or ``iterations`` more updates (give one).
+
+        Args:
+            total_timesteps: stop once this many tokens were generated in this call
+                (a whole iteration always finishes; an SB3 adapter's is ``n_steps * num_envs`` tokens).
+            iterations: stop after this many rollout+update iterations.
+            callback: ``callback(algo, metrics)`` after each iteration; returning ``False`` stops.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: neither or both of ``total_timesteps`` and ``iterations``.
+        """
+        return run_learn_loop(self, total_timesteps, iterations, callback)

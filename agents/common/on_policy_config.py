@@ -24,7 +24,7 @@ from textgym.agents.common.run_settings import OnPolicyRunSettings
 from textgym.agents.common.sampling import SamplingParams
 from textgym.agents.functional import KL_ESTIMATORS
 
-__all__ = ["OnPolicyHyperparameters", "OnPolicyConfig"]
+__all__ = ["OnPolicyHyperparameters", "OnPolicyConfig", "KLPenaltyConfig"]
 
 
 @dataclass
@@ -79,11 +79,13 @@ class OnPolicyHyperparameters:
     #: (each algorithm's config names its own; checked by :meth:`__post_init__`)
     size_fields: ClassVar[tuple[str, ...]] = ()
     unit_fields: ClassVar[tuple[str, ...]] = ()
+    #: fields with a fixed set of accepted values: ``{field: choices}`` (checked by :meth:`__post_init__`)
+    choice_fields: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: the field holding the KL coefficient the controller starts from
     kl_field: ClassVar[str] = "kl_coef"
 
     def __post_init__(self):
-        """Check the settings every algorithm shares, then :attr:`size_fields` and :attr:`unit_fields`.
+        """Check the settings every algorithm shares, then :attr:`size_fields`, :attr:`unit_fields`, :attr:`choice_fields`.
 
         Raises:
             ValueError: naming the field, its value and what it must be.
@@ -102,6 +104,9 @@ class OnPolicyHyperparameters:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+        for name, choices in self.choice_fields.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
 
     def sampling(self) -> SamplingParams:
         """The training :class:`SamplingParams`."""
@@ -120,3 +125,15 @@ class OnPolicyConfig(OnPolicyRunSettings, OnPolicyHyperparameters):
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class KLPenaltyConfig(OnPolicyConfig):
+    """Settings of the token-level algorithms with a KL *reward penalty* (PPO, NLPO, A2C, REINFORCE).
+
+    Attributes:
+        kl_coef: weight of the penalty, ``r_t = env_reward_t - kl_coef * KL_t`` on every real token
+            (the initial value when ``target_kl_ref`` makes it adaptive).
+    """
+
+    kl_coef: float = 0.05
