@@ -172,19 +172,19 @@ def read_jsonl(path: Union[str, "os.PathLike[str]"]) -> list[dict[str, Any]]:
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
     with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+        return [_json_object(line, f"{path}:{number}") for number, line in enumerate(handle, 1) if line.strip()]
+
+
+def _json_object(line: str, where: str) -> dict[str, Any]:
+    """One JSON Lines row; ``where`` (``file:line``) names it in the error."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row
 
 
 @lru_cache(maxsize=None)
