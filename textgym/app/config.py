@@ -34,7 +34,9 @@ is an error.  NaN is never accepted.
 Reward specs (``env.kwargs.reward``): a registered name (``sentiment-vader``),
 ``{name: NAME, ...kwargs}`` (``textgym.rewards.make(NAME, **kwargs)``) or
 ``{weighted: {NAME: WEIGHT, ...}}`` (a :class:`textgym.rewards.WeightedSum`
-whose components are logged with the samples).
+whose components are logged with the samples).  Either mapping may add
+``backend: ray`` and ``actors: N`` (default 2) to score each batch on ``N`` Ray
+actors (:class:`textgym.rewards.RayRewardWorkers`; needs ``textgym[ray]``).
 
 Without RL: ``algorithm: none`` (or ``null``) runs the ``sft`` and/or
 ``reward_model`` stages and the evaluations, then stops; ``algo`` and a
@@ -63,7 +65,7 @@ __all__ = [
     "RewardModelDataConfig", "RewardModelStageConfig", "NO_RL", "TrainSettings",
     "EvalSettings", "PerplexityConfig", "load_config", "parse_config", "parse_overrides", "apply_overrides",
     "config_to_dict", "dump_config", "eval_env_kwargs", "build_reward", "reward_names", "build_dataclass",
-    "check_reward_spec", "is_conversation_env",
+    "check_reward_spec", "is_conversation_env", "REWARD_BACKEND_KEYS",
 ]  # fmt: skip
 
 #: The ``algorithm`` of a run without RL (``sft`` / ``reward_model`` stages and evaluation only).
@@ -630,12 +632,45 @@ def _check_choice(value: str, choices: Sequence[str], what: str, path: str, hint
                           f"({hint})", path)
 
 
+#: keys of a reward mapping that say where it runs, not what it scores
+REWARD_BACKEND_KEYS = ("backend", "actors")
+
+
+def _check_reward_backend(spec: Any, path: str) -> Any:
+    """Check ``backend`` / ``actors`` of a reward mapping; return the spec without them.
+
+    Raises:
+        ConfigError: a backend other than ``local`` / ``ray``, ``actors`` not an integer >= 1 or
+            without ``backend: ray``, or ``backend: ray`` without Ray installed.
+    """
+    if not isinstance(spec, Mapping) or not set(REWARD_BACKEND_KEYS) & set(spec):
+        return spec
+    backend = spec.get("backend", "local")
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"a reward's backend is 'local' (in this process) or 'ray' (on Ray actors), got "
+                          f"{backend!r}", f"{path}.backend")
+    if "actors" in spec:
+        n = spec["actors"]
+        if backend != "ray":
+            raise ConfigError("actors is the number of Ray actors; it needs backend: ray", f"{path}.actors")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"actors must be an integer >= 1, got {n!r}", f"{path}.actors")
+    if backend == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("backend: ray needs Ray, which is not installed; install it with: "
+                              "pip install 'textgym[ray]'", f"{path}.backend")
+    return {k: v for k, v in spec.items() if k not in REWARD_BACKEND_KEYS}
+
+
 def check_reward_spec(spec: Any, path: str) -> None:
     """Check a reward spec (name, ``{name: ..., **kwargs}``, ``{weighted: {name: weight}}``) against the registry.
 
     Raises:
         ConfigError: unknown name or malformed spec.
     """
+    spec = _check_reward_backend(spec, path)
     names = reward_names()
     hint = "see `textgym list rewards`"
     if isinstance(spec, str):
@@ -658,9 +693,17 @@ def check_reward_spec(spec: Any, path: str) -> None:
 
 def build_reward(spec: Any) -> Any:
     """A reward object from a spec (see the module docstring); names pass through (the env makes them)."""
+    if isinstance(spec, Mapping) and spec.get("backend", "local") == "ray":
+        import textgym.rewards as R
+
+        inner = {k: v for k, v in spec.items() if k not in REWARD_BACKEND_KEYS}
+        inner = build_reward(inner)
+        return R.RayRewardWorkers(inner if not isinstance(inner, str) else R.make(inner),
+                                  actors=int(spec.get("actors", 2)))
     if isinstance(spec, Mapping):
         import textgym.rewards as R
 
+        spec = {k: v for k, v in spec.items() if k not in REWARD_BACKEND_KEYS}
         if "weighted" in spec:
             w = {str(k): float(v) for k, v in spec["weighted"].items()}
             return R.WeightedSum({k: k for k in w}, weights=w)
