@@ -212,7 +212,7 @@ _TASKS.append((
              "whose hash falls in test_fraction (0.1), or a 'split' column, or separate split files",
         reward="none: reward= is required",
         license="yours",
-        defaults={"max_prompt_length": 128, "max_new_tokens": 64},
+        defaults=text.DEFAULTS,
     ),
     text.make_text,
 ))
@@ -300,7 +300,7 @@ _EXTRAS = [
             data="reasoning-gym generators (seeded): 500 train / up to 100 test (questions seen in train removed)",
             reward="reasoning-gym's own score_answer of the <answer>...</answer> text ([0, 1])",
             license="Apache-2.0 (reasoning-gym)",
-            defaults={},
+            defaults=reasoning_gym_task.DEFAULTS,
         ),
         reasoning_gym_task.make_reasoning_gym,
     ),

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from textgym.envs.common import entry_points
 from textgym.registration import build_multiturn_env
 
 __all__ = ["MT_ENV_KWARGS", "multiturn_entry_points", "multiturn_env_kwargs", "held_out"]
@@ -39,17 +40,15 @@ def multiturn_env_kwargs(task_id: str, kwargs: Mapping[str, Any], defaults: Mapp
 
 
 def multiturn_entry_points(factory: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """``(make_env, make_vector_env)`` for Gymnasium's registry from a conversation task factory."""
+    """``(make_env, make_vector_env)`` for Gymnasium's registry from a conversation task factory.
 
-    def make_env(**kwargs: Any):
-        return build_multiturn_env(factory, None, **kwargs)
-
-    def make_vector_env(num_envs: int = 8, **kwargs: Any):
-        return build_multiturn_env(factory, num_envs, **kwargs)
-
-    make_env.__doc__ = f"Single env of {factory.__name__}; see its docstring for the keyword arguments."
-    make_vector_env.__doc__ = f"Vector env of {factory.__name__}; see its docstring for the keyword arguments."
-    return make_env, make_vector_env
+    Both callables name this module as theirs (``__module__``): that is how a registered id is told
+    to be a conversation task (``textgym.app.config.is_conversation_env``).
+    """
+    pair = entry_points(factory, build_multiturn_env)
+    for fn in pair:
+        fn.__module__ = __name__
+    return pair
 
 
 def held_out(task: str, key: str, fraction: int = 5) -> bool:

@@ -2,7 +2,7 @@
 
 Private to ``textgym.envs``; the public pattern is the one of
 :mod:`textgym.envs.common` (a factory returns ``(tokenizer, samples, reward,
-env_kwargs)``, which :func:`build_task` assembles).
+settings)``, which :func:`build_task` assembles).
 
 Prompt fitting
 --------------
@@ -25,10 +25,11 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
+from textgym.env_settings import EnvSettings
 from textgym.envs.common import resolve_tokenizer, split_env_kwargs
 
 __all__ = [
-    "build_task", "check_split", "env_kwargs_for", "cut_words", "count_words", "fit_prompts", "CUT_MARK",
+    "build_task", "check_split", "task_settings", "cut_words", "count_words", "fit_prompts", "CUT_MARK",
 ]  # fmt: skip
 
 #: Appended to a text that :func:`cut_words` shortened.
@@ -51,27 +52,28 @@ def check_split(split: str, valid: Iterable[str], task_id: str) -> str:
     return split
 
 
-def env_kwargs_for(task_id: str, kwargs: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """The env keyword arguments of a factory call, with the task's defaults filled in.
+def task_settings(task_id: str, kwargs: Mapping[str, Any], defaults: Mapping[str, Any]) -> EnvSettings:
+    """The env settings of a factory call: ``kwargs`` over the task's ``defaults``.
 
     Args:
         task_id: used in error messages.
-        kwargs: the factory's ``**kwargs`` (env arguments only).
-        defaults: e.g. ``{"max_prompt_length": 512, "max_new_tokens": 128}``.
+        kwargs: the factory's ``**kwargs`` (env settings only).
+        defaults: the task's defaults (its :class:`~textgym.registration.TaskSpec`'s), e.g.
+            ``{"max_prompt_length": 512, "max_new_tokens": 128}``.
 
     Raises:
-        TypeError: an argument is neither an env argument nor one of the task's.
+        TypeError: an argument is neither an env setting nor one of the task's.
+        ValueError: a bad value (a length that is not a positive int, ...: see :class:`EnvSettings`).
     """
     env, rest = split_env_kwargs(dict(kwargs))
     if rest:
         raise TypeError(f"{task_id} got unknown arguments {sorted(rest)}")
-    for key, value in defaults.items():
-        env.setdefault(key, value)
+    env = {**defaults, **env}
     for key in ("max_prompt_length", "max_new_tokens"):
         value = env.get(key)
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{task_id}: {key} must be a positive int, got {value!r}")
-    return env
+    return EnvSettings(**env)
 
 
 def build_task(
@@ -87,10 +89,10 @@ def build_task(
     defaults: Mapping[str, Any],
     make_samples: Callable[[Any, int, Any], list[dict[str, Any]]],
     reward_model: Any = None,
-) -> tuple[Any, Any, Any, dict[str, Any]]:
-    """The ``(tokenizer, samples, reward, env_kwargs)`` of a task factory call.
+) -> tuple[Any, Any, Any, EnvSettings]:
+    """The ``(tokenizer, samples, reward, settings)`` of a task factory call.
 
-    In order: fills in the env arguments (:func:`env_kwargs_for`), checks the
+    In order: builds the env settings (:func:`task_settings`), checks the
     split (:func:`check_split`) and that not both ``reward`` and
     ``reward_model`` are given, loads the tokenizer
     (:func:`~textgym.envs.common.resolve_tokenizer`), builds the samples
@@ -103,8 +105,8 @@ def build_task(
             ``None``: a reward name, or a function without arguments that
             returns the reward (called only then).
         splits: the task's valid splits.
-        kwargs: the factory's ``**kwargs`` (env arguments only).
-        defaults: the task's env argument defaults.
+        kwargs: the factory's ``**kwargs`` (env settings only).
+        defaults: the task's env setting defaults (its spec's).
         make_samples: ``make_samples(tokenizer, max_prompt_length,
             prompt_format)`` -> the samples of ``split`` (called only when
             ``samples is None``).
@@ -116,13 +118,13 @@ def build_task(
         TypeError: unknown argument.
         ValueError: unknown split, bad lengths, or both ``reward`` and ``reward_model``.
     """
-    env_kwargs = env_kwargs_for(task_id, kwargs, defaults)
+    settings = task_settings(task_id, kwargs, defaults)
     check_split(split, splits, task_id)
     if reward is not None and reward_model is not None:
         raise ValueError(f"{task_id}: pass either reward= or reward_model=, not both")
     tok = resolve_tokenizer(tokenizer)
     if samples is None:
-        samples = make_samples(tok, env_kwargs["max_prompt_length"], env_kwargs.get("prompt_format"))
+        samples = make_samples(tok, settings.max_prompt_length, settings.prompt_format)
     if reward is None:
         if reward_model is not None:
             from textgym.reward_api import make
@@ -130,7 +132,7 @@ def build_task(
             reward = make("reward-model", model=reward_model)
         else:
             reward = default_reward() if callable(default_reward) else default_reward
-    return tok, samples, reward, env_kwargs
+    return tok, samples, reward, settings
 
 
 def count_words(text: str) -> int:

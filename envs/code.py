@@ -135,7 +135,7 @@ def make_mbpp(
             ``max_new_tokens`` default 256, ``prompt_format``, ...).
 
     Returns:
-        ``(tokenizer, samples, reward, env_kwargs)`` for :func:`textgym.registration.build_env`.
+        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
 
     Raises:
         ValueError: unknown split or bad lengths.  TypeError: unknown argument.
@@ -165,7 +165,7 @@ def make_humaneval(
             ``max_new_tokens`` default 384, ``prompt_format``, ...).
 
     Returns:
-        ``(tokenizer, samples, reward, env_kwargs)`` for :func:`textgym.registration.build_env`.
+        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
 
     Raises:
         ValueError: a split other than ``"test"`` or bad lengths.  TypeError: unknown argument.

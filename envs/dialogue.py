@@ -127,7 +127,7 @@ def make_hh_dialogue(
             ``max_new_tokens`` default 128, ``prompt_format``, ...).
 
     Returns:
-        ``(tokenizer, samples, reward, env_kwargs)`` for :func:`textgym.registration.build_env`.
+        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
 
     Raises:
         ValueError: unknown split, bad lengths, or both ``reward`` and ``reward_model``.

@@ -116,7 +116,7 @@ def make_self_instruct(
             ``max_new_tokens`` default 256, ``prompt_format``, ...).
 
     Returns:
-        ``(tokenizer, samples, reward, env_kwargs)`` for :func:`textgym.registration.build_env`.
+        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
 
     Raises:
         ValueError: unknown split, bad lengths, or both ``reward`` and ``reward_model``.

@@ -93,7 +93,7 @@ def make_xquad(
             ``max_new_tokens`` default 32, ``prompt_format``, ...).
 
     Returns:
-        ``(tokenizer, samples, reward, env_kwargs)`` for :func:`textgym.registration.build_env`.
+        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
 
     Raises:
         ValueError: unknown split or bad lengths.  TypeError: unknown argument.

@@ -21,12 +21,14 @@ of them a one-turn :class:`textgym.TextGenEnv`::
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from typing import Any
 
 import numpy as np
 
-from textgym.envs._task import check_split, env_kwargs_for
+from textgym.envs._task import check_split, task_settings
 from textgym.envs.common import resolve_tokenizer
 from textgym.reward_api import RewardFunction
 
@@ -104,9 +106,9 @@ def make_reasoning_gym(tokenizer: Any = "smollm2-135m-instruct", task: str = "ba
         task_config: the task's own options (e.g. ``{"min_terms": 2}``).
     """
     check_split(split, SPLITS, "textgym/ReasoningGym-v0")
-    env = env_kwargs_for("textgym/ReasoningGym-v0", kwargs, DEFAULTS)
+    settings = task_settings("textgym/ReasoningGym-v0", kwargs, DEFAULTS)
     tok = resolve_tokenizer(tokenizer)
-    if "prompt_format" not in env and getattr(tok, "chat_template", None):
-        env["prompt_format"] = "chat"
+    if "prompt_format" not in kwargs and getattr(tok, "chat_template", None):
+        settings = dataclasses.replace(settings, prompt_format="chat")
     samples, dataset = reasoning_gym_samples(task, split, num_samples, seed, **(task_config or {}))
-    return tok, samples, ReasoningGymReward(dataset), env
+    return tok, samples, ReasoningGymReward(dataset), settings

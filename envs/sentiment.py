@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from textgym.envs.common import resolve_tokenizer, split_env_kwargs
+from textgym.envs._task import task_settings
+from textgym.envs.common import resolve_tokenizer
 
 __all__ = ["make_imdb", "imdb_samples"]
 
@@ -91,12 +92,8 @@ def make_imdb(
             ``max_new_tokens`` default 32, ``prompt_format``, ...).
 
     Returns:
-        ``(tokenizer, samples, reward, env_kwargs)`` for :func:`textgym.registration.build_env`.
+        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
     """
-    env_kwargs, rest = split_env_kwargs(dict(kwargs))
-    if rest:
-        raise TypeError(f"textgym/IMDB-v0 got unknown arguments {sorted(rest)}")
-    for key, value in DEFAULTS.items():
-        env_kwargs.setdefault(key, value)
+    settings = task_settings("textgym/IMDB-v0", kwargs, DEFAULTS)
     data = samples if samples is not None else imdb_samples(split, prompt_words, sentiment)
-    return resolve_tokenizer(tokenizer), data, reward, env_kwargs
+    return resolve_tokenizer(tokenizer), data, reward, settings

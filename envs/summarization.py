@@ -116,7 +116,7 @@ def make_cnn_dailymail(
             ``max_new_tokens`` default 128, ``prompt_format``, ...).
 
     Returns:
-        ``(tokenizer, samples, reward, env_kwargs)`` for :func:`textgym.registration.build_env`.
+        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
 
     Raises:
         ValueError: unknown split or bad lengths.  TypeError: unknown argument.

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from textgym.envs._task import check_split, env_kwargs_for
+from textgym.envs._task import check_split, task_settings
 from textgym.envs.common import resolve_tokenizer
 from textgym.rewards.answer import CharMatchReward, TokenCountReward  # re-exported here
 
@@ -179,9 +179,9 @@ def _make(task: str, tokenizer: Any, reward: Any, split: str, samples: Any, kwar
     task_id = f"textgym/{task_id}-v0"
     # Special tokens stay in the scored text: a policy must not pad its answer with <pad>/<unk>,
     # which a plain decode would hide from the reward.
-    env_kwargs = env_kwargs_for(task_id, kwargs, {"max_prompt_length": prompt_chars + 2,
-                                                  "max_new_tokens": answer_chars + 2,
-                                                  "skip_special_tokens": False})
+    settings = task_settings(task_id, kwargs, {"max_prompt_length": prompt_chars + 2,
+                                               "max_new_tokens": answer_chars + 2,
+                                               "skip_special_tokens": False})
     check_split(split, SPLITS, task_id)
     if tokenizer == "tiny-char":  # the preset's tokenizer, without importing torch via textgym.models
         from textgym.tokenizers import char_tokenizer
@@ -197,7 +197,7 @@ def _make(task: str, tokenizer: Any, reward: Any, split: str, samples: Any, kwar
         reward = TokenCountReward(tok)
     elif reward == "char-match":
         reward = CharMatchReward(dense=dense)
-    return tok, samples, reward, env_kwargs
+    return tok, samples, reward, settings
 
 
 def make_copy(tokenizer: Any = "tiny-char", reward: Any = None, split: str = "train", samples: Any = None, *,
@@ -216,7 +216,7 @@ def make_copy(tokenizer: Any = "tiny-char", reward: Any = None, split: str = "tr
             ``max_prompt_length`` default ``max_length + 8``, ...).
 
     Returns:
-        ``(tokenizer, samples, reward, env_kwargs)`` for :func:`textgym.registration.build_env`.
+        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
 
     Raises:
         ValueError: bad split or sizes.  TypeError: unknown argument.

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from textgym.envs._task import env_kwargs_for
+from textgym.envs._task import task_settings
 from textgym.envs.common import resolve_tokenizer
 
 __all__ = ["make_text", "TASK_ID"]
 
 TASK_ID = "textgym/Text-v0"
+#: the env lengths of textgym/Text-v0 (its TaskSpec's defaults)
+DEFAULTS = {"max_prompt_length": 128, "max_new_tokens": 64}
 
 
 def make_text(
@@ -55,14 +57,14 @@ def make_text(
         **kwargs: :class:`textgym.TextGenEnv` arguments (``max_new_tokens``, ``prompt_format``, ...).
 
     Returns:
-        ``(tokenizer, samples, reward, env_kwargs)`` for :func:`textgym.registration.build_env`.
+        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
 
     Raises:
         ValueError: no data, no reward, a missing column, an unknown or empty split.
     """
     from textgym.data_files import load_prompts
 
-    env_kwargs = env_kwargs_for(TASK_ID, kwargs, {"max_prompt_length": 128, "max_new_tokens": 64})
+    settings = task_settings(TASK_ID, kwargs, DEFAULTS)
     if data is None:
         data = samples
     elif samples is not None:
@@ -75,4 +77,4 @@ def make_text(
                          "RewardFunction or a callable f(prompts, completions, **columns) -> scores")
     rows = load_prompts(data, split, prompt_column=prompt_column, reference_column=reference_column,
                         test_fraction=test_fraction)
-    return resolve_tokenizer(tokenizer), rows, reward, env_kwargs
+    return resolve_tokenizer(tokenizer), rows, reward, settings

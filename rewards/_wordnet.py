@@ -34,6 +34,8 @@ import threading
 import warnings
 from pathlib import Path
 
+from ._cache import cache_dir
+
 __all__ = ["WordNetUnavailable", "wordnet_dir", "load_wordnet", "exception_lemmas", "cache_dir"]
 
 _FILES = (
@@ -49,34 +51,6 @@ _READER = None
 
 class WordNetUnavailable(RuntimeError):
     """No WordNet 3.0 database could be found; the message says how to get one."""
-
-
-def cache_dir() -> Path:
-    """A writable cache directory for textgym's derived files.
-
-    ``$TEXTGYM_CACHE`` if set, else the platform user cache dir
-    (``~/.cache/textgym`` on Linux), else ``<tmp>/textgym-<uid>``.
-    """
-    candidates = []
-    if os.environ.get("TEXTGYM_CACHE"):
-        candidates.append(Path(os.environ["TEXTGYM_CACHE"]).expanduser())
-    try:
-        import platformdirs
-
-        candidates.append(Path(platformdirs.user_cache_dir("textgym")))
-    except Exception:  # noqa: BLE001 - platformdirs missing or no home: use the fallbacks
-        pass
-    candidates.append(Path(tempfile.gettempdir()) / f"textgym-{os.getuid()}")
-    for cand in candidates:
-        try:
-            cand.mkdir(parents=True, exist_ok=True)
-            probe = cand / f".probe-{os.getpid()}-{threading.get_ident()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-            return cand
-        except OSError:
-            continue
-    raise OSError(f"no writable cache directory among {[str(c) for c in candidates]}; set TEXTGYM_CACHE")
 
 
 def _has_files(d: Path, names=_FILES) -> bool:

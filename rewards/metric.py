@@ -62,17 +62,6 @@ def metric_path(name: str) -> str:
     return str(path)
 
 
-def _writable(path: Path) -> bool:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".textgym-probe-{os.getpid()}-{threading.get_ident()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
-
-
 def load_metric(path: str, **init_kwargs: Any):
     """Load an ``evaluate`` module from a local script path, offline-safe, cached per process.
 
@@ -96,7 +85,7 @@ def load_metric(path: str, **init_kwargs: Any):
     import evaluate
     import evaluate.config as ev_config
 
-    from ._wordnet import cache_dir
+    from ._cache import cache_dir, writable
 
     local = Path(path)
     if local.is_dir():
@@ -106,11 +95,11 @@ def load_metric(path: str, **init_kwargs: Any):
         if key in _LOADED:
             return _LOADED[key]
         data_cache = Path(ev_config.HF_METRICS_CACHE)
-        if not _writable(data_cache):
+        if not writable(data_cache):
             data_cache = cache_dir() / "evaluate"
         kwargs = {"keep_in_memory": True, "cache_dir": str(data_cache), **init_kwargs}
         target = str(local) if local.exists() else path
-        if _writable(Path(ev_config.HF_MODULES_CACHE)):
+        if writable(Path(ev_config.HF_MODULES_CACHE)):
             module = evaluate.load(target, **kwargs)
         else:
             from evaluate.loading import evaluation_module_factory, import_main_class, init_dynamic_modules

@@ -38,17 +38,13 @@ PLAN = {
                                     ["original/readme.txt"]),
     "cnn_dailymail_t0": ("summarization/cnn_dailymail_t0",
                          {"train_first200.jsonl": "train_first200.jsonl.gz"}, []),
-    "crows_pairs": (
-        "CrowS-Pairs by Nikita Nangia, Clara Vania, Rasika Bhalerao and Samuel R. Bowman (NYU), "
-        "https://github.com/nyu-mll/crows-pairs, under CC BY-SA 4.0 "
-        "(https://creativecommons.org/licenses/by-sa/4.0/); rows unchanged except the dropped "
-        "annotation columns. Built from ROCStories and MNLI fiction prompts."
-    ),
-    "bold_prompts": (
-        "BOLD by Jwala Dhamala, Tony Sun, Varun Kumar, Satyapriya Krishna, Yada Pruksachatkun, Kai-Wei "
-        "Chang and Rahul Gupta (Amazon), https://github.com/amazon-science/bold, under CC BY-SA 4.0 "
-        "(original/LICENSE.md). Changed: a subset of the prompts, with an added id column."
-    ),
+    # CrowS-Pairs ships no license file: its README's License section is the evidence, and the
+    # CC BY-SA 4.0 text is copied from XQuAD's original/ (the same license, verbatim).
+    "crows_pairs": ("bias/crows_pairs", {"crows_pairs.jsonl": "crows_pairs.jsonl.gz"},
+                    ["original/README.md", "original/data_README.md",
+                     "../../qa/xquad_en/original/CC-BY-SA4.0.txt"]),
+    "bold_prompts": ("bias/bold_prompts", {"bold_prompts.jsonl": "bold_prompts_sample50.jsonl.gz"},
+                     ["original/README.md", "original/LICENSE.md"]),
     "xsum_t0": ("summarization/xsum_t0", {"train_first200.jsonl": "train_first200.jsonl.gz"}, []),
     "tatoeba_test_v2021-08-07": ("translation/tatoeba_test_v2021-08-07",
                                  {"en-de.first5000.jsonl": "en-de.jsonl.gz",
@@ -78,13 +74,6 @@ PLAN = {
     "commongen_v1.0": ("commongen/commongen_v1.0",
                        {"commongen.dev.flat.jsonl": "dev.jsonl.gz", "commongen.test.flat.jsonl": "test.jsonl.gz"},
                        ["original/README.md", "original/LICENSE"]),
-    # CrowS-Pairs ships no license file: its README's License section is the evidence, and the
-    # CC BY-SA 4.0 text is copied from XQuAD's original/ (the same license, verbatim).
-    "crows_pairs": ("bias/crows_pairs", {"crows_pairs.jsonl": "crows_pairs.jsonl.gz"},
-                    ["original/README.md", "original/data_README.md",
-                     "../../qa/xquad_en/original/CC-BY-SA4.0.txt"]),
-    "bold_prompts": ("bias/bold_prompts", {"bold_prompts.jsonl": "bold_prompts_sample50.jsonl.gz"},
-                     ["original/README.md", "original/LICENSE.md"]),
 }
 
 #: Prompts kept per (domain, category) of BOLD (all of a smaller group).

@@ -5,6 +5,7 @@ and the task ids (``textgym/...``, see :func:`list_envs`) with Gymnasium.
 """
 
 from textgym.env import TextGenEnv
+from textgym.env_settings import EnvSettings
 from textgym.multiturn import MultiTurnEnv
 from textgym.multiturn_vector import MultiTurnVectorEnv
 from textgym.utterance import UtteranceEnv
@@ -15,7 +16,7 @@ from textgym import rewards  # noqa: E402,F401  (registers the built-in rewards)
 from textgym import envs  # noqa: E402,F401  (registers the task ids)
 
 __version__ = "0.1.0"
-__all__ = ["TextGenEnv", "TextGenVectorEnv", "MultiTurnEnv", "MultiTurnVectorEnv", "UtteranceEnv", "list_envs",
+__all__ = ["TextGenEnv", "TextGenVectorEnv", "EnvSettings", "MultiTurnEnv", "MultiTurnVectorEnv", "UtteranceEnv", "list_envs",
            "task_spec", "models", "rewards", "envs", "__version__"]
 
 

@@ -32,39 +32,15 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from textgym.prompts import PromptFormat, SampleOrder, TaskData, decode_completion
+from textgym.env_settings import EnvSettings
+from textgym.prompts import SampleOrder, TaskData, decode_completion
 from textgym.reward_api import RewardFunction, as_reward_function, call_reward
 
-__all__ = ["TextGenEnv", "token_observation_space", "resolve_stop_ids", "check_env_args", "as_token_id"]
+__all__ = ["TextGenEnv", "token_observation_space", "resolve_stop_ids", "as_token_id"]
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def check_env_args(tokenizer: Any, *, max_prompt_length: Any, max_new_tokens: Any, vocab_size: Any,
-                   shuffle: Any, reward_on_error: Any) -> int:
-    """Validate the constructor arguments both env classes share; returns the action-space size ``V``.
-
-    Raises:
-        ValueError: a length that is not an integer >= 1; a ``vocab_size`` smaller than the
-            tokenizer (observations would hold ids outside the declared space); a non-bool
-            ``shuffle``; an unknown ``reward_on_error``.
-    """
-    for name, value in (("max_prompt_length", max_prompt_length), ("max_new_tokens", max_new_tokens)):
-        if not _is_int(value) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise ValueError(f"shuffle must be True or False, got {shuffle!r}")
-    if reward_on_error not in ("raise", "penalty"):
-        raise ValueError(f"reward_on_error must be 'raise' or 'penalty', got {reward_on_error!r}")
-    n = len(tokenizer)
-    if vocab_size is None:
-        return n
-    if not _is_int(vocab_size) or vocab_size < n:
-        raise ValueError(f"vocab_size={vocab_size!r} cannot hold the tokenizer's {n} token ids (prompts would "
-                         f"carry ids outside the observation and action spaces); omit vocab_size or give >= {n}")
-    return int(vocab_size)
 
 
 def as_token_id(action: Any, vocab_size: int) -> int:
@@ -132,26 +108,15 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
             column (see :class:`textgym.prompts.TaskData`).
         reward_fn: a registered reward name, a :class:`RewardFunction` or any
             callable (batched or per-sample).
-        max_prompt_length: ``P``, prompt slots (longer prompts are truncated,
-            counted in ``info["prompt_truncated_tokens"]`` and
-            :attr:`num_truncated_prompts`).
-        max_new_tokens: ``T``, the episode's token budget.
-        stop_token_ids: actions that end the episode (default: the tokenizer's EOS).
-        prompt_format: see :class:`TaskData` (``None``, ``"chat"``, template, callable).
-        truncation_side: ``"left"`` (default) or ``"right"``.
-        shuffle: visit samples in shuffled epochs (``True``) or in order.
-        vocab_size: size of the action space (default ``len(tokenizer)``).
-        reward_on_error: ``"raise"`` or ``"penalty"`` (see :func:`call_reward`).
-        skip_special_tokens: drop special tokens (pad, unk, ...) from the
-            decoded completion (default ``True``); ``False`` keeps them in the
-            text the reward scores, so a policy cannot hide tokens from it.
-        decode_every_step: put the partial completion in ``info`` on every step
-            (default ``True``); ``False`` decodes only at the episode end.
-        render_mode: ``None`` or ``"ansi"``.
+        settings: an :class:`~textgym.env_settings.EnvSettings` (default: its defaults).
+        **kwargs: settings by name (``max_prompt_length=``, ``max_new_tokens=``, ...: each is
+            documented once, in :class:`~textgym.env_settings.EnvSettings`), replacing those of
+            ``settings``; the vector env's own (``EnvSettings.VECTOR_ONLY``) are refused.
 
     Raises:
         ValueError: empty dataset, bad lengths, stop ids out of range, a ``vocab_size``
-            smaller than the tokenizer, a non-bool ``shuffle`` (:func:`check_env_args`).
+            smaller than the tokenizer, a non-bool ``shuffle`` (:class:`EnvSettings`).
+        TypeError: a keyword that is not a setting of this env.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -162,39 +127,28 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         samples: Sequence[Mapping[str, Any]] | Any,
         reward_fn: RewardFunction | Callable[..., Any] | str,
         *,
-        max_prompt_length: int = 64,
-        max_new_tokens: int = 32,
-        stop_token_ids: Sequence[int] | None = None,
-        prompt_format: PromptFormat = None,
-        truncation_side: str = "left",
-        shuffle: bool = True,
-        vocab_size: int | None = None,
-        reward_on_error: str = "raise",
-        skip_special_tokens: bool = True,
-        decode_every_step: bool = True,
-        render_mode: str | None = None,
+        settings: EnvSettings | None = None,
+        **kwargs: Any,
     ):
-        vocab = check_env_args(tokenizer, max_prompt_length=max_prompt_length, max_new_tokens=max_new_tokens,
-                               vocab_size=vocab_size, shuffle=shuffle, reward_on_error=reward_on_error)
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        settings = EnvSettings.of("TextGenEnv", settings, kwargs, not_for=EnvSettings.VECTOR_ONLY)
+        vocab = settings.action_space_size(tokenizer)
+        self.settings = settings
         self.tokenizer = tokenizer
-        self.data = TaskData(
-            samples, tokenizer, max_prompt_length, prompt_format=prompt_format, truncation_side=truncation_side
-        )
+        self.data = TaskData(samples, tokenizer, settings.max_prompt_length, prompt_format=settings.prompt_format,
+                             truncation_side=settings.truncation_side)
         self.data.maybe_encode_all()
         self.reward_fn = as_reward_function(reward_fn)
-        self.max_prompt_length = int(max_prompt_length)
-        self.max_new_tokens = int(max_new_tokens)
+        self.max_prompt_length = settings.max_prompt_length
+        self.max_new_tokens = settings.max_new_tokens
         self.vocab_size = vocab
-        self.stop_token_ids = resolve_stop_ids(tokenizer, stop_token_ids, self.vocab_size)
-        self.reward_on_error = reward_on_error
-        self.skip_special_tokens = skip_special_tokens
-        self.decode_every_step = decode_every_step
-        self.render_mode = render_mode
+        self.stop_token_ids = resolve_stop_ids(tokenizer, settings.stop_token_ids, self.vocab_size)
+        self.reward_on_error = settings.reward_on_error
+        self.skip_special_tokens = settings.skip_special_tokens
+        self.decode_every_step = settings.decode_every_step
+        self.render_mode = settings.render_mode
         self.observation_space = token_observation_space(self.vocab_size, self.max_prompt_length + self.max_new_tokens)
         self.action_space = spaces.Discrete(self.vocab_size)
-        self.order = SampleOrder(len(self.data), shuffle)
+        self.order = SampleOrder(len(self.data), settings.shuffle)
         self.num_truncated_prompts = 0
         length = self.max_prompt_length + self.max_new_tokens
         self._ids = np.full(length, self.data.pad_token_id, dtype=np.int64)

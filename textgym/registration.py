@@ -19,6 +19,7 @@ from typing import Any
 import gymnasium as gym
 
 from textgym.env import TextGenEnv
+from textgym.env_settings import EnvSettings
 from textgym.multiturn import MultiTurnEnv
 from textgym.multiturn_vector import MultiTurnVectorEnv
 from textgym.vector_env import TextGenVectorEnv
@@ -38,7 +39,10 @@ class TaskSpec:
         data: data set name and size.
         reward: the default reward.
         license: license of the data.
-        defaults: the default keyword arguments of the task's factory.
+        defaults: the default keyword arguments of the task's factory (for text-generation tasks
+            :class:`EnvSettings` fields, e.g. ``max_prompt_length`` and ``max_new_tokens``); the one
+            place a task's defaults are stated: Gymnasium's registry, the factory, ``textgym list``
+            and the README's task table take them from here.
     """
 
     id: str
@@ -53,23 +57,22 @@ _TASKS: dict[str, TaskSpec] = {}
 
 
 def build_env(
-    factory: Callable[..., tuple[Any, Sequence[Mapping[str, Any]], Any, dict[str, Any]]],
+    factory: Callable[..., tuple[Any, Sequence[Mapping[str, Any]], Any, EnvSettings | Mapping[str, Any]]],
     num_envs: int | None = None,
     **kwargs: Any,
 ) -> TextGenEnv | TextGenVectorEnv:
     """Build a single env (``num_envs=None``) or a vector env from a task factory.
 
-    ``factory(**kwargs)`` returns ``(tokenizer, samples, reward_fn, env_kwargs)``;
-    the task modules in ``textgym.envs`` define such factories.
+    ``factory(**kwargs)`` returns ``(tokenizer, samples, reward_fn, settings)``, the settings an
+    :class:`EnvSettings` or a mapping of its fields; the task modules in ``textgym.envs`` define
+    such factories.  Each env kind uses the settings it has (see ``EnvSettings.VECTOR_ONLY``).
     """
-    tokenizer, samples, reward_fn, env_kwargs = factory(**kwargs)
+    tokenizer, samples, reward_fn, settings = factory(**kwargs)
+    if not isinstance(settings, EnvSettings):
+        settings = EnvSettings(**settings)
     if num_envs is None:
-        env_kwargs.pop("autoreset_mode", None)
-        env_kwargs.pop("copy", None)
-        env_kwargs.pop("info_completions", None)
-        return TextGenEnv(tokenizer, samples, reward_fn, **env_kwargs)
-    env_kwargs.pop("decode_every_step", None)
-    return TextGenVectorEnv(tokenizer, samples, reward_fn, num_envs, **env_kwargs)
+        return TextGenEnv(tokenizer, samples, reward_fn, settings=settings)
+    return TextGenVectorEnv(tokenizer, samples, reward_fn, num_envs, settings=settings)
 
 
 def build_multiturn_env(

@@ -35,8 +35,9 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from textgym.env import check_env_args, resolve_stop_ids, token_observation_space
-from textgym.prompts import PromptFormat, RowOrders, TaskData, decode_completion, decode_completions
+from textgym.env import resolve_stop_ids, token_observation_space
+from textgym.env_settings import EnvSettings
+from textgym.prompts import RowOrders, TaskData, decode_completion, decode_completions
 from textgym.reward_api import RewardFunction, as_reward_function, call_reward
 
 __all__ = ["TextGenVectorEnv"]
@@ -60,24 +61,19 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
     """Native batched version of :class:`textgym.TextGenEnv` (see the module docstring).
 
     Args:
-        tokenizer, samples, reward_fn, max_prompt_length, max_new_tokens,
-        stop_token_ids, prompt_format, truncation_side, shuffle, vocab_size,
-        reward_on_error, skip_special_tokens: as for :class:`textgym.TextGenEnv`.
+        tokenizer, samples, reward_fn: as for :class:`textgym.TextGenEnv`.
         num_envs: ``N``, the number of rows.
-        autoreset_mode: an ``AutoresetMode`` or its value (``"NextStep"``,
-            ``"SameStep"``, ``"Disabled"``).
-        copy: return copies of the observation arrays (default ``True``); with
-            ``False`` the arrays are views that the next step overwrites.
-        info_completions: put each finished completion's text in
-            ``info["completion"]`` (default ``True``).  With ``False`` and a
-            reward whose ``needs_text`` is ``False`` no text is decoded at all.
-        render_mode: ``None`` or ``"ansi"``.
+        settings: an :class:`~textgym.env_settings.EnvSettings` (default: its defaults).
+        **kwargs: settings by name (``max_new_tokens=``, ``autoreset_mode=``, ``copy=``, ...: each is
+            documented once, in :class:`~textgym.env_settings.EnvSettings`), replacing those of
+            ``settings``; the single env's own (``EnvSettings.SINGLE_ONLY``) are refused.
 
     Observations: ``{"input_ids": (N, P+T) int64, "attention_mask": (N, P+T) int64}``.
     Actions: ``(N,)`` integer array.  Rewards: ``(N,)`` float64.
 
     Raises:
         ValueError: bad ``num_envs``, lengths, stop ids or autoreset mode.
+        TypeError: a keyword that is not a setting of this env.
     """
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -89,48 +85,32 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
         reward_fn: RewardFunction | Callable[..., Any] | str,
         num_envs: int = 8,
         *,
-        max_prompt_length: int = 64,
-        max_new_tokens: int = 32,
-        stop_token_ids: Sequence[int] | None = None,
-        prompt_format: PromptFormat = None,
-        truncation_side: str = "left",
-        shuffle: bool = True,
-        vocab_size: int | None = None,
-        reward_on_error: str = "raise",
-        skip_special_tokens: bool = True,
-        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-        copy: bool = True,
-        info_completions: bool = True,
-        render_mode: str | None = None,
+        settings: EnvSettings | None = None,
+        **kwargs: Any,
     ):
         if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        vocab = check_env_args(tokenizer, max_prompt_length=max_prompt_length, max_new_tokens=max_new_tokens,
-                               vocab_size=vocab_size, shuffle=shuffle, reward_on_error=reward_on_error)
-        try:
-            mode = AutoresetMode(autoreset_mode)
-        except ValueError:
-            raise ValueError(
-                f"autoreset_mode must be one of {[m.value for m in AutoresetMode]}, got {autoreset_mode!r}"
-            ) from None
+        settings = EnvSettings.of("TextGenVectorEnv", settings, kwargs, not_for=EnvSettings.SINGLE_ONLY)
+        vocab = settings.action_space_size(tokenizer)
+        mode = settings.autoreset_mode
+        self.settings = settings
         self.tokenizer = tokenizer
-        self.data = TaskData(
-            samples, tokenizer, max_prompt_length, prompt_format=prompt_format, truncation_side=truncation_side
-        )
+        self.data = TaskData(samples, tokenizer, settings.max_prompt_length, prompt_format=settings.prompt_format,
+                             truncation_side=settings.truncation_side)
         self.data.maybe_encode_all()
         self.reward_fn = as_reward_function(reward_fn)
         self.num_envs = int(num_envs)
-        self.max_prompt_length = int(max_prompt_length)
-        self.max_new_tokens = int(max_new_tokens)
+        self.max_prompt_length = settings.max_prompt_length
+        self.max_new_tokens = settings.max_new_tokens
         self.vocab_size = vocab
-        self.stop_token_ids = resolve_stop_ids(tokenizer, stop_token_ids, self.vocab_size)
+        self.stop_token_ids = resolve_stop_ids(tokenizer, settings.stop_token_ids, self.vocab_size)
         self._is_stop = np.zeros(self.vocab_size, dtype=bool)  # (V,) look-up table, faster than np.isin
         self._is_stop[self.stop_token_ids] = True
-        self.reward_on_error = reward_on_error
-        self.skip_special_tokens = skip_special_tokens
-        self.copy = copy
-        self.info_completions = info_completions
-        self.render_mode = render_mode
+        self.reward_on_error = settings.reward_on_error
+        self.skip_special_tokens = settings.skip_special_tokens
+        self.copy = settings.copy
+        self.info_completions = settings.info_completions
+        self.render_mode = settings.render_mode
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.autoreset_mode = mode
         length = self.max_prompt_length + self.max_new_tokens
@@ -150,7 +130,7 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
         self._raw_prompts: list[str] = [""] * n  # custom prompts (rows with index -1)
         self._prompt_texts: list[str] = [""] * n
         self._last_dense = np.zeros(n, dtype=np.float64)
-        self._init_row_orders(len(self.data), shuffle)
+        self._init_row_orders(len(self.data), settings.shuffle)
         self._rows = np.arange(n)
         self.num_truncated_prompts = 0
         self._started = False

@@ -102,6 +102,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for spec in textgym.list_envs(details=True):
             print(f"  {spec.id}\n      task: {spec.task}\n      data: {spec.data}\n"
                   f"      reward: {spec.reward}; license: {spec.license}")
+            if spec.defaults:
+                print("      defaults: " + ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items()))
     if what in ("all", "rewards"):
         print("\nRewards (textgym.rewards.make(name) or reward=name):" if what == "all" else "Rewards:")
         print("  " + ", ".join(textgym.rewards.list()))

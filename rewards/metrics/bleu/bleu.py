@@ -9,9 +9,10 @@ and a smoothing method for zero counts (Chen & Cherry, 2014, "A Systematic
 Comparison of Smoothing Techniques for Sentence-Level BLEU").
 """
 
-import datasets
 import evaluate
 from sacrebleu.metrics import BLEU
+
+from textgym.rewards.metric_script import text_metric_info
 
 _DESCRIPTION = "Sentence-level BLEU in [0, 1] per prediction, plus corpus BLEU, computed with sacrebleu."
 
@@ -39,17 +40,7 @@ class Bleu(evaluate.Metric):
     """Per-sentence BLEU (0-1) on top of sacrebleu."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
-        )
+        return text_metric_info(_DESCRIPTION, _CITATION, _INPUTS)
 
     def _compute(self, predictions, references, max_order=4, smooth_method="exp", smooth_value=None,
                  tokenize="13a", lowercase=False):

@@ -7,9 +7,10 @@ chrF++ (Popovic, 2017) adds word uni- and bigrams (``word_order=2``).  Counting
 by sacrebleu's ``CHRF``; whitespace is ignored by default.
 """
 
-import datasets
 import evaluate
 from sacrebleu.metrics import CHRF
+
+from textgym.rewards.metric_script import text_metric_info
 
 _DESCRIPTION = "Sentence-level chrF in [0, 1] per prediction plus the corpus chrF, computed with sacrebleu."
 
@@ -37,17 +38,7 @@ class ChrF(evaluate.Metric):
     """Per-sentence chrF (0-1) on top of sacrebleu."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
-        )
+        return text_metric_info(_DESCRIPTION, _CITATION, _INPUTS)
 
     def _compute(self, predictions, references, char_order=6, word_order=0, beta=2, lowercase=False,
                  whitespace=False):

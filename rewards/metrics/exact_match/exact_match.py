@@ -6,10 +6,10 @@ whitespace; Rajpurkar et al., 2016, "SQuAD: 100,000+ Questions for Machine
 Comprehension of Text", official evaluation script), else 0.
 """
 
-import datasets
 import evaluate
 
 from textgym.rewards._text import squad_normalize
+from textgym.rewards.metric_script import text_metric_info
 
 _DESCRIPTION = "Per-sample exact match (0 or 1) after SQuAD answer normalisation."
 
@@ -33,17 +33,7 @@ class ExactMatch(evaluate.Metric):
     """SQuAD-style exact match per sample."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
-        )
+        return text_metric_info(_DESCRIPTION, _CITATION, _INPUTS)
 
     def _compute(self, predictions, references, normalize=True):
         norm = squad_normalize if normalize else str.strip

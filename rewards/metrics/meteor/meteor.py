@@ -15,12 +15,12 @@ word characters and single punctuation marks, lowercased (NLTK's
 ``word_tokenize`` would need the downloaded Punkt model).
 """
 
-import datasets
 import evaluate
 from nltk.translate.meteor_score import meteor_score
 
 from textgym.rewards._text import word_tokens
 from textgym.rewards._wordnet import load_wordnet
+from textgym.rewards.metric_script import text_metric_info
 
 _DESCRIPTION = "Per-sample METEOR in [0, 1] and the mean, computed with NLTK and offline WordNet 3.0."
 
@@ -44,17 +44,7 @@ class Meteor(evaluate.Metric):
     """Per-sample METEOR with offline WordNet."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
-        )
+        return text_metric_info(_DESCRIPTION, _CITATION, _INPUTS)
 
     def _download_and_prepare(self, dl_manager):
         load_wordnet()  # fail early, with instructions, if WordNet is missing

@@ -8,9 +8,10 @@ non-alphanumeric characters as separators, optional Porter stemming); with
 several references a sample gets the best F-measure over them.
 """
 
-import datasets
 import evaluate
 from rouge_score import rouge_scorer
+
+from textgym.rewards.metric_script import text_metric_info
 
 _DESCRIPTION = "Per-sample ROUGE F-measures in [0, 1] and their means, computed with rouge-score."
 
@@ -37,17 +38,7 @@ class Rouge(evaluate.Metric):
     """Per-sample ROUGE on top of rouge-score."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
-        )
+        return text_metric_info(_DESCRIPTION, _CITATION, _INPUTS)
 
     def _compute(self, predictions, references, rouge_types=("rouge1", "rouge2", "rougeL"), use_stemmer=False):
         rouge_types = tuple(rouge_types)

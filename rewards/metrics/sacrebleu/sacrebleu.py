@@ -6,9 +6,10 @@ sacrebleu's tokenizers ('13a', 'intl', 'zh', 'ja-mecab', 'char', 'none', ...),
 exponential smoothing by default and effective order for sentence scores.
 """
 
-import datasets
 import evaluate
 from sacrebleu.metrics import BLEU
+
+from textgym.rewards.metric_script import text_metric_info
 
 _DESCRIPTION = "Sentence-level SacreBLEU (0-100) per prediction plus the corpus score and its signature."
 
@@ -34,17 +35,7 @@ class SacreBleu(evaluate.Metric):
     """sacrebleu's BLEU, per sentence and per corpus."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
-        )
+        return text_metric_info(_DESCRIPTION, _CITATION, _INPUTS)
 
     def _compute(self, predictions, references, tokenize="13a", lowercase=False, smooth_method="exp",
                  smooth_value=None):

@@ -9,10 +9,10 @@ otherwise (the SQuAD 2.0 script's convention for unanswerable questions).
 
 from collections import Counter
 
-import datasets
 import evaluate
 
 from textgym.rewards._text import squad_tokens
+from textgym.rewards.metric_script import text_metric_info
 
 _DESCRIPTION = "Per-sample SQuAD token F1 in [0, 1] (max over references)."
 
@@ -48,17 +48,7 @@ class TokenF1(evaluate.Metric):
     """SQuAD-style token F1 per sample."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
-        )
+        return text_metric_info(_DESCRIPTION, _CITATION, _INPUTS)
 
     def _compute(self, predictions, references):
         f1s, ps, rs = [], [], []
