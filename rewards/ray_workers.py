@@ -27,7 +27,9 @@ Guarantees
   at the start of the next batch.
 * **An error of the reward itself is not retried** (it would fail again): it is
   raised as :class:`textgym.reward_api.RewardError` naming the sample by its
-  position in the whole batch.
+  position in the whole batch.  The wrapper is a batched reward, so with
+  ``call_reward(..., on_error="penalty")`` an error penalises the whole batch,
+  also where an in-process per-sample function would penalise only its sample.
 
 Ray is started on first use if it is not running (``ray.init`` on this machine,
 no dashboard, usage statistics off); connect to a cluster with
@@ -207,6 +209,11 @@ class RayRewardWorkers(RewardFunction):
                 raise _relabel(exc.cause if exc.cause is not None else exc, chunk["start"], self.name) from None
             except RayActorError:  # the actor died or is unreachable: its share goes to another actor
                 dead = chunk["actors"][-1]
+                if self.actors[dead] is not None:  # an unreachable one may still run: stop it, free its CPU
+                    try:
+                        self._ray.kill(self.actors[dead])
+                    except Exception:  # noqa: BLE001 - already gone
+                        pass
                 self.actors[dead] = None
                 if len(chunk["actors"]) >= self.max_attempts:
                     raise RewardError(f"reward {self.name!r}: rows {chunk['start']}..{chunk['stop'] - 1} were lost "
@@ -224,7 +231,11 @@ class RayRewardWorkers(RewardFunction):
 
 
 def _relabel(exc: BaseException, offset: int, name: str) -> RewardError:
-    """The reward's own error, its sample named by the position in the whole batch."""
+    """The reward's own error, its sample named by the position in the whole batch.
+
+    ``RewardError.relabel`` keeps the index; ``call_reward`` reads it to name the sample for its
+    caller, so the shifted index is set here from the error's message parts.
+    """
     if isinstance(exc, RewardError):
         if exc.index is not None and exc._parts is not None:
             return RewardError(exc._parts[0] + f"sample {offset + exc.index}" + exc._parts[1],

@@ -126,7 +126,9 @@ def test_an_error_of_the_reward_names_the_row_of_the_whole_batch():
         with pytest.raises(RewardError, match=r"raised ValueError on sample 5 .*no thanks"):
             call_reward(workers, ["p"] * 8, completions)
         scores, comps = call_reward(workers, ["p"] * 8, completions, on_error="penalty", penalty=-1.0)
-        assert scores.tolist() == [-1.0] * 8 and comps["reward_error"].tolist() == [1.0] * 8  # as in-process
+        # the wrapper is a batched reward: call_reward penalises its whole batch (a per-sample function
+        # in-process would lose only row 5)
+        assert scores.tolist() == [-1.0] * 8 and comps["reward_error"].tolist() == [1.0] * 8
     finally:
         workers.close()
 
@@ -159,3 +161,15 @@ def test_config_backend_ray_builds_workers_and_bad_values_are_one_line():
         with pytest.raises(ConfigError, match=re.escape(msg)) as info:
             check_reward_spec(bad, "r")
         assert info.value.key == where and "\n" not in str(info.value)
+
+
+def test_config_backend_ray_without_ray_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    from textgym.app.config import ConfigError, check_reward_spec
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(ConfigError, match=re.escape("pip install 'textgym[ray]'")) as info:
+        check_reward_spec({"name": "length", "backend": "ray"}, "r")
+    assert info.value.key == "r.backend"

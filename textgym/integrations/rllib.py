@@ -46,7 +46,10 @@ Cost: RLlib's env runners call the module once per env step on the whole
 observation (RLlib's per-step connector design keeps no KV cache between
 steps), so each generated token recomputes the full context: ``O(L)``
 token-forwards per token instead of ``O(1)`` with textgym's own KV-cached
-rollouts.  The README's "Ray and RLlib" section has the measured tokens/s.
+rollouts.  RLlib's update is per step too: every timestep is a training row
+with its full observation, so the forward and backward run over the context
+once per generated token, where textgym's update runs each episode once.
+The README's "Ray and RLlib" section has the measured tokens/s.
 
 Ray is an optional dependency: ``pip install 'textgym[ray]'``.
 """
