@@ -17,7 +17,8 @@ _EXPORTS = {
     "SamplingParams": ("textgym.agents.common.sampling", "SamplingParams"),
     "Algorithm": ("textgym.agents.common.protocol", "Algorithm"),
     "OnPolicyAlgorithm": ("textgym.agents.common.base", "OnPolicyAlgorithm"),
-    "OnPolicyConfig": ("textgym.agents.common.base", "OnPolicyConfig"),
+    "OnPolicyConfig": ("textgym.agents.common.on_policy_config", "OnPolicyConfig"),
+    "RunSettings": ("textgym.agents.common.run_settings", "RunSettings"),
     "PPO": ("textgym.agents.algorithms.ppo", "PPO"),
     "PPOConfig": ("textgym.agents.algorithms.ppo", "PPOConfig"),
     "REINFORCE": ("textgym.agents.algorithms.reinforce", "REINFORCE"),
@@ -30,6 +31,8 @@ _EXPORTS = {
     "RLOOConfig": ("textgym.agents.algorithms.rloo", "RLOOConfig"),
     "GRPO": ("textgym.agents.algorithms.grpo", "GRPO"),
     "GRPOConfig": ("textgym.agents.algorithms.grpo", "GRPOConfig"),
+    "OnlineDPO": ("textgym.agents.algorithms.online_dpo", "OnlineDPO"),
+    "OnlineDPOConfig": ("textgym.agents.algorithms.online_dpo", "OnlineDPOConfig"),
     "Logger": ("textgym.agents.common.logger", "Logger"),
     # stable-baselines3 interop: the SB3 policy class and SB3's PPO / A2C behind textgym's interface
     "TextGymLMPolicy": ("textgym.agents.algorithms.sb3_policy", "TextGymLMPolicy"),

@@ -324,6 +324,50 @@ def sync(device: Any) -> None:
         torch.cuda.synchronize()
 
 
+def timed_runs(run: Callable[[], Any], repeats: int, device: Any) -> Iterator[tuple[float, Any]]:
+    """Call ``run()`` ``repeats + 1`` times, the first a warm-up; yield ``(seconds, result)`` of each timed call.
+
+    The device is synchronised before and after each call (:func:`sync`), so the
+    seconds are complete; code between two yields (e.g. reading what the call
+    recorded) is not timed.
+    """
+    for i in range(repeats + 1):
+        sync(device)
+        t0 = time.perf_counter()
+        out = run()
+        sync(device)
+        if i:
+            yield time.perf_counter() - t0, out
+
+
+def time_scoring(collector: Any) -> dict[str, float]:
+    """Wrap ``collector.score`` (a rollout collector's scoring pass) so that the seconds of its
+    latest call are in the returned dict under ``"score"``: a rollout's time without it is
+    ``total - spent["score"]``."""
+    inner, spent = collector.score, {}
+
+    def timed_score(*a: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        out = inner(*a, **kw)
+        spent["score"] = time.perf_counter() - t0
+        return out
+
+    collector.score = timed_score
+    return spent
+
+
+def parse_bench_args(ap: Any, argv: Sequence[str] | None, *, repeats: int, out: str = "table") -> Any:
+    """Add ``--repeats``, ``--threads`` and ``--out-dir`` to the ``argparse`` parser ``ap``, parse ``argv``,
+    then :func:`quiet` and :func:`set_threads` (a throughput script's common start); returns the arguments."""
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--out-dir", default=None, help=f"where to write the {out} (default benchmarks/results)")
+    args = ap.parse_args(argv)
+    quiet()
+    set_threads(args.threads)
+    return args
+
+
 def export_model(name: str, dtype: str = "float32") -> str:
     """Save ``textgym.models.load(name)`` (model + tokenizer) to a local folder, for libraries that want a path.
 

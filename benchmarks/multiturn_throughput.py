@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import argparse
 import re
-import time
 
 import numpy as np
 import torch
-from _common import Table, machine_info, quiet, set_threads, sync
+from _common import Table, machine_info, parse_bench_args, time_scoring, timed_runs
 
 from textgym import MultiTurnVectorEnv
 from textgym.agents import LMActorCritic, MultiTurnRolloutCollector, SamplingParams
@@ -67,23 +66,10 @@ def make_env(tok, batch: int, turns: int, turn_tokens: int, vocab: int) -> Multi
 def time_textgym(policy, env, sp, repeats: int) -> float:
     """Best generation seconds of a full conversation batch (scoring pass subtracted)."""
     col = MultiTurnRolloutCollector(policy, env, sp, seed=0)
-    inner, spent = col.score, {}
-
-    def timed_score(*a, **kw):
-        t0 = time.perf_counter()
-        out = inner(*a, **kw)
-        spent["score"] = time.perf_counter() - t0
-        return out
-
-    col.score = timed_score
+    spent = time_scoring(col)
     best = float("inf")
-    for i in range(repeats + 1):
-        sync(policy.device)
-        t0 = time.perf_counter()
-        batch = col.collect(seed=0)
-        sync(policy.device)
-        if i:
-            best = min(best, time.perf_counter() - t0 - spent["score"])
+    for seconds, batch in timed_runs(lambda: col.collect(seed=0), repeats, policy.device):
+        best = min(best, seconds - spent["score"])
     assert int(batch.mask.sum(-1).min()) == env.conv.max_turns * env.conv.max_turn_tokens, batch.mask.sum(-1)
     return best
 
@@ -120,16 +106,10 @@ def reencode_rollout(policy, tok, batch: int, turns: int, turn_tokens: int, sp, 
 
 def time_reencode(policy, tok, batch, turns, turn_tokens, sp, repeats: int) -> float:
     gen = torch.Generator(device=policy.device).manual_seed(0)
-    best = float("inf")
-    for i in range(repeats + 1):
-        sync(policy.device)
-        t0 = time.perf_counter()
-        n = reencode_rollout(policy, tok, batch, turns, turn_tokens, sp, gen)
-        sync(policy.device)
-        if i:
-            best = min(best, time.perf_counter() - t0)
-    assert n == batch * turns * turn_tokens
-    return best
+    runs = list(timed_runs(lambda: reencode_rollout(policy, tok, batch, turns, turn_tokens, sp, gen), repeats,
+                           policy.device))
+    assert runs[-1][1] == batch * turns * turn_tokens
+    return min(seconds for seconds, _ in runs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,12 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--turns", type=int, default=4)
     ap.add_argument("--turn-tokens", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--out-dir", default=None, help="where to write the table (default benchmarks/results)")
-    args = ap.parse_args(argv)
-    quiet()
-    set_threads(args.threads)
+    args = parse_bench_args(ap, argv, repeats=2)
     policy = LMActorCritic.from_pretrained(args.model, device=args.device)
     tok = policy.tokenizer
     if not getattr(tok, "chat_template", None):  # the tiny presets: a ChatML template, as SmolLM2 has

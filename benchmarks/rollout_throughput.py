@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import time
 
 import torch
-from _common import Table, machine_info, quiet, set_threads, sync
+from _common import Table, machine_info, parse_bench_args, time_scoring, timed_runs
 from _common import synthetic_env as make_env
 
 from textgym.agents import LMActorCritic, RolloutCollector, SamplingParams
@@ -37,25 +36,10 @@ from textgym.agents import LMActorCritic, RolloutCollector, SamplingParams
 def time_textgym(policy, env, sp, repeats: int, rescore: bool = True) -> tuple[float, float]:
     """Best (generation seconds, scoring seconds) over ``repeats`` rollouts."""
     col = RolloutCollector(policy, env, sp, seed=0, rescore_policy=rescore)
-    inner = col.score
-    spent = {}
-
-    def timed_score(*a, **kw):
-        t0 = time.perf_counter()
-        out = inner(*a, **kw)
-        spent["score"] = time.perf_counter() - t0
-        return out
-
-    col.score = timed_score
+    spent = time_scoring(col)
     best = (float("inf"), float("inf"))
-    for i in range(repeats + 1):  # the first run warms up
-        sync(policy.device)
-        t0 = time.perf_counter()
-        col.collect(seed=0)
-        sync(policy.device)
-        total = time.perf_counter() - t0
-        if i:
-            best = min(best, (total - spent["score"], spent["score"]))
+    for total, _ in timed_runs(lambda: col.collect(seed=0), repeats, policy.device):
+        best = min(best, (total - spent["score"], spent["score"]))
     return best
 
 
@@ -67,17 +51,11 @@ def time_generate(model, tok, env, sp, t: int, repeats: int) -> float:
     mask = torch.from_numpy(obs["attention_mask"][:, :p]).to(dev)
     kw = dict(do_sample=True, temperature=sp.temperature, top_k=sp.top_k or 0, top_p=sp.top_p,
               max_new_tokens=t, min_new_tokens=t, pad_token_id=tok.pad_token_id)
-    best = float("inf")
     with torch.no_grad():
-        for i in range(repeats + 1):
-            sync(dev)
-            t0 = time.perf_counter()
-            out = model.generate(input_ids=ids, attention_mask=mask, **kw)
-            sync(dev)
-            if i:
-                best = min(best, time.perf_counter() - t0)
+        runs = list(timed_runs(lambda: model.generate(input_ids=ids, attention_mask=mask, **kw), repeats, dev))
+    out = runs[-1][1]
     assert out.shape[1] == p + t, out.shape
-    return best
+    return min(seconds for seconds, _ in runs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,12 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-k", type=int, default=0)
     ap.add_argument("--top-p", type=float, default=1.0)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--out-dir", default=None, help="where to write the tables (default benchmarks/results)")
-    args = ap.parse_args(argv)
-    quiet()
-    set_threads(args.threads)
+    args = parse_bench_args(ap, argv, repeats=3, out="tables")
 
     policy = LMActorCritic.from_pretrained(args.model, device=args.device)
     model, tok = policy.lm, policy.tokenizer

@@ -36,7 +36,7 @@ from textgym.env_settings import EnvSettings
 from textgym.prompts import SampleOrder, TaskData, decode_completion
 from textgym.reward_api import RewardFunction, as_reward_function, call_reward
 
-__all__ = ["TextGenEnv", "token_observation_space", "resolve_stop_ids", "as_token_id"]
+__all__ = ["TextGenEnv", "token_observation_space", "resolve_stop_ids", "as_token_id", "init_task_attributes"]
 
 
 def _is_int(value: Any) -> bool:
@@ -99,6 +99,33 @@ def resolve_stop_ids(tokenizer: Any, stop_token_ids: Sequence[int] | None, vocab
     return ids
 
 
+def init_task_attributes(env: Any, tokenizer: Any, samples: Any, reward_fn: Any, settings: EnvSettings) -> None:
+    """Set what :class:`TextGenEnv` and :class:`textgym.TextGenVectorEnv` both hold from their arguments.
+
+    ``settings``, ``tokenizer``, ``data`` (a :class:`TaskData`, encoded up front when it can be),
+    ``reward_fn``, ``max_prompt_length``, ``max_new_tokens``, ``vocab_size``, ``stop_token_ids``,
+    ``reward_on_error``, ``skip_special_tokens``, ``render_mode``.
+
+    Raises:
+        ValueError: a ``vocab_size`` smaller than the tokenizer (checked before the data is read),
+            an empty dataset, stop ids out of range.
+    """
+    vocab = settings.action_space_size(tokenizer)
+    env.settings = settings
+    env.tokenizer = tokenizer
+    env.data = TaskData(samples, tokenizer, settings.max_prompt_length, prompt_format=settings.prompt_format,
+                        truncation_side=settings.truncation_side)
+    env.data.maybe_encode_all()
+    env.reward_fn = as_reward_function(reward_fn)
+    env.max_prompt_length = settings.max_prompt_length
+    env.max_new_tokens = settings.max_new_tokens
+    env.vocab_size = vocab
+    env.stop_token_ids = resolve_stop_ids(tokenizer, settings.stop_token_ids, vocab)
+    env.reward_on_error = settings.reward_on_error
+    env.skip_special_tokens = settings.skip_special_tokens
+    env.render_mode = settings.render_mode
+
+
 class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
     """Token-level text-generation env (see the module docstring for the MDP).
 
@@ -131,21 +158,8 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         **kwargs: Any,
     ):
         settings = EnvSettings.of("TextGenEnv", settings, kwargs, not_for=EnvSettings.VECTOR_ONLY)
-        vocab = settings.action_space_size(tokenizer)
-        self.settings = settings
-        self.tokenizer = tokenizer
-        self.data = TaskData(samples, tokenizer, settings.max_prompt_length, prompt_format=settings.prompt_format,
-                             truncation_side=settings.truncation_side)
-        self.data.maybe_encode_all()
-        self.reward_fn = as_reward_function(reward_fn)
-        self.max_prompt_length = settings.max_prompt_length
-        self.max_new_tokens = settings.max_new_tokens
-        self.vocab_size = vocab
-        self.stop_token_ids = resolve_stop_ids(tokenizer, settings.stop_token_ids, self.vocab_size)
-        self.reward_on_error = settings.reward_on_error
-        self.skip_special_tokens = settings.skip_special_tokens
+        init_task_attributes(self, tokenizer, samples, reward_fn, settings)
         self.decode_every_step = settings.decode_every_step
-        self.render_mode = settings.render_mode
         self.observation_space = token_observation_space(self.vocab_size, self.max_prompt_length + self.max_new_tokens)
         self.action_space = spaces.Discrete(self.vocab_size)
         self.order = SampleOrder(len(self.data), settings.shuffle)
@@ -178,21 +192,13 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
             IndexError: ``sample_index`` out of range.
         """
         super().reset(seed=seed)
-        if seed is not None:
-            self.order.restart()
-        options = options or {}
-        if "prompt" in options:
+        i = self.order.pick(options or {}, self.np_random, restart=seed is not None)
+        if i is None:  # a one-off prompt
             self._index = -1
             sample = {self.data.prompt_key: str(options["prompt"])}
             enc = self.data.encode_text(self.data.format(sample))
             self._raw_prompt, self._refs, self._columns = str(options["prompt"]), [], {}
         else:
-            if "sample_index" in options:
-                i = int(options["sample_index"])
-                if not 0 <= i < len(self.data):
-                    raise IndexError(f"sample_index {i} out of range [0, {len(self.data)})")
-            else:
-                i = self.order.next(self.np_random)
             self._index = i
             enc = self.data.encode(i)
             self._raw_prompt, self._refs, self._columns = self.data.prompt(i), self.data.references(i), self.data.columns(i)

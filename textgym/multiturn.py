@@ -171,25 +171,16 @@ class MultiTurnEnv(gym.Env[dict[str, np.ndarray], int]):
             options: ``{"sample_index": i}`` or ``{"prompt": "..."}``.
 
         Returns:
-            ``(observation, info)``.
+            ``(observation, info)``: the prompt, and the conversation's ``info`` (turn fields).
 
         Raises:
             IndexError: ``sample_index`` out of range.
         """
         super().reset(seed=seed)
-        if seed is not None:
-            self.order.restart()
-        options = options or {}
-        n = len(self.conv.data)
-        if "prompt" in options:
+        i = self.order.pick(options or {}, self.np_random, restart=seed is not None)
+        if i is None:  # a one-off prompt
             self.conv.start(0, self.np_random, None, prompt=str(options["prompt"]))
         else:
-            if "sample_index" in options:
-                i = int(options["sample_index"])
-                if not 0 <= i < n:
-                    raise IndexError(f"sample_index {i} out of range [0, {n})")
-            else:
-                i = self.order.next(self.np_random)
             self.conv.start(0, self.np_random, i)
         self._done = False
         return self.conv.obs(0), self.conv.info(0)

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -91,7 +90,6 @@ class MultiTurnVectorEnv(RowOrders, VectorEnv):
         self._needs_reset = np.zeros(n, dtype=bool)
         self._term = np.zeros(n, dtype=bool)
         self._trunc = np.zeros(n, dtype=bool)
-        self._started = False
 
     # ------------------------------------------------------------------ reset
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
@@ -106,26 +104,9 @@ class MultiTurnVectorEnv(RowOrders, VectorEnv):
             IndexError: a sample index out of range.
         """
         options = dict(options or {})
-        n = self.num_envs
-        if seed is not None:
-            seeds = [seed + i for i in range(n)] if isinstance(seed, (int, np.integer)) else list(seed)
-            if len(seeds) != n:
-                raise ValueError(f"got {len(seeds)} seeds for {n} envs")
-            for i, s in enumerate(seeds):
-                if s is not None:
-                    self._rngs[i], _ = seeding.np_random(int(s))
-                    self._orders[i].restart()
-        mask = np.asarray(options.get("reset_mask", np.ones(n, dtype=bool)), dtype=bool)
-        if mask.shape != (n,):
-            raise ValueError(f"reset_mask must have shape ({n},), got {mask.shape}")
-        if not self._started and not mask.all():
-            raise ValueError("the first reset must reset every row (no reset_mask)")
-        for key in ("sample_indices", "prompts"):
-            if key in options and len(options[key]) != n:
-                raise ValueError(f"options[{key!r}] must have {n} entries, got {len(options[key])}")
-        self._started = True
+        rows = self._begin_reset(seed, options)  # seeds, checks (RowOrders)
         infos: dict[str, Any] = {}
-        self._reset_rows(np.flatnonzero(mask), infos, options)
+        self._reset_rows(rows, infos, options)
         self._put_turn(infos)
         return self._obs(), infos
 

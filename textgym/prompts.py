@@ -261,6 +261,29 @@ class SampleOrder:
         self._pos += 1
         return i
 
+    def pick(self, options: Mapping[str, Any], rng: np.random.Generator, *, restart: bool = False) -> int | None:
+        """The sample of a single-row env's reset (:class:`textgym.TextGenEnv`, :class:`textgym.MultiTurnEnv`).
+
+        Args:
+            options: the reset's options: ``{"prompt": ...}`` (a one-off prompt: ``None`` is
+                returned), ``{"sample_index": i}`` (sample ``i``), or neither (:meth:`next`).
+            rng: the env's ``np_random``.
+            restart: :meth:`restart` first (the reset was given a seed).
+
+        Raises:
+            IndexError: ``sample_index`` out of range.
+        """
+        if restart:
+            self.restart()
+        if "prompt" in options:
+            return None
+        if "sample_index" not in options:
+            return self.next(rng)
+        i = int(options["sample_index"])
+        if not 0 <= i < self.n:
+            raise IndexError(f"sample_index {i} out of range [0, {self.n})")
+        return i
+
     def state_dict(self) -> dict[str, Any]:
         """Position in the current epoch, for checkpoints."""
         return {"order": None if self._order is None else self._order.tolist(), "pos": self._pos}
@@ -313,6 +336,39 @@ class RowOrders:
         self.shuffle = bool(shuffle)  # each row's sample order: shuffled epochs, or file order
         self._rngs = [seeding.np_random(None)[0] for _ in range(self.num_envs)]
         self._orders = [SampleOrder(n_samples, self.shuffle) for _ in range(self.num_envs)]
+        self._started = False  # the first reset must reset every row
+
+    def _begin_reset(self, seed: int | Sequence[int | None] | None, options: Mapping[str, Any]) -> np.ndarray:
+        """The checks and seeding a vector ``reset`` starts with; returns the rows to reset.
+
+        Reseeds the rows ``seed`` names (an int: row ``i`` gets ``seed + i``; a list of ``N``
+        entries, ``None`` keeping a row's generator) and restarts their sample orders.
+
+        Raises:
+            ValueError: a seed list, ``reset_mask`` or ``sample_indices`` / ``prompts`` option of the
+                wrong length; a first reset that is not of every row.
+        """
+        from gymnasium.utils import seeding
+
+        n = self.num_envs
+        if seed is not None:
+            seeds = [seed + i for i in range(n)] if isinstance(seed, (int, np.integer)) else list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"got {len(seeds)} seeds for {n} envs")
+            for i, s in enumerate(seeds):
+                if s is not None:
+                    self._rngs[i], _ = seeding.np_random(int(s))
+                    self._orders[i].restart()
+        mask = np.asarray(options.get("reset_mask", np.ones(n, dtype=bool)), dtype=bool)
+        if mask.shape != (n,):
+            raise ValueError(f"reset_mask must have shape ({n},), got {mask.shape}")
+        if not self._started and not mask.all():
+            raise ValueError("the first reset must reset every row (no reset_mask)")
+        for key in ("sample_indices", "prompts"):
+            if key in options and len(options[key]) != n:
+                raise ValueError(f"options[{key!r}] must have {n} entries, got {len(options[key])}")
+        self._started = True
+        return np.flatnonzero(mask)
 
     def state_dict(self) -> dict[str, Any]:
         """Each row's random generator and position in its sample order (what checkpoints save).

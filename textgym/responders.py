@@ -43,13 +43,15 @@ characters is reported, and ``overflow="raise"`` turns the cut into an error.
 
 from __future__ import annotations
 
-import difflib
+import abc
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from textgym.named_registry import look_up, register_in
 
 __all__ = [
     "Reply", "Responder", "ResponderError", "FunctionResponder", "call_responder", "as_responder",
@@ -80,7 +82,7 @@ class Reply:
     role: str | None = None
 
 
-class Responder:
+class Responder(abc.ABC):
     """Base class of responders (see the module docstring for the protocol).
 
     Attributes:
@@ -95,9 +97,9 @@ class Responder:
         """Start an episode on ``sample``; returns its state (default: the sample)."""
         return sample
 
+    @abc.abstractmethod
     def respond(self, states: list[Any], conversations: list[list[dict[str, str]]]) -> list[Any]:
-        """Replies for ``B`` rows (see the module docstring)."""
-        raise NotImplementedError
+        """Replies for ``B`` rows (see the module docstring; every subclass implements it)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -225,13 +227,7 @@ def register_responder(name: str, factory: Callable[..., Responder] | None = Non
         ValueError: ``name`` is already registered to a different factory.
     """
 
-    def deco(obj):
-        if name in _REGISTRY and _REGISTRY[name] is not obj:
-            raise ValueError(f"responder {name!r} is already registered to {_REGISTRY[name]!r}")
-        _REGISTRY[name] = obj
-        return obj
-
-    return deco(factory) if factory is not None else deco
+    return register_in(_REGISTRY, "responder", name, factory)
 
 
 def make_responder(name: str, **kwargs: Any) -> Responder:
@@ -240,11 +236,7 @@ def make_responder(name: str, **kwargs: Any) -> Responder:
     Raises:
         KeyError: unknown name; the message suggests close matches.
     """
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"unknown responder {name!r}.{hint} Registered: {sorted(_REGISTRY)}")
-    return as_responder(_REGISTRY[name](**kwargs))
+    return as_responder(look_up(_REGISTRY, "responder", name)(**kwargs))
 
 
 def list_responders() -> list[str]:

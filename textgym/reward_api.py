@@ -38,13 +38,15 @@ Ng et al. 1999).
 
 from __future__ import annotations
 
-import difflib
+import abc
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from textgym.named_registry import look_up, register_in
 
 __all__ = [
     "RewardFunction",
@@ -84,7 +86,7 @@ class RewardError(RuntimeError):
         return RewardError(self._parts[0] + label + self._parts[1], index=self.index, parts=self._parts)
 
 
-class RewardFunction:
+class RewardFunction(abc.ABC):
     """Base class for batched reward functions.
 
     Subclasses implement :meth:`score`; ``__call__`` forwards to it.  The class
@@ -104,6 +106,7 @@ class RewardFunction:
     #: empty strings as ``completions``.
     needs_text: bool = True
 
+    @abc.abstractmethod
     def score(
         self,
         prompts: list[str],
@@ -112,7 +115,7 @@ class RewardFunction:
         references: list[list[str]] | None = None,
         **columns: Any,
     ) -> np.ndarray | tuple[np.ndarray, Mapping[str, np.ndarray]]:
-        """Score ``B`` completions.
+        """Score ``B`` completions (every subclass implements it).
 
         Args:
             prompts: ``B`` prompt strings (as formatted for the model).
@@ -123,7 +126,6 @@ class RewardFunction:
         Returns:
             ``(B,)`` float32 scores, or ``(scores, components)``.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement score()")  # abstract
 
     def __call__(self, prompts, completions, *, references=None, **columns):
         return self.score(prompts, completions, references=references, **columns)
@@ -433,13 +435,7 @@ def register(name: str, factory: Callable[..., Any] | None = None):
         ValueError: ``name`` is already registered to a different factory.
     """
 
-    def deco(obj):
-        if name in _REGISTRY and _REGISTRY[name] is not obj and _definition(_REGISTRY[name]) != _definition(obj):
-            raise ValueError(f"reward {name!r} is already registered to {_REGISTRY[name]!r}")
-        _REGISTRY[name] = obj
-        return obj
-
-    return deco(factory) if factory is not None else deco
+    return register_in(_REGISTRY, "reward", name, factory, same=lambda old, new: _definition(old) == _definition(new))
 
 
 def make(name: str, **kwargs: Any) -> RewardFunction:
@@ -448,11 +444,7 @@ def make(name: str, **kwargs: Any) -> RewardFunction:
     Raises:
         KeyError: unknown name; the message suggests close matches.
     """
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"unknown reward {name!r}.{hint} Registered: {sorted(_REGISTRY)}")
-    obj = _REGISTRY[name]
+    obj = look_up(_REGISTRY, "reward", name)
     if isinstance(obj, type) and issubclass(obj, RewardFunction):
         return obj(**kwargs)
     if isinstance(obj, RewardFunction):

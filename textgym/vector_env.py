@@ -31,14 +31,13 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from textgym.env import resolve_stop_ids, token_observation_space
+from textgym.env import init_task_attributes, token_observation_space
 from textgym.env_settings import EnvSettings
-from textgym.prompts import RowOrders, TaskData, decode_completion, decode_completions
-from textgym.reward_api import RewardFunction, as_reward_function, call_reward
+from textgym.prompts import RowOrders, decode_completion, decode_completions
+from textgym.reward_api import RewardFunction, call_reward
 
 __all__ = ["TextGenVectorEnv"]
 
@@ -91,26 +90,13 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
         if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         settings = EnvSettings.of("TextGenVectorEnv", settings, kwargs, not_for=EnvSettings.SINGLE_ONLY)
-        vocab = settings.action_space_size(tokenizer)
         mode = settings.autoreset_mode
-        self.settings = settings
-        self.tokenizer = tokenizer
-        self.data = TaskData(samples, tokenizer, settings.max_prompt_length, prompt_format=settings.prompt_format,
-                             truncation_side=settings.truncation_side)
-        self.data.maybe_encode_all()
-        self.reward_fn = as_reward_function(reward_fn)
+        init_task_attributes(self, tokenizer, samples, reward_fn, settings)
         self.num_envs = int(num_envs)
-        self.max_prompt_length = settings.max_prompt_length
-        self.max_new_tokens = settings.max_new_tokens
-        self.vocab_size = vocab
-        self.stop_token_ids = resolve_stop_ids(tokenizer, settings.stop_token_ids, self.vocab_size)
         self._is_stop = np.zeros(self.vocab_size, dtype=bool)  # (V,) look-up table, faster than np.isin
         self._is_stop[self.stop_token_ids] = True
-        self.reward_on_error = settings.reward_on_error
-        self.skip_special_tokens = settings.skip_special_tokens
         self.copy = settings.copy
         self.info_completions = settings.info_completions
-        self.render_mode = settings.render_mode
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.autoreset_mode = mode
         length = self.max_prompt_length + self.max_new_tokens
@@ -133,7 +119,6 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
         self._init_row_orders(len(self.data), settings.shuffle)
         self._rows = np.arange(n)
         self.num_truncated_prompts = 0
-        self._started = False
 
     # ------------------------------------------------------------------ reset
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
@@ -153,25 +138,7 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
             ValueError: a seed list or option of the wrong length.
         """
         options = dict(options or {})
-        n = self.num_envs
-        if seed is not None:
-            seeds = [seed + i for i in range(n)] if isinstance(seed, (int, np.integer)) else list(seed)
-            if len(seeds) != n:
-                raise ValueError(f"got {len(seeds)} seeds for {n} envs")
-            for i, s in enumerate(seeds):
-                if s is not None:
-                    self._rngs[i], _ = seeding.np_random(int(s))
-                    self._orders[i].restart()
-        mask = np.asarray(options.get("reset_mask", np.ones(n, dtype=bool)), dtype=bool)
-        if mask.shape != (n,):
-            raise ValueError(f"reset_mask must have shape ({n},), got {mask.shape}")
-        if not self._started and not mask.all():
-            raise ValueError("the first reset must reset every row (no reset_mask)")
-        for key in ("sample_indices", "prompts"):
-            if key in options and len(options[key]) != n:
-                raise ValueError(f"options[{key!r}] must have {n} entries, got {len(options[key])}")
-        self._started = True
-        rows = np.flatnonzero(mask)
+        rows = self._begin_reset(seed, options)  # seeds, checks (RowOrders)
         infos: dict[str, Any] = {}
         self._reset_rows(rows, infos, options)
         return self._obs(), infos

@@ -23,27 +23,21 @@ from typing import Any
 
 import torch
 
-from textgym.agents.common.base import OnPolicyAlgorithm, OnPolicyConfig
-from textgym.agents.functional import (
-    compute_gae,
-    explained_variance,
-    kl_penalized_rewards,
-    nstep_returns,
-)
+from textgym.agents.common.base import KLPenaltyConfig, OnPolicyAlgorithm
+from textgym.agents.functional import compute_gae, explained_variance, nstep_returns
 from textgym.agents.common.distributed import masked_whiten  # global over ranks
 from textgym.agents.common.rollout import RolloutBatch
-from textgym.agents.common.updates import actor_critic_step, loss_metrics, optimizer_metrics, rollout_metrics
+from textgym.agents.common.updates import actor_critic_step, loss_metrics, optimizer_metrics, penalized_rewards
+from textgym.agents.common.updates import rollout_metrics, update_kl_coef
 
 __all__ = ["A2C", "A2CConfig"]
 
 
 @dataclass
-class A2CConfig(OnPolicyConfig):
-    """A2C settings (the shared ones are documented in :class:`OnPolicyConfig`).
+class A2CConfig(KLPenaltyConfig):
+    """A2C settings (``kl_coef``: :class:`KLPenaltyConfig`; the shared ones: :class:`OnPolicyConfig`).
 
     Attributes:
-        kl_coef: weight of the KL *reward penalty*, ``r_t = env_reward_t - kl_coef * KL_t`` on every real token
-            (the initial value when ``target_kl_ref`` makes it adaptive).
         gamma: discount per token, in ``[0, 1]``.
         lam: GAE lambda (used when ``n_steps`` is ``None``).
         n_steps: ``None`` for GAE(lambda) targets, or ``n >= 1`` for n-step bootstrapped returns.
@@ -56,7 +50,6 @@ class A2CConfig(OnPolicyConfig):
         micro_batch_size: episodes per forward/backward of the single gradient step (``None``: all at once).
     """
 
-    kl_coef: float = 0.05
     gamma: float = 1.0
     lam: float = 1.0
     n_steps: int | None = None
@@ -89,9 +82,7 @@ class A2C(OnPolicyAlgorithm):
         mask = batch.mask  # (N, T) bool, real tokens
 
         # 2. rewards: -kl_coef * KL_t on every real token, plus the env's reward (the score on the last token)
-        kl_coef = self.kl_ctl.kl_coef
-        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, kl_coef,
-                                           cfg.kl_estimator)  # (N, T) each, 0 on padding
+        rewards, kl, kl_coef = penalized_rewards(self, batch)  # (N, T) each, 0 on padding
 
         # 3. targets and advantages: GAE(lambda), or n-step returns R_t and A_t = R_t - V(s_t)
         bootstrap = batch.bootstrap_values if cfg.bootstrap_truncated else torch.zeros_like(batch.bootstrap_values)
@@ -107,7 +98,7 @@ class A2C(OnPolicyAlgorithm):
         avg = actor_critic_step(self, batch, advantages, returns)
 
         # 5. KL coefficient: the adaptive controller sees the KL that was applied (per episode)
-        self.kl_ctl.update(float(kl.sum(-1).mean()), mask.shape[0])
+        update_kl_coef(self, kl)
 
         # 6. metrics
         return {

@@ -32,21 +32,10 @@ import torch
 from textgym.agents.functional import clipped_policy_loss, group_advantages, kl_estimate, masked_sum
 from textgym.agents.common.groups import GroupConfig, GroupedAlgorithm
 from textgym.agents.common.rollout import RolloutBatch
-from textgym.agents.common.updates import (
-    average_minibatches,
-    entropy_sum,
-    loss_metrics,
-    minibatch_epochs,
-    optimize_rows,
-    optimizer_metrics,
-    policy_forward,
-    rollout_metrics,
-)
+from textgym.agents.common.updates import entropy_sum, loss_metrics, optimize_epochs, optimizer_metrics, optimizer_step
+from textgym.agents.common.updates import policy_forward, rollout_metrics, update_kl_coef
 
 __all__ = ["GRPO", "GRPOConfig", "LOSS_AGGREGATIONS"]
-
-#: accepted values of ``GRPOConfig.loss_aggregation``
-LOSS_AGGREGATIONS = ("sequence", "token")
 
 
 @dataclass
@@ -75,27 +64,25 @@ class GRPOConfig(GroupConfig):
     ent_coef: float = 0.0
     loss_aggregation: str = "sequence"
 
+    choice_fields = {"loss_aggregation": ("sequence", "token")}
+
     def __post_init__(self):
         super().__post_init__()
         if self.kl_estimator not in ("k3", "k2"):
             raise ValueError(f"GRPO puts the KL in the loss, where only 'k3' (the paper's) or 'k2' give its "
                              f"gradient; got kl_estimator={self.kl_estimator!r}")
-        if self.loss_aggregation not in LOSS_AGGREGATIONS:
-            raise ValueError(f"loss_aggregation must be one of {LOSS_AGGREGATIONS}, got {self.loss_aggregation!r}")
         if not self.adv_eps > 0:
             raise ValueError(f"adv_eps must be > 0, got {self.adv_eps}")
+
+
+#: accepted values of ``GRPOConfig.loss_aggregation``
+LOSS_AGGREGATIONS = GRPOConfig.choice_fields["loss_aggregation"]
 
 
 class GRPO(GroupedAlgorithm):
     """GRPO: group-normalised advantages, clipped ratio, k3 KL to the reference in the loss (see the module docstring).
 
-    Args:
-        policy: an :class:`LMActorCritic` or a model name (its value head is not used).
-        env: a ``TextGenVectorEnv`` with ``autoreset_mode="Disabled"`` and ``num_envs`` a multiple of ``group_size``.
-        config: :class:`GRPOConfig`.
-
-    Raises:
-        ValueError: ``num_envs`` is not a multiple of ``group_size``.
+    Built as every :class:`GroupedAlgorithm` (arguments and errors there), with a :class:`GRPOConfig`.
 
     Example::
 
@@ -107,14 +94,12 @@ class GRPO(GroupedAlgorithm):
 
     config_class = GRPOConfig
     config: GRPOConfig
-    minibatch_log: list[dict[str, float]]  # per-minibatch stats of the last update
 
     def update(self, batch: RolloutBatch) -> dict[str, Any]:
         """One GRPO update on a batch of ``N / k`` groups of ``k`` completions; returns metrics."""
         cfg = self.config
         # 1. rollout: k completions of each prompt in adjacent rows (GroupedAlgorithm.reset_options)
         mask = batch.mask  # (N, T) bool, real tokens
-        n = mask.shape[0]
 
         # 2. rewards: each completion's return (the env's rewards summed; the KL is in the loss, not here)
         returns = batch.rewards.sum(-1)  # (N,)
@@ -129,16 +114,14 @@ class GRPO(GroupedAlgorithm):
 
         # 5. optimise: epochs x minibatches of clipped-ratio + beta * KL steps
         beta = self.kl_ctl.kl_coef  # config.beta, or the adaptive controller's current value
-        self.minibatch_log, early_stop = minibatch_epochs(
-            n, cfg.n_epochs, cfg.minibatch_size, self.update_generator,
-            lambda rows: self.optimize_minibatch(batch, advantages, weights, beta, rows), cfg.target_kl)
+        avg, early_stop = optimize_epochs(
+            self, batch, lambda rows: self.optimize_minibatch(batch, advantages, weights, beta, rows))
 
         # 6. KL coefficient: the adaptive controller sees the rollout's KL to the reference (per episode)
         kl = torch.where(mask, kl_estimate(batch.logprobs, batch.ref_logprobs, cfg.kl_estimator), 0.0)
-        self.kl_ctl.update(float(kl.sum(-1).mean()), n)
+        update_kl_coef(self, kl)
 
         # 7. metrics
-        avg = average_minibatches(self.minibatch_log)
         groups = returns.reshape(-1, cfg.group_size)
         return {
             **rollout_metrics(batch, kl, beta, cfg.kl_estimator),
@@ -160,9 +143,8 @@ class GRPO(GroupedAlgorithm):
         cfg = self.config
         normalizer = (float(len(rows)) if cfg.loss_aggregation == "sequence"
                       else batch.mask[rows].sum().clamp(min=1))
-        return optimize_rows(self.optimizer, self.policy.trainable_parameters(), rows, cfg.micro_batch_size,
-                             lambda c: self.compute_loss(batch.index(c), advantages[c], weights[c], beta, normalizer),
-                             normalizer, cfg.max_grad_norm)
+        return optimizer_step(self, rows, lambda c: self.compute_loss(batch.index(c), advantages[c], weights[c], beta,
+                                                                     normalizer), normalizer)
 
     def compute_loss(self, mb: RolloutBatch, advantages: torch.Tensor, weights: torch.Tensor, beta: float,
                      normalizer: torch.Tensor | float) -> tuple[torch.Tensor, dict[str, float]]:

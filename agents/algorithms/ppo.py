@@ -22,37 +22,21 @@ from typing import Any
 
 import torch
 
-from textgym.agents.common.base import OnPolicyAlgorithm, OnPolicyConfig
-from textgym.agents.functional import (
-    clipped_policy_loss,
-    clipped_value_loss,
-    compute_gae,
-    explained_variance,
-    kl_penalized_rewards,
-)
+from textgym.agents.common.base import KLPenaltyConfig, OnPolicyAlgorithm
+from textgym.agents.functional import clipped_policy_loss, clipped_value_loss, compute_gae, explained_variance
 from textgym.agents.common.distributed import masked_whiten  # global over ranks
 from textgym.agents.common.rollout import RolloutBatch
-from textgym.agents.common.updates import (
-    average_minibatches,
-    entropy_sum,
-    loss_metrics,
-    minibatch_epochs,
-    optimize_rows,
-    optimizer_metrics,
-    policy_forward,
-    rollout_metrics,
-)
+from textgym.agents.common.updates import entropy_sum, loss_metrics, optimize_epochs, optimizer_metrics, optimizer_step
+from textgym.agents.common.updates import penalized_rewards, policy_forward, rollout_metrics, update_kl_coef
 
 __all__ = ["PPO", "PPOConfig"]
 
 
 @dataclass
-class PPOConfig(OnPolicyConfig):
-    """PPO settings (the shared ones are documented in :class:`OnPolicyConfig`).
+class PPOConfig(KLPenaltyConfig):
+    """PPO settings (``kl_coef``: :class:`KLPenaltyConfig`; the shared ones: :class:`OnPolicyConfig`).
 
     Attributes:
-        kl_coef: weight of the KL *reward penalty*, ``r_t = env_reward_t - kl_coef * KL_t`` on every real token
-            (the initial value when ``target_kl_ref`` makes it adaptive).
         n_epochs: passes over each rollout batch.
         minibatch_size: episodes per optimizer step (``None``: the whole batch).
         micro_batch_size: episodes per forward/backward; gradients are accumulated
@@ -71,7 +55,6 @@ class PPOConfig(OnPolicyConfig):
             policy to avoid EOS).  Set ``True`` for an env whose truncation is a pure time limit.
     """
 
-    kl_coef: float = 0.05
     n_epochs: int = 4
     minibatch_size: int | None = None
     micro_batch_size: int | None = None
@@ -111,18 +94,19 @@ class PPO(OnPolicyAlgorithm):
 
     config_class = PPOConfig
     config: PPOConfig
-    minibatch_log: list[dict[str, float]]  # per-minibatch stats of the last update (see optimize_minibatch)
 
     def update(self, batch: RolloutBatch) -> dict[str, Any]:
-        """One PPO update on a batch of finished episodes; returns metrics (see the module docstring)."""
+        """One PPO update on a batch of finished episodes; returns metrics.
+
+        KL-penalised rewards, GAE, then epochs of clipped-surrogate minibatch steps (see the module docstring).
+        """
         cfg = self.config
         # 1. rollout: `batch` was collected by OnPolicyAlgorithm.collect_rollouts (N episodes, T slots)
         mask = batch.mask  # (N, T) bool, real tokens
+        n = mask.shape[0]
 
         # 2. rewards: -kl_coef * KL_t on every real token, plus the env's reward (the score on the last token)
-        kl_coef = self.kl_ctl.kl_coef
-        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, kl_coef,
-                                           cfg.kl_estimator)  # (N, T) each, 0 on padding
+        rewards, kl, kl_coef = penalized_rewards(self, batch)  # (N, T) each, 0 on padding
 
         # 3. advantages: GAE (bootstrapped with V(s_T) on truncation only if configured), then whitened
         bootstrap = batch.bootstrap_values if cfg.bootstrap_truncated else torch.zeros_like(batch.bootstrap_values)
@@ -131,16 +115,13 @@ class PPO(OnPolicyAlgorithm):
             advantages = masked_whiten(advantages, mask)
 
         # 4. optimise: epochs x minibatches (each one optimizer step, gradients accumulated over micro-batches)
-        n = mask.shape[0]
-        self.minibatch_log, early_stop = minibatch_epochs(
-            n, cfg.n_epochs, cfg.minibatch_size, self.update_generator,
-            lambda rows: self.optimize_minibatch(batch, advantages, returns, rows), cfg.target_kl)
+        avg, early_stop = optimize_epochs(
+            self, batch, lambda rows: self.optimize_minibatch(batch, advantages, returns, rows))
 
         # 5. KL coefficient: the adaptive controller sees the KL that was applied (per episode)
-        self.kl_ctl.update(float(kl.sum(-1).mean()), n)
+        update_kl_coef(self, kl)
 
         # 6. metrics
-        avg = average_minibatches(self.minibatch_log)
         return {
             **rollout_metrics(batch, kl, kl_coef, cfg.kl_estimator),
             "stats/approx_kl": avg["approx_kl"],
@@ -168,9 +149,8 @@ class PPO(OnPolicyAlgorithm):
             ``ratio_max_dev``) plus ``weight`` (real tokens), ``grad_norm`` and ``skipped``.
         """
         n_tok = batch.mask[rows].sum().clamp(min=1)
-        return optimize_rows(self.optimizer, self.policy.trainable_parameters(), rows, self.config.micro_batch_size,
-                             lambda c: self.compute_loss(batch.index(c), advantages[c], returns[c], n_tok),
-                             n_tok, self.config.max_grad_norm)
+        return optimizer_step(self, rows, lambda c: self.compute_loss(batch.index(c), advantages[c], returns[c], n_tok),
+                              n_tok)
 
     def compute_loss(self, mb: RolloutBatch, advantages: torch.Tensor, returns: torch.Tensor,
                      normalizer: torch.Tensor | float) -> tuple[torch.Tensor, dict[str, float]]:

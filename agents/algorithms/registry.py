@@ -22,6 +22,7 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "nlpo": ("textgym.agents.algorithms.nlpo", "NLPO"),
     "rloo": ("textgym.agents.algorithms.rloo", "RLOO"),
     "grpo": ("textgym.agents.algorithms.grpo", "GRPO"),
+    "online-dpo": ("textgym.agents.algorithms.online_dpo", "OnlineDPO"),
     "sb3-ppo": ("textgym.agents.algorithms.sb3_algos", "SB3PPO"),
     "sb3-a2c": ("textgym.agents.algorithms.sb3_algos", "SB3A2C"),
 }

@@ -27,24 +27,20 @@ from typing import Any
 
 import torch
 
-from textgym.agents.common.base import OnPolicyAlgorithm, OnPolicyConfig
-from textgym.agents.functional import discounted_returns, kl_penalized_rewards
+from textgym.agents.common.base import KLPenaltyConfig, OnPolicyAlgorithm
+from textgym.agents.functional import discounted_returns
 from textgym.agents.common.rollout import RolloutBatch
-from textgym.agents.common.updates import actor_critic_step, loss_metrics, optimizer_metrics, rollout_metrics
+from textgym.agents.common.updates import actor_critic_step, loss_metrics, optimizer_metrics, penalized_rewards
+from textgym.agents.common.updates import rollout_metrics, update_kl_coef
 
 __all__ = ["REINFORCE", "REINFORCEConfig", "BASELINES"]
 
-#: accepted values of ``REINFORCEConfig.baseline``
-BASELINES = ("value", "moving_average")
-
 
 @dataclass
-class REINFORCEConfig(OnPolicyConfig):
-    """REINFORCE settings (the shared ones are documented in :class:`OnPolicyConfig`).
+class REINFORCEConfig(KLPenaltyConfig):
+    """REINFORCE settings (``kl_coef``: :class:`KLPenaltyConfig`; the shared ones: :class:`OnPolicyConfig`).
 
     Attributes:
-        kl_coef: weight of the KL *reward penalty*, ``r_t = env_reward_t - kl_coef * KL_t`` on every real token
-            (the initial value when ``target_kl_ref`` makes it adaptive).
         gamma: discount per token, in ``[0, 1]``.
         baseline: ``"value"`` (learned value head) or ``"moving_average"`` (EMA of episode returns).
         baseline_momentum: EMA momentum ``m`` of the moving-average baseline, in ``[0, 1)``:
@@ -54,7 +50,6 @@ class REINFORCEConfig(OnPolicyConfig):
         micro_batch_size: episodes per forward/backward of the single gradient step (``None``: all at once).
     """
 
-    kl_coef: float = 0.05
     gamma: float = 1.0
     baseline: str = "value"
     baseline_momentum: float = 0.9
@@ -64,13 +59,16 @@ class REINFORCEConfig(OnPolicyConfig):
 
     size_fields = ("micro_batch_size",)
     unit_fields = ("gamma",)
+    choice_fields = {"baseline": ("value", "moving_average")}
 
     def __post_init__(self):
         super().__post_init__()
-        if self.baseline not in BASELINES:
-            raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         if not 0.0 <= self.baseline_momentum < 1.0:
             raise ValueError(f"baseline_momentum must be in [0, 1), got {self.baseline_momentum}")
+
+
+#: accepted values of ``REINFORCEConfig.baseline``
+BASELINES = REINFORCEConfig.choice_fields["baseline"]
 
 
 class REINFORCE(OnPolicyAlgorithm):
@@ -109,9 +107,7 @@ class REINFORCE(OnPolicyAlgorithm):
         mask = batch.mask  # (N, T) bool, real tokens
 
         # 2. rewards: -kl_coef * KL_t on every real token, plus the env's reward (the score on the last token)
-        kl_coef = self.kl_ctl.kl_coef
-        rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, kl_coef,
-                                           cfg.kl_estimator)  # (N, T) each, 0 on padding
+        rewards, kl, kl_coef = penalized_rewards(self, batch)  # (N, T) each, 0 on padding
 
         # 3. returns: G_t = sum_{k >= t} gamma^(k-t) r_k
         returns = discounted_returns(rewards, mask, cfg.gamma)  # (N, T)
@@ -130,7 +126,7 @@ class REINFORCE(OnPolicyAlgorithm):
         self.baseline_updates += 1
 
         # 7. KL coefficient: the adaptive controller sees the KL that was applied (per episode)
-        self.kl_ctl.update(float(kl.sum(-1).mean()), mask.shape[0])
+        update_kl_coef(self, kl)
 
         # 8. metrics
         return {

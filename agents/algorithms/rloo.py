@@ -28,19 +28,11 @@ from typing import Any
 
 import torch
 
-from textgym.agents.functional import clipped_policy_loss, kl_penalized_rewards, masked_sum, rloo_baseline
+from textgym.agents.functional import clipped_policy_loss, masked_sum, rloo_baseline
 from textgym.agents.common.groups import GroupConfig, GroupedAlgorithm
 from textgym.agents.common.rollout import RolloutBatch
-from textgym.agents.common.updates import (
-    average_minibatches,
-    entropy_sum,
-    loss_metrics,
-    minibatch_epochs,
-    optimize_rows,
-    optimizer_metrics,
-    policy_forward,
-    rollout_metrics,
-)
+from textgym.agents.common.updates import entropy_sum, loss_metrics, optimize_epochs, optimizer_metrics, optimizer_step
+from textgym.agents.common.updates import penalized_rewards, policy_forward, rollout_metrics, update_kl_coef
 
 __all__ = ["RLOO", "RLOOConfig"]
 
@@ -63,45 +55,31 @@ class RLOOConfig(GroupConfig):
 class RLOO(GroupedAlgorithm):
     """RLOO: k samples per prompt, leave-one-out baseline, sequence-level REINFORCE (see the module docstring).
 
-    Args:
-        policy: an :class:`LMActorCritic` or a model name (its value head is not used).
-        env: a ``TextGenVectorEnv`` with ``autoreset_mode="Disabled"`` and ``num_envs`` a multiple of ``group_size``.
-        config: :class:`RLOOConfig`.
-
-    Raises:
-        ValueError: ``num_envs`` is not a multiple of ``group_size``.
+    Built as every :class:`GroupedAlgorithm` (arguments and errors there), with an :class:`RLOOConfig`.
     """
 
     config_class = RLOOConfig
     config: RLOOConfig
-    minibatch_log: list[dict[str, float]]  # per-minibatch stats of the last update
 
     def update(self, batch: RolloutBatch) -> dict[str, Any]:
         """One RLOO update on a batch of ``N / k`` groups of ``k`` completions; returns metrics."""
         cfg = self.config
         # 1. rollout: k completions of each prompt in adjacent rows (GroupedAlgorithm.reset_options)
-        mask = batch.mask  # (N, T) bool, real tokens
-        n = mask.shape[0]
 
         # 2. rewards: one per completion, the score minus kl_coef * its summed per-token KL
-        kl_coef = self.kl_ctl.kl_coef
-        token_rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, mask, kl_coef,
-                                                 cfg.kl_estimator)  # (N, T) each
+        token_rewards, kl, kl_coef = penalized_rewards(self, batch)  # (N, T) each
         rewards = token_rewards.sum(-1)  # (N,)
 
         # 3. advantages: reward minus the mean reward of the other k - 1 completions of the prompt
         advantages = rewards - rloo_baseline(rewards, cfg.group_size)  # (N,)
 
         # 4. optimise: epochs x minibatches of sequence-level (optionally clipped) policy-gradient steps
-        self.minibatch_log, early_stop = minibatch_epochs(
-            n, cfg.n_epochs, cfg.minibatch_size, self.update_generator,
-            lambda rows: self.optimize_minibatch(batch, advantages, rows), cfg.target_kl)
+        avg, early_stop = optimize_epochs(self, batch, lambda rows: self.optimize_minibatch(batch, advantages, rows))
 
         # 5. KL coefficient: the adaptive controller sees the KL that was applied (per episode)
-        self.kl_ctl.update(float(kl.sum(-1).mean()), n)
+        update_kl_coef(self, kl)
 
         # 6. metrics
-        avg = average_minibatches(self.minibatch_log)
         return {
             **rollout_metrics(batch, kl, kl_coef, cfg.kl_estimator),
             **loss_metrics(avg),
@@ -115,11 +93,9 @@ class RLOO(GroupedAlgorithm):
     def optimize_minibatch(self, batch: RolloutBatch, advantages: torch.Tensor, rows: torch.Tensor
                            ) -> dict[str, float]:
         """One optimizer step on ``rows`` (micro-batched), the loss averaged over the minibatch's completions."""
-        cfg = self.config
         n_seq, n_tok = float(len(rows)), float(batch.mask[rows].sum().clamp(min=1))
-        return optimize_rows(self.optimizer, self.policy.trainable_parameters(), rows, cfg.micro_batch_size,
-                             lambda c: self.compute_loss(batch.index(c), advantages[c], n_seq, n_tok),
-                             n_seq, cfg.max_grad_norm)
+        return optimizer_step(self, rows, lambda c: self.compute_loss(batch.index(c), advantages[c], n_seq, n_tok),
+                              n_seq)
 
     def compute_loss(self, mb: RolloutBatch, advantages: torch.Tensor, n_seq: float, n_tok: float
                      ) -> tuple[torch.Tensor, dict[str, float]]:

@@ -38,7 +38,6 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -53,14 +52,15 @@ from stable_baselines3.common.logger import Logger as SB3Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from textgym.agents.common.base import run_learn_loop
+from textgym.agents.common.learn_loop import LearnLoop
+from textgym.agents.common.run_settings import RunSettings
 from textgym.agents.common import checkpoint
 from textgym.agents.common.logger import Logger
-from textgym.agents.common.rollout import RolloutCollector, check_env
+from textgym.agents.common.rollout import check_env
 from textgym.agents.common.sampling import SamplingParams
 from textgym.agents.algorithms.sb3_policy import TextGymLMPolicy
 
-__all__ = ["SB3Config", "SB3PPOConfig", "SB3A2CConfig", "SB3Algorithm", "SB3PPO", "SB3A2C", "make_sb3_vec_env",
+__all__ = ["SB3Config", "SB3Hyperparameters", "SB3PPOConfig", "SB3A2CConfig", "SB3Algorithm", "SB3PPO", "SB3A2C", "make_sb3_vec_env",
            "TruncationAsTermination", "SB3_METRICS"]
 
 #: SB3 logger keys -> textgym metric names (PPO logs ``policy_gradient_loss``, A2C ``policy_loss``).
@@ -80,8 +80,8 @@ SB3_METRICS = {
 
 # ---------------------------------------------------------------------------- configs
 @dataclass
-class SB3Config:
-    """Settings shared by the SB3 adapters (names as in :class:`textgym.agents.common.base.OnPolicyConfig` where shared).
+class SB3Hyperparameters:
+    """Hyperparameters shared by the SB3 adapters (names as in :class:`textgym.agents.common.base.OnPolicyConfig` where shared).
 
     Attributes:
         seed: SB3's seed (Python, NumPy, torch, the envs' first resets) and the tiny presets' weight seed.
@@ -98,11 +98,6 @@ class SB3Config:
             that step as terminal (the score is paid there; see the module docstring).
         lora: LoRA for the policy (``None``, ``True`` or a dict of ``peft.LoraConfig`` fields).
         adapter: path of a LoRA adapter to start from.
-        device: torch device (``None``: where a given model is, else CPU).
-        run_dir: folder for ``metrics.csv``, TensorBoard and ``config.json`` (``None``: in memory only).
-        tensorboard: write TensorBoard events in ``run_dir/tb``.
-        progress_bar: show a tqdm bar in ``learn``.
-        verbose: SB3's verbosity.
     """
 
     seed: int = 0
@@ -117,10 +112,21 @@ class SB3Config:
     bootstrap_truncated: bool = False
     lora: Any = None
     adapter: str | None = None
-    device: str | None = None
-    run_dir: str | None = None
-    tensorboard: bool = True
-    progress_bar: bool = True
+
+
+@dataclass
+class SB3Config(RunSettings, SB3Hyperparameters):
+    """Settings shared by the SB3 adapters: :class:`SB3Hyperparameters`, then the run settings.
+
+    The fields, in order: the hyperparameters (``seed`` ... ``adapter``), the shared
+    :class:`~textgym.agents.common.run_settings.RunSettings` (``device``, ``run_dir``,
+    ``tensorboard``, ``progress_bar``; ``run_dir`` gets ``metrics.csv``, TensorBoard and
+    ``config.json``), then ``verbose``.
+
+    Attributes:
+        verbose: SB3's verbosity.
+    """
+
     verbose: int = 0
 
     def __post_init__(self):
@@ -259,7 +265,7 @@ class _RolloutStats(BaseCallback):
 
 
 # ---------------------------------------------------------------------------- the adapters
-class SB3Algorithm:
+class SB3Algorithm(LearnLoop):
     """An SB3 on-policy algorithm with textgym's algorithm interface (see the module docstring).
 
     Args:
@@ -358,52 +364,21 @@ class SB3Algorithm:
         self.logger.log(self.iteration, metrics)
         return metrics
 
-    def learn(self, total_timesteps: int | None = None, *, iterations: int | None = None,
-              callback: Callable[[SB3Algorithm, dict[str, Any]], bool | None] | None = None) -> SB3Algorithm:
-        """Train for ``total_timesteps`` more generated tokens or ``iterations`` more iterations (give one).
-
-        Args:
-            total_timesteps: stop once this many tokens were generated in this call
-                (a whole iteration of ``n_steps * num_envs`` tokens always finishes).
-            iterations: stop after this many rollout+update iterations.
-            callback: ``callback(algo, metrics)`` after each iteration; returning ``False`` stops.
-
-        Returns:
-            ``self``.
-
-        Raises:
-            ValueError: neither or both of ``total_timesteps`` and ``iterations``.
-        """
-        return run_learn_loop(self, total_timesteps, iterations, callback)
-
     # ------------------------------------------------------------------ using the policy
     def evaluate(self, env: Any, n_episodes: int = 64, *, greedy: bool = False,
                  seed: int | None = None) -> dict[str, float]:
         """Run ``n_episodes`` episodes on ``env`` with the trained LM (no learning) and summarise them.
 
-        Sampling is SB3's (temperature 1, no top-k/top-p), through textgym's
-        KV-cached rollout collector, so the numbers are comparable with
-        textgym's algorithms; its generator is seeded with ``seed`` (default
-        ``config.seed + 1``).  ``env`` is reset: pass a separate one (e.g. the test split).
-
-        Args:
-            env: a :class:`textgym.TextGenVectorEnv` with ``autoreset_mode="Disabled"``.
-            n_episodes: episodes to run (whole env batches, the surplus dropped).
-            greedy: arg-max tokens (``kl_ref`` is then not meaningful).
-            seed: the sampling generator's seed.
-
-        Returns:
-            ``score_mean``, ``score_std``, ``kl_ref`` (mean per-episode sum of
-            ``log pi - log pi_ref``, the k1 estimator), ``kl_ref_k3``,
-            ``length_mean``, ``terminated_frac``, ``n_episodes``.
+        The evaluator of textgym's own algorithms
+        (:func:`~textgym.agents.common.evaluation.evaluate_episodes`, KV-cached, the same
+        numbers), with SB3's sampling (temperature 1, no top-k/top-p, or ``greedy``) and
+        the k1 KL estimator; the generator is seeded with ``seed`` (default ``config.seed + 1``).
+        ``env`` is reset: pass a separate one (e.g. the test split).
         """
-        from textgym.agents.common.evaluation import summarize_episodes
+        from textgym.agents.common.evaluation import evaluate_episodes
 
-        if n_episodes < 1:
-            raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
-        col = RolloutCollector(self.policy.lm_policy, env, SamplingParams(greedy=greedy),
-                               seed=self.config.seed + 1 if seed is None else seed)
-        return summarize_episodes(col, n_episodes, "k1")
+        return evaluate_episodes(self.policy.lm_policy, env, SamplingParams(greedy=greedy), n_episodes,
+                                 seed=self.config.seed + 1 if seed is None else seed)
 
     def predict(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> tuple[np.ndarray, None]:
         """Next token for each row of an env observation (SB3's ``predict``; one full forward, no cache).

@@ -6,6 +6,10 @@ the optimizer, the KL controller, the ``learn`` loop with timing and logging,
 exactly (policy, value head, optimizer, KL controller, every RNG, the env's
 data position, counters).  A subclass (PPO, REINFORCE, A2C, NLPO, RLOO, GRPO)
 sets ``config_class`` and implements ``update(batch) -> metrics``.
+
+The shared config is :class:`~textgym.agents.common.on_policy_config.OnPolicyConfig`
+(hyperparameters + run settings) and the loop :func:`~textgym.agents.common.learn_loop.run_learn_loop`;
+both are importable from here too.
 """
 
 from __future__ import annotations
@@ -13,13 +17,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
-import math
-import numbers
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,151 +29,15 @@ import torch
 
 from textgym.agents.common import checkpoint, distributed
 from textgym.agents.common.kl_controllers import make_kl_controller
-from textgym.agents.functional import KL_ESTIMATORS
+from textgym.agents.common.learn_loop import LearnLoop, run_learn_loop
 from textgym.agents.common.logger import Logger
 from textgym.agents.common.multiturn_rollout import make_collector
+from textgym.agents.common.on_policy_config import KLPenaltyConfig, OnPolicyConfig
 from textgym.agents.common.policy import ActorCriticPolicy, LMActorCritic
 from textgym.agents.common.rollout import LogitsProcessor, RolloutBatch, check_env
 from textgym.agents.common.sampling import SamplingParams
 
-__all__ = ["OnPolicyConfig", "OnPolicyAlgorithm"]
-
-
-@dataclass
-class OnPolicyConfig:
-    """Settings shared by every on-policy algorithm.
-
-    Attributes:
-        seed: seeds Python, NumPy, torch, the sampling generator and the env's first reset.
-        learning_rate: AdamW learning rate.
-        adam_betas: AdamW betas.
-        adam_eps: AdamW epsilon.
-        weight_decay: AdamW weight decay.
-        max_grad_norm: clip the global gradient norm to this (``None``: no clipping; the norm is still logged).
-        temperature: sampling temperature (> 0) during training rollouts.
-        top_k: keep the ``top_k`` most likely tokens when sampling (``None``: all).
-        top_p: nucleus sampling mass in ``(0, 1]``.
-        rollouts_per_iteration: env batches (of ``env.num_envs`` episodes) collected per update.
-        score_batch_size: rows per forward in the post-rollout scoring pass (bounds ``rows x T x V`` memory).
-        rescore_policy: recompute policy logprobs/values in the scoring pass (exact ratio 1 and KL 0 at the
-            start); ``False`` reuses the generation-time ones and saves one batched forward per rollout
-            (see :class:`RolloutCollector`).
-        target_kl_ref: target of the adaptive controller (Ziegler et al. 2019), in nats per episode;
-            ``None`` keeps the KL coefficient fixed.  The coefficient itself is each algorithm's:
-            ``kl_coef`` (a KL *reward penalty*: PPO, NLPO, A2C, REINFORCE, RLOO) or ``beta``
-            (a KL *loss term*: GRPO), named by :attr:`kl_field`.
-        kl_horizon: the adaptive controller's horizon, in episodes.
-        kl_estimator: per-token KL estimator in the reward: ``"k1"``, ``"k2"``, ``"abs"`` or ``"k3"``.
-        lora: LoRA when the policy is built from a model name: ``None``, ``True`` or a dict of
-            ``peft.LoraConfig`` fields.
-        adapter: path of a LoRA adapter to start from (the reference is then that adapter).
-        device: torch device for the policy (``None``: where the model is, CPU for names).
-        run_dir: folder for ``metrics.csv``, TensorBoard, ``samples.jsonl``, ``config.json``
-            and checkpoints (``None``: log in memory only).
-        tensorboard: write TensorBoard events in ``run_dir/tb``.
-        progress_bar: show a tqdm bar in ``learn``.
-        log_samples: completions per iteration appended to ``run_dir/samples.jsonl``.
-        save_every: save a checkpoint to ``run_dir/checkpoint`` every this many iterations (``None``: never).
-    """
-
-    seed: int = 0
-    learning_rate: float = 1e-5
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float = 1.0
-    rollouts_per_iteration: int = 1
-    score_batch_size: int = 16
-    rescore_policy: bool = True
-    target_kl_ref: float | None = None
-    kl_horizon: float = 10_000
-    kl_estimator: str = "k1"
-    lora: Any = None
-    adapter: str | None = None
-    device: str | None = None
-    run_dir: str | None = None
-    tensorboard: bool = True
-    progress_bar: bool = True
-    log_samples: int = 4
-    save_every: int | None = None
-
-    #: fields that must be ``None`` or an integer >= 1, and fields that must lie in ``[0, 1]``
-    #: (each algorithm's config names its own; checked by :meth:`__post_init__`)
-    size_fields: ClassVar[tuple[str, ...]] = ()
-    unit_fields: ClassVar[tuple[str, ...]] = ()
-    #: the field holding the KL coefficient the controller starts from
-    kl_field: ClassVar[str] = "kl_coef"
-
-    def __post_init__(self):
-        """Check the settings every algorithm shares, then :attr:`size_fields` and :attr:`unit_fields`.
-
-        Raises:
-            ValueError: naming the field, its value and what it must be.
-        """
-        if self.kl_estimator not in KL_ESTIMATORS:
-            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr >= 0):
-            raise ValueError(f"learning_rate must be a number >= 0 (e.g. 1e-5; 0 freezes the weights), got {lr!r}")
-        self.sampling()  # validates temperature / top_k / top_p
-        for name in self.size_fields:
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, numbers.Integral) or v < 1):
-                raise ValueError(f"{name} must be an integer >= 1 or None, got {v!r}")
-        for name in self.unit_fields:
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v!r}")
-
-    def sampling(self) -> SamplingParams:
-        """The training :class:`SamplingParams`."""
-        return SamplingParams(self.temperature, self.top_k, self.top_p)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-
-def _stop_requested(result: Any) -> bool:
-    """A ``learn`` callback's answer: ``False`` (also NumPy's ``False_``) stops; ``None`` / ``True`` go on."""
-    return result is not None and not bool(result)
-
-
-def run_learn_loop(algo: Any, total_timesteps: int | None, iterations: int | None,
-                   callback: Callable[[Any, dict[str, Any]], bool | None] | None) -> Any:
-    """The ``learn`` loop every textgym algorithm (and the SB3 adapters) shares.
-
-    Calls ``algo.train_step()`` until ``iterations`` more iterations or ``total_timesteps``
-    more generated tokens (``algo.num_timesteps``) are done, advancing ``algo.logger``'s
-    progress bar, and stops early when ``callback(algo, metrics)`` returns ``False``.
-
-    Returns:
-        ``algo``.
-
-    Raises:
-        ValueError: neither or both of ``total_timesteps`` and ``iterations``.
-    """
-    if (total_timesteps is None) == (iterations is None):
-        raise ValueError("give exactly one of total_timesteps or iterations")
-    start_steps, start_iter = algo.num_timesteps, algo.iteration
-    total, unit = (iterations, "it") if iterations is not None else (total_timesteps, "tok")
-    algo.logger.start_progress(total, unit)
-    try:
-        while True:
-            done = (algo.iteration - start_iter) if iterations is not None else (algo.num_timesteps - start_steps)
-            if done >= total:
-                break
-            before = algo.num_timesteps
-            metrics = algo.train_step()
-            algo.logger.advance(1 if iterations is not None else algo.num_timesteps - before)
-            if callback is not None and _stop_requested(callback(algo, metrics)):
-                break
-    finally:
-        algo.logger.close_progress()
-    return algo
+__all__ = ["OnPolicyConfig", "KLPenaltyConfig", "OnPolicyAlgorithm", "run_learn_loop"]  # the configs and loop: re-exported
 
 
 def _seed_everything(seed: int) -> None:
@@ -181,7 +46,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class OnPolicyAlgorithm(abc.ABC):
+class OnPolicyAlgorithm(LearnLoop, abc.ABC):
     """Base of textgym's on-policy algorithms.
 
     Args:
@@ -197,6 +62,8 @@ class OnPolicyAlgorithm(abc.ABC):
     config_class: type[OnPolicyConfig] = OnPolicyConfig
     #: ``learn`` saves ``run_dir/checkpoint`` every ``config.save_every`` iterations (the Algorithm protocol)
     saves_checkpoints: ClassVar[bool] = True
+    #: per-minibatch stats of the last update (algorithms with minibatch epochs, see ``updates.optimize_epochs``)
+    minibatch_log: list[dict[str, float]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass's own ``__init__`` without a docstring gets this one (``help(REINFORCE.__init__)``)."""
@@ -321,25 +188,6 @@ class OnPolicyAlgorithm(abc.ABC):
             self.save(Path(self.config.run_dir) / "checkpoint")
         return metrics
 
-    def learn(self, total_timesteps: int | None = None, *, iterations: int | None = None,
-              callback: Callable[[OnPolicyAlgorithm, dict[str, Any]], bool | None] | None = None
-              ) -> OnPolicyAlgorithm:
-        """Train for ``total_timesteps`` more generated tokens or ``iterations`` more updates (give one).
-
-        Args:
-            total_timesteps: stop once this many tokens were generated in this call
-                (a whole iteration always finishes).
-            iterations: stop after this many rollout+update iterations.
-            callback: ``callback(algo, metrics)`` after each iteration; returning ``False`` stops.
-
-        Returns:
-            ``self``.
-
-        Raises:
-            ValueError: neither or both of ``total_timesteps`` and ``iterations``.
-        """
-        return run_learn_loop(self, total_timesteps, iterations, callback)
-
     def _log_samples(self, batch: RolloutBatch) -> None:
         k = self.config.log_samples
         if not k or self.config.run_dir is None or not distributed.is_main():
@@ -369,19 +217,17 @@ class OnPolicyAlgorithm(abc.ABC):
         split) to keep the training env's data position.
 
         Returns:
-            ``score_mean``, ``score_std``, ``kl_ref`` (mean per-episode sum of the
-            configured estimator; not meaningful with ``greedy``), ``kl_ref_k3``,
-            ``length_mean``, ``terminated_frac``, ``n_episodes``.
+            :func:`~textgym.agents.common.evaluation.evaluate_episodes`'s summary (``kl_ref``: the
+            configured estimator).
         """
-        from textgym.agents.common.evaluation import summarize_episodes
+        from textgym.agents.common.evaluation import evaluate_episodes
 
         cfg = self.config
         sp = SamplingParams(temperature or cfg.temperature, cfg.top_k if top_k is None else top_k,
                             cfg.top_p if top_p is None else top_p, greedy)
-        col = make_collector(self.policy, env, sp, seed=cfg.seed + 1 if seed is None else seed,
-                             score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
-                             logits_processor=self.collector.logits_processor)
-        return summarize_episodes(col, n_episodes, cfg.kl_estimator)
+        return evaluate_episodes(self.policy, env, sp, n_episodes, seed=cfg.seed + 1 if seed is None else seed,
+                                 kl_estimator=cfg.kl_estimator, score_batch_size=cfg.score_batch_size,
+                                 rescore_policy=cfg.rescore_policy, logits_processor=self.collector.logits_processor)
 
     @torch.no_grad()
     def predict(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> tuple[np.ndarray, None]:

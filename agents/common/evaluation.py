@@ -32,11 +32,11 @@ import torch
 
 from textgym.agents.functional import kl_estimate, masked_sum
 from textgym.agents.common.multiturn_rollout import MultiTurnRolloutCollector, make_collector
-from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, check_env
+from textgym.agents.common.rollout import RolloutBatch, check_env
 from textgym.agents.common.sampling import SamplingParams, logprobs_of
 
 __all__ = ["EvalResult", "distinct_n", "perplexity", "load_perplexity_texts", "evaluate_policy", "eval_sample_indices",
-           "summarize_episodes", "TEXT_COLUMNS", "wilson_interval", "conversation_text"]
+           "evaluate_episodes", "TEXT_COLUMNS", "wilson_interval", "conversation_text"]
 
 #: Columns tried, in order, when :func:`load_perplexity_texts` picks a data set's text column.
 TEXT_COLUMNS = ("text", "document", "content", "review", "sentence", "completion", "response", "output",
@@ -311,16 +311,34 @@ def eval_sample_indices(num_samples: int, n_episodes: int, seed: int) -> np.ndar
     return np.resize(perm, n_episodes).astype(np.int64)
 
 
-def summarize_episodes(collector: RolloutCollector, n_episodes: int, kl_estimator: str = "k1") -> dict[str, float]:
-    """Collect ``n_episodes`` episodes in the env's own order and summarise them (``Algorithm.evaluate``).
+def evaluate_episodes(policy: Any, env: Any, sampling: SamplingParams, n_episodes: int, *, seed: int,
+                      kl_estimator: str = "k1", **collector_options: Any) -> dict[str, float]:
+    """The evaluator of ``Algorithm.evaluate`` (native algorithms and SB3 adapters alike).
 
-    Whole env batches are collected and the surplus dropped.  :func:`evaluate_policy` is the
-    pipeline's evaluation on fixed prompts (with diversity, perplexity and samples).
+    Collects ``n_episodes`` episodes of ``policy`` on ``env`` in the env's own order (whole
+    env batches, the surplus dropped) with a fresh collector whose sampling generator is
+    seeded with ``seed``, so the training RNGs are untouched.  :func:`evaluate_policy` is
+    the pipeline's evaluation on fixed prompts (with diversity, perplexity and samples).
+
+    Args:
+        policy: the :class:`~textgym.agents.common.policy.ActorCriticPolicy`.
+        env: a vector env with ``autoreset_mode="Disabled"`` (it is reset).
+        sampling: the sampling distribution.
+        n_episodes: episodes to summarise (>= 1).
+        seed: the sampling generator's seed.
+        kl_estimator: the estimator summed into ``kl_ref``.
+        **collector_options: more :class:`RolloutCollector` arguments (``score_batch_size``, ``logits_processor``, ...).
 
     Returns:
-        ``score_mean``, ``score_std``, ``kl_ref`` (mean per-episode sum of ``kl_estimator``),
-        ``kl_ref_k3``, ``length_mean``, ``terminated_frac``, ``n_episodes``.
+        ``score_mean``, ``score_std``, ``kl_ref`` (mean per-episode sum of ``kl_estimator``;
+        not meaningful with greedy sampling), ``kl_ref_k3``, ``length_mean``, ``terminated_frac``, ``n_episodes``.
+
+    Raises:
+        ValueError: ``n_episodes < 1``.
     """
+    if n_episodes < 1:
+        raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
+    collector = make_collector(policy, env, sampling, seed=seed, **collector_options)
     batches, n = [], 0
     while n < n_episodes:
         batches.append(collector.collect())
@@ -332,6 +350,7 @@ def summarize_episodes(collector: RolloutCollector, n_episodes: int, kl_estimato
             "kl_ref": float(kl.mean()), "kl_ref_k3": float(kl3.mean()),
             "length_mean": float(b.lengths.float().mean()), "terminated_frac": float(b.terminated.float().mean()),
             "n_episodes": float(n_episodes)}
+
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (Wilson 1927): ``(low, high)``, inside ``[0, 1]``.

@@ -107,7 +107,9 @@ class GroupedAlgorithm(OnPolicyAlgorithm):
     """An on-policy algorithm whose rollouts hold ``config.group_size`` samples of each prompt (RLOO, GRPO).
 
     Args:
-        policy, env, config: as for :class:`OnPolicyAlgorithm`; the config has a ``group_size``.
+        policy: an :class:`LMActorCritic` or a model name (RLOO and GRPO do not use its value head).
+        env: a ``TextGenVectorEnv`` with ``autoreset_mode="Disabled"`` and ``num_envs`` a multiple of ``group_size``.
+        config: the algorithm's config (a :class:`GroupConfig`: it has a ``group_size``).
 
     Raises:
         ValueError: ``env.num_envs`` is not a multiple of ``group_size`` (checked before anything is built).

@@ -10,6 +10,10 @@
   norm is not finite.
 * :func:`minibatch_epochs`: epochs over shuffled minibatches of
   :func:`optimize_rows` steps with an early stop on a target ``approx_kl``.
+* :func:`penalized_rewards`, :func:`optimizer_step`, :func:`optimize_epochs`,
+  :func:`update_kl_coef`: the steps above with an algorithm's own settings (its KL controller,
+  optimizer, ``micro_batch_size``, ``max_grad_norm``, ``n_epochs``, ...), the
+  preambles the algorithms' ``update`` steps share.
 * :func:`average_minibatches`, :func:`rollout_metrics`, :func:`optimizer_metrics`:
   the metric names every algorithm logs (``reward/score``, ``stats/kl_ref``,
   ``stats/grad_norm``, ...).
@@ -32,13 +36,13 @@ from typing import Any, NamedTuple
 import torch
 
 from textgym.agents.common import distributed
-from textgym.agents.functional import masked_sum
+from textgym.agents.functional import kl_penalized_rewards, masked_sum
 from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, trim_to_content
 from textgym.agents.common.sampling import entropy_of, logprobs_of
 
 __all__ = ["MAX_STATS", "ForwardOutput", "policy_forward", "entropy_sum", "actor_critic_loss", "optimize_rows",
            "minibatch_epochs", "average_minibatches", "rollout_metrics", "optimizer_metrics", "loss_metrics",
-           "actor_critic_step"]
+           "actor_critic_step", "penalized_rewards", "optimizer_step", "optimize_epochs", "update_kl_coef"]
 
 #: statistics that micro-batches combine by ``max`` (not summed, not normalised)
 MAX_STATS = ("ratio_max_dev",)
@@ -319,9 +323,56 @@ def actor_critic_step(algo: Any, batch: RolloutBatch, advantages: torch.Tensor,
     """
     cfg = algo.config
     n_tok = batch.mask.sum().clamp(min=1)
-    stats = optimize_rows(algo.optimizer, algo.policy.trainable_parameters(), torch.arange(batch.mask.shape[0]),
-                          cfg.micro_batch_size,
-                          lambda c: actor_critic_loss(algo.collector, batch.index(c), advantages[c],
-                                                      None if returns is None else returns[c], n_tok,
-                                                      cfg.vf_coef, cfg.ent_coef), n_tok, cfg.max_grad_norm)
+    stats = optimizer_step(algo, torch.arange(batch.mask.shape[0]),
+                           lambda c: actor_critic_loss(algo.collector, batch.index(c), advantages[c],
+                                                       None if returns is None else returns[c], n_tok,
+                                                       cfg.vf_coef, cfg.ent_coef), n_tok)
     return average_minibatches([stats])
+
+
+def penalized_rewards(algo: Any, batch: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The KL-penalised per-token rewards ``r_t = env_reward_t - kl_coef * KL_t`` (PPO, NLPO, A2C, REINFORCE, RLOO).
+
+    Args:
+        algo: the algorithm (its KL controller's current ``kl_coef`` and ``config.kl_estimator``).
+        batch: the rollout.
+
+    Returns:
+        ``(rewards, kl, kl_coef)``: ``(N, T)`` float rewards and per-token KL estimates
+        (0 on padding, see :func:`~textgym.agents.functional.kl_penalized_rewards`) and the coefficient applied.
+    """
+    kl_coef = algo.kl_ctl.kl_coef
+    rewards, kl = kl_penalized_rewards(batch.rewards, batch.logprobs, batch.ref_logprobs, batch.mask, kl_coef,
+                                       algo.config.kl_estimator)
+    return rewards, kl, kl_coef
+
+
+def optimizer_step(algo: Any, rows: torch.Tensor, loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict]],
+                   normalizer: float | torch.Tensor) -> dict[str, float]:
+    """:func:`optimize_rows` with the algorithm's optimizer, trainable parameters, ``config.micro_batch_size``
+    and ``config.max_grad_norm``: one clipped optimizer step on ``rows`` (skipped, with a warning, when not finite)."""
+    cfg = algo.config
+    return optimize_rows(algo.optimizer, algo.policy.trainable_parameters(), rows, cfg.micro_batch_size, loss_fn,
+                         normalizer, cfg.max_grad_norm)
+
+
+def optimize_epochs(algo: Any, batch: RolloutBatch, step: Callable[[torch.Tensor], dict[str, float]]
+                    ) -> tuple[dict[str, float], bool]:
+    """:func:`minibatch_epochs` over the batch's rows with the algorithm's ``config.n_epochs``, ``minibatch_size``,
+    ``target_kl`` and shuffling generator (PPO, NLPO, RLOO, GRPO).
+
+    Sets ``algo.minibatch_log`` to the per-step stats.
+
+    Returns:
+        ``(avg, early_stopped)``: :func:`average_minibatches` of the steps, and whether ``target_kl`` stopped them.
+    """
+    cfg = algo.config
+    algo.minibatch_log, early_stop = minibatch_epochs(batch.mask.shape[0], cfg.n_epochs, cfg.minibatch_size,
+                                                      algo.update_generator, step, cfg.target_kl)
+    return average_minibatches(algo.minibatch_log), early_stop
+
+
+def update_kl_coef(algo: Any, kl: torch.Tensor) -> None:
+    """Show the algorithm's KL controller the KL that was applied: the mean over the ``N`` episodes of
+    ``kl`` ``(N, T)`` summed per episode (an adaptive controller moves its coefficient towards ``target_kl_ref``)."""
+    algo.kl_ctl.update(float(kl.sum(-1).mean()), kl.shape[0])

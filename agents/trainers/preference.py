@@ -1,4 +1,4 @@
-"""Offline preference optimization of a causal LM: DPO, IPO and KTO (losses in :mod:`.preference_losses`).
+"""Offline preference optimization of a causal LM: DPO, IPO and KTO (losses in :mod:`textgym.agents.common.preference_losses`).
 
 Data: rows ``{"prompt", "chosen", "rejected"}`` (DPO, IPO, KTO) or, for KTO,
 unpaired rows ``{"prompt", "completion", "label"}`` (``label`` true = desirable).
@@ -7,10 +7,10 @@ completions are tokenised as the SFT trainer does (:func:`.sft_data.encode_pair`
 or the chat template with ``chat_template=True``): prompt tokens are masked, a
 completion's log-probability is the sum over its tokens (padding excluded).
 
-The reference is the model at the start.  Its sequence log-probabilities never
-change, so they are computed once, before the first step, for every example
-(with LoRA through the adapter-disabled base model, else through a frozen copy
-that is dropped afterwards): no second model is kept during training.
+The reference is the model at the start: with LoRA the adapter-disabled base
+model (no second copy), else a frozen copy.  Its sequence log-probabilities
+never change, so each example is scored by it once, the first time a step or
+an evaluation uses it, and the value is kept.
 
 KTO's reference point ``z0`` (an estimate of ``KL(pi || ref)``) is, as in the
 paper, measured on *mismatched* pairs: example ``i``'s prompt with the
@@ -47,7 +47,7 @@ import torch
 from textgym.agents.common import distributed
 
 from ._train import SupervisedTrainer, atomic_save_dir
-from .preference_losses import PREFERENCE_LOSSES, dpo_loss, kto_loss, sequence_logprobs
+from textgym.agents.common.preference_losses import PREFERENCE_LOSSES, dpo_loss, kto_loss, sequence_logprobs
 from .sft import SFTConfig, SFTTrainer
 from .sft_data import SFTExample, collate_sft, load_rows
 
@@ -138,7 +138,8 @@ class PreferenceTrainer(SFTTrainer):
         self.train_items = self._encode_items(load_rows(train_data, tokenizer, "train"), "train")
         self.eval_items = (self._encode_items(load_rows(eval_data, tokenizer, "validation"), "eval")
                            if eval_data is not None else [])
-        self._precompute_reference()
+        # the reference: with LoRA the adapter-disabled base model, else a frozen copy of the start
+        self._ref_model = None if config.lora else copy.deepcopy(self.model).eval().requires_grad_(False)
 
     __init__.__doc__ = __doc__
 
@@ -195,23 +196,29 @@ class PreferenceTrainer(SFTTrainer):
         return [item["example"], item["mismatched"]]
 
     # ------------------------------------------------------------------ reference
-    def _precompute_reference(self) -> None:
-        """Reference sequence log-probs of every example (``item["ref"]``: ``(2,)`` float32), computed once."""
-        items = self.train_items + self.eval_items
-        if not items:
+    def _ensure_reference(self, items: Sequence[dict[str, Any]]) -> None:
+        """Fill ``item["ref"]`` (``(2,)`` float32: the reference log-probs of the item's two sequences) for the
+        items that lack it; each item is scored once, the first time a step or an evaluation uses it."""
+        todo = [it for it in items if "ref" not in it]
+        if not todo:
             return
-        lora = self.config.lora
-        ref = self.model if lora else copy.deepcopy(self.model)
-        ref.eval()
-        examples = [e for it in items for e in self._examples_of(it)]
+        if self.config.lora:
+            ref, context = self.model, self.model.disable_adapter()
+        else:
+            if self._ref_model is None:
+                raise RuntimeError("the frozen reference copy is missing")
+            ref, context = self._ref_model, contextlib.nullcontext()
+        was_training = self.model.training
+        self.model.eval()  # the reference is read without dropout
+        examples = [e for it in todo for e in self._examples_of(it)]
         out = torch.empty(len(examples))
-        with torch.no_grad(), (self.model.disable_adapter() if lora else contextlib.nullcontext()):
+        with torch.no_grad(), context:
             bs = self.config.eval_batch_size
             for i in range(0, len(examples), bs):
                 out[i : i + bs] = self._logps(ref, examples[i : i + bs]).cpu()
-        for j, it in enumerate(items):
+        self.model.train(was_training)
+        for j, it in enumerate(todo):
             it["ref"] = out[2 * j : 2 * j + 2]
-        del ref
 
     def _logps(self, model: Any, examples: Sequence[SFTExample]) -> torch.Tensor:
         batch = collate_sft(examples, self.pad_token_id)
@@ -260,6 +267,7 @@ class PreferenceTrainer(SFTTrainer):
     def _accumulate(self, micro_batches: Sequence[Sequence[Mapping[str, Any]]]) -> dict[str, float]:
         items = [it for mb in micro_batches for it in mb]
         total = len(items)
+        self._ensure_reference(items)
         z0 = self._kl_ref_point(items) if self.config.loss_type == "kto" else None
         loss, sums = 0.0, {}
         for mb in micro_batches:
@@ -285,6 +293,7 @@ class PreferenceTrainer(SFTTrainer):
         was_training = self.model.training
         self.model.eval()
         bs = self.config.eval_batch_size
+        self._ensure_reference(self.eval_items)
         with torch.no_grad():
             z0 = self._kl_ref_point(self.eval_items) if self.config.loss_type == "kto" else None
             loss, sums = 0.0, {}
