@@ -34,7 +34,9 @@ number) is an error.  NaN is never accepted.
 Reward specs (``env.kwargs.reward``): a registered name (``sentiment-vader``),
 ``{name: NAME, ...kwargs}`` (``textgym.rewards.make(NAME, **kwargs)``) or
 ``{weighted: {NAME: WEIGHT, ...}}`` (a :class:`textgym.rewards.WeightedSum`
-whose components are logged with the samples).
+whose components are logged with the samples).  Either mapping may add
+``backend: ray`` and ``actors: N`` (default 2) to score each batch on ``N`` Ray
+actors (:class:`textgym.rewards.RayRewardWorkers`; needs ``textgym[ray]``).
 
 Without RL: ``algorithm: none`` (or ``null``) runs the ``sft`` and/or
 ``reward_model`` stages and the evaluations, then stops; ``algo`` and a
