@@ -88,18 +88,15 @@ def preference_pairs(scores: torch.Tensor, group_size: int) -> tuple[torch.Tenso
 
 
 class OnlineDPO(GroupedAlgorithm):
-    """Online DPO: k samples per prompt, best vs worst by the env's reward, DPO loss (see the module docstring).
+    """Online DPO (see the module docstring); constructed like every :class:`GroupedAlgorithm`."""
 
-    Built as every :class:`GroupedAlgorithm` (arguments and errors there), with an :class:`OnlineDPOConfig`.
-    """
-
-    config_class = OnlineDPOConfig
     config: OnlineDPOConfig
+    config_class = OnlineDPOConfig
 
     def update(self, batch: RolloutBatch) -> dict[str, Any]:
-        """One online-DPO update on a batch of ``N / k`` groups of ``k`` completions; returns metrics."""
+        """DPO on the best-vs-worst pair of each of the batch's ``N / k`` groups; returns metrics."""
         cfg = self.config
-        # 1. rollout: k completions of each prompt in adjacent rows (GroupedAlgorithm.reset_options)
+        # 1. rollout: the GroupedAlgorithm's reset options put k completions of each prompt in adjacent rows
         mask = batch.mask                                         # (N, T) bool
         n = mask.shape[0]
 

@@ -119,24 +119,10 @@ class PreferenceTrainer(SFTTrainer):
                  config: PreferenceConfig | None = None):
         config = config or PreferenceConfig()
         config.check()
-        if isinstance(model, (str, os.PathLike)):
-            from textgym.models import load
-
-            model, loaded_tok = load(os.fspath(model), kind="causal", seed=config.seed)
-            tokenizer = tokenizer or loaded_tok
-        if tokenizer is None:
-            raise ValueError("a model object needs its tokenizer: PreferenceTrainer(model, tokenizer, ...)")
-        self.tokenizer = tokenizer
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        if pad is None:
-            raise ValueError("the tokenizer has neither a pad nor an EOS token to pad with")
-        self.pad_token_id = int(pad)
-        self.stats: dict[str, int] = {}
-        if config.lora:
-            model = self._add_lora(model, config)
-        SupervisedTrainer.__init__(self, model, config)
-        self.train_items = self._encode_items(load_rows(train_data, tokenizer, "train"), "train")
-        self.eval_items = (self._encode_items(load_rows(eval_data, tokenizer, "validation"), "eval")
+        model = self._prepare_model(model, tokenizer, config)
+        SupervisedTrainer.__init__(self, model, config)  # not SFTTrainer's: the data are pairs, not examples
+        self.train_items = self._encode_items(load_rows(train_data, self.tokenizer, "train"), "train")
+        self.eval_items = (self._encode_items(load_rows(eval_data, self.tokenizer, "validation"), "eval")
                            if eval_data is not None else [])
         # the reference: with LoRA the adapter-disabled base model, else a frozen copy of the start
         self._ref_model = None if config.lora else copy.deepcopy(self.model).eval().requires_grad_(False)

@@ -149,23 +149,9 @@ class SFTTrainer(SupervisedTrainer):
     def __init__(self, model: Any, tokenizer: Any = None, *, train_data: Any, eval_data: Any = None,
                  config: SFTConfig | None = None):
         config = config or SFTConfig()
-        if isinstance(model, (str, os.PathLike)):
-            from textgym.models import load
-
-            model, loaded_tok = load(os.fspath(model), kind="causal", seed=config.seed)
-            tokenizer = tokenizer or loaded_tok
-        if tokenizer is None:
-            raise ValueError("a model object needs its tokenizer: SFTTrainer(model, tokenizer, ...)")
-        self.tokenizer = tokenizer
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        if pad is None:
-            raise ValueError("the tokenizer has neither a pad nor an EOS token to pad with")
-        self.pad_token_id = int(pad)
-        self.stats: dict[str, int] = {}
-        if config.lora:
-            model = self._add_lora(model, config)
+        model = self._prepare_model(model, tokenizer, config)
         super().__init__(model, config)
-        self.train_examples = self._encode(load_rows(train_data, tokenizer, "train"), "train")
+        self.train_examples = self._encode(load_rows(train_data, self.tokenizer, "train"), "train")
         if config.packing:
             rng = np.random.default_rng(config.seed)
             order = rng.permutation(len(self.train_examples))
@@ -177,6 +163,28 @@ class SFTTrainer(SupervisedTrainer):
     __init__.__doc__ = __doc__  # help(Class.__init__) shows the class's arguments
 
     # ------------------------------------------------------------------ data
+    def _prepare_model(self, model: Any, tokenizer: Any, config: SFTConfig) -> Any:
+        """Load ``model`` by name (with its tokenizer) if needed, set ``tokenizer``, ``pad_token_id`` and
+        ``stats``, add the LoRA adapter if configured; returns the model to train.
+
+        Raises:
+            ValueError: a model object without a tokenizer, or a tokenizer with neither pad nor EOS token.
+        """
+        if isinstance(model, (str, os.PathLike)):
+            from textgym.models import load
+
+            model, loaded_tok = load(os.fspath(model), kind="causal", seed=config.seed)
+            tokenizer = tokenizer or loaded_tok
+        if tokenizer is None:
+            raise ValueError(f"a model object needs its tokenizer: {type(self).__name__}(model, tokenizer, ...)")
+        self.tokenizer = tokenizer
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad is None:
+            raise ValueError("the tokenizer has neither a pad nor an EOS token to pad with")
+        self.pad_token_id = int(pad)
+        self.stats: dict[str, int] = {}
+        return self._add_lora(model, config) if config.lora else model
+
     @staticmethod
     def _add_lora(model: Any, config: SFTConfig) -> Any:
         try:

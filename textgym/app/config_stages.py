@@ -134,13 +134,7 @@ def parse_reward_model(rm_raw: Any, cfg: RunConfig) -> RewardModelStageConfig:
     if not isinstance(rm_raw, Mapping):
         raise ConfigError(f"expected a mapping with `data`, `model`, `config`, `use_as_reward`, got {rm_raw!r}",
                           "reward_model")
-    stage = build_dataclass(RewardModelStageConfig, {k: v for k, v in rm_raw.items() if k != "config"},
-                            "reward_model", label="reward_model stage")
-    conf_raw = rm_raw.get("config") or {}
-    if isinstance(conf_raw, Mapping):
-        conf_raw = {"seed": cfg.seed, **conf_raw}
-    stage.config = build_dataclass(RewardModelConfig, conf_raw, "reward_model.config")
-    _check_preference_data(stage.data, stage.config)
+    stage = _pair_stage(RewardModelStageConfig, RewardModelConfig, rm_raw, cfg, "reward_model")
     check_model(stage.model, "reward_model.model", extra=[DEFAULT_RM_BACKBONE])
     if stage.use_as_reward:
         if is_conversation_env(cfg.env.id):
@@ -166,17 +160,23 @@ def parse_preference(raw: Any, cfg: RunConfig) -> PreferenceStageConfig:
 
     if not isinstance(raw, Mapping):
         raise ConfigError(f"expected a mapping with `data` and `config`, got {raw!r}", "preference")
-    stage = build_dataclass(PreferenceStageConfig, {k: v for k, v in raw.items() if k != "config"},
-                            "preference", label="preference stage")
+    return _pair_stage(PreferenceStageConfig, PreferenceConfig, raw, cfg, "preference")
+
+
+def _pair_stage(stage_cls: type, config_cls: type, raw: Mapping[str, Any], cfg: RunConfig, section: str) -> Any:
+    """A stage trained on preference pairs: its section (without ``config``), its trainer config (seeded with the
+    run's seed unless given, checked) and its data (:func:`_check_preference_data`)."""
+    stage = build_dataclass(stage_cls, {k: v for k, v in raw.items() if k != "config"}, section,
+                            label=f"{section} stage")
     conf_raw = raw.get("config") or {}
     if isinstance(conf_raw, Mapping):
         conf_raw = {"seed": cfg.seed, **conf_raw}
-    stage.config = build_dataclass(PreferenceConfig, conf_raw, "preference.config")
+    stage.config = build_dataclass(config_cls, conf_raw, f"{section}.config")
     try:
         stage.config.check()
     except ValueError as exc:
-        raise ConfigError(str(exc), "preference.config") from None
-    _check_preference_data(stage.data, stage.config, "preference")
+        raise ConfigError(str(exc), f"{section}.config") from None
+    _check_preference_data(stage.data, stage.config, section)
     return stage
 
 

@@ -119,83 +119,69 @@ class SupervisedStages:
                                  "lower it or set it to null")
         return kept
 
-    def stage_preference(self) -> None:
-        """Train the SFT model (else the run's model) on preference pairs with DPO / IPO / KTO; write
-        ``preference/`` (atomically) and ``preference_metrics.csv``; record the held-out implicit-reward
-        accuracy before / after training.
+    def _pair_splits(self, section: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+        """The training and held-out pairs of ``<section>.data`` (``None``: no held-out split).
 
         Raises:
-            ConfigError: ``preference.data.eval_split`` holds no pair.
+            ConfigError: the held-out split holds no pair (a small file's 80/10/10 hash split can leave one empty).
         """
-        from textgym.agents.trainers.preference import PreferenceTrainer
-
-        p = self.cfg.preference
-        d = p.data
-        source = d.path or d.dataset or d.feedback
-        start = self.sft_or_base_model
-        self._say(f"[preference] {p.config.loss_type} on {source} ({d.split}) from {start} ...")
-        t0 = time.perf_counter()
-        # 1. the pairs
+        d = getattr(self.cfg, section).data
         train_rows = preference_rows(d, d.split, d.max_rows)
         eval_rows = preference_rows(d, d.eval_split, d.max_eval_rows) if d.eval_split is not None else None
         if eval_rows is not None and not eval_rows:
-            raise ConfigError(f"split {d.eval_split!r} of {source} holds no pair: pick another split, or null for "
-                              "no held-out evaluation", "preference.data.eval_split")
-        # 2. train from the SFT model (or the run's model), evaluating on the held-out pairs before and after
-        trainer = PreferenceTrainer(start, self.tokenizer, train_data=train_rows, eval_data=eval_rows,
-                                    config=p.config)
+            raise ConfigError(f"split {d.eval_split!r} of {d.path or d.dataset or d.feedback} holds no pair (a small "
+                              "file's 80/10/10 hash split can leave one empty): pick another split, or null for no "
+                              "held-out evaluation", f"{section}.data.eval_split")
+        return train_rows, eval_rows
+
+    def _train_on_pairs(self, trainer: Any, stage: str, result_key: str, t0: float) -> dict[str, float]:
+        """Evaluate ``trainer`` on the held-out pairs, train it, save it to ``<run>/<stage>/`` (atomically) and
+        record ``<stage>_metrics.csv`` and ``results[result_key]`` (with ``eval_before/*``, ``data/*``, ``time_s``)."""
         before = trainer.evaluate()
         metrics = trainer.train()
-        # 3. save (atomically) and record
-        trainer.save(self.run_dir / "preference")
-        summary = self._record_training(trainer, metrics, "preference_metrics.csv")
+        trainer.save(self.run_dir / stage)
+        summary = self._record_training(trainer, metrics, f"{stage}_metrics.csv")
         summary.update({f"eval_before/{k}": float(v) for k, v in before.items()})
         summary.update({f"data/{k}": float(v) for k, v in trainer.stats.items()})
         summary["time_s"] = time.perf_counter() - t0
-        self.state["results"]["preference_train"] = summary
-        del trainer
+        self.state["results"][result_key] = summary
         gc.collect()
-        self._mark("preference")
+        self._mark(stage)
+        return summary
+
+    def stage_preference(self) -> None:
+        """Train the SFT model (else the run's model) on preference pairs with DPO / IPO / KTO; write
+        ``preference/`` and ``preference_metrics.csv``; record the held-out implicit-reward accuracy before /
+        after training (see :meth:`_train_on_pairs`)."""
+        from textgym.agents.trainers.preference import PreferenceTrainer
+
+        p = self.cfg.preference
+        start = self.sft_or_base_model
+        self._say(f"[preference] {p.config.loss_type} on {p.data.path or p.data.dataset or p.data.feedback} "
+                  f"({p.data.split}) from {start} ...")
+        t0 = time.perf_counter()
+        train_rows, eval_rows = self._pair_splits("preference")
+        trainer = PreferenceTrainer(start, self.tokenizer, train_data=train_rows, eval_data=eval_rows,
+                                    config=p.config)
+        summary = self._train_on_pairs(trainer, "preference", "preference_train", t0)
         acc = (f"held-out implicit-reward accuracy {summary.get('eval_before/accuracy', float('nan')):.3f} -> "
                f"{summary['eval/accuracy']:.3f}" if "eval/accuracy" in summary else "no held-out pairs")
         self._say(f"[preference] done in {summary['time_s']:.0f} s: {acc}")
 
     def stage_reward_model(self) -> None:
-        """Train the reward model on the preference pairs; write ``reward_model/`` (atomically) and
-        ``reward_model_metrics.csv``; record the held-out pairwise accuracy before / after training.
-
-        Raises:
-            ConfigError: ``reward_model.data.eval_split`` holds no pair (a small file's hash split).
-        """
+        """Train the reward model on the preference pairs; write ``reward_model/`` and
+        ``reward_model_metrics.csv``; record the held-out pairwise accuracy before / after training
+        (see :meth:`_train_on_pairs`)."""
         from textgym.agents.trainers.reward_model import RewardModelTrainer
 
         r = self.cfg.reward_model
-        d = r.data
-        source = d.path or d.dataset or d.feedback
-        self._say(f"[reward model] training {r.model} on {source} ({d.split}) ...")
+        source = r.data.path or r.data.dataset or r.data.feedback
+        self._say(f"[reward model] training {r.model} on {source} ({r.data.split}) ...")
         t0 = time.perf_counter()
-        # 1. the pairs
-        train_rows = preference_rows(d, d.split, d.max_rows)
-        eval_rows = preference_rows(d, d.eval_split, d.max_eval_rows) if d.eval_split is not None else None
-        if eval_rows is not None and not eval_rows:
-            raise ConfigError(f"split {d.eval_split!r} of {source} holds no pair (a small file's 80/10/10 hash split "
-                              "can leave one empty): pick another split, or null for no held-out evaluation",
-                              "reward_model.data.eval_split")
-        # 2. train, evaluating on the held-out pairs before and after
+        train_rows, eval_rows = self._pair_splits("reward_model")
         model = str(Path(r.model).expanduser().resolve()) if Path(r.model).expanduser().exists() else r.model
         trainer = RewardModelTrainer(model, train_data=train_rows, eval_data=eval_rows, config=r.config)
-        before = trainer.evaluate()
-        metrics = trainer.train()
-        # 3. save (atomically) and record
-        trainer.save(self.run_dir / "reward_model")
-        summary = self._record_training(trainer, metrics, "reward_model_metrics.csv")
-        summary.update({f"eval_before/{k}": float(v) for k, v in before.items()})
-        summary.update({f"data/{k}": float(v) for k, v in trainer.stats.items()})
-        summary["time_s"] = time.perf_counter() - t0
-        self.state["results"]["reward_model"] = summary
-        del trainer
-        gc.collect()
-        self._mark("reward_model")
+        summary = self._train_on_pairs(trainer, "reward_model", "reward_model", t0)
         acc = (f"held-out pairwise accuracy {summary['eval_before/accuracy']:.3f} -> {summary['eval/accuracy']:.3f} "
                f"on {int(summary['data/eval_pairs'])} pairs" if "eval/accuracy" in summary else "no held-out pairs")
         self._say(f"[reward model] done in {summary['time_s']:.0f} s: {int(summary['data/train_pairs'])} pairs, "
