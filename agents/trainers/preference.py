@@ -33,20 +33,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from textgym.agents.common import distributed
-
-from ._train import SupervisedTrainer, atomic_save_dir
+from ._train import SupervisedTrainer
 from textgym.agents.common.preference_losses import PREFERENCE_LOSSES, dpo_loss, kto_loss, sequence_logprobs
 from .sft import SFTConfig, SFTTrainer
 from .sft_data import SFTExample, collate_sft, load_rows
@@ -114,6 +109,9 @@ class PreferenceTrainer(SFTTrainer):
     Raises:
         ValueError: rows without the needed columns, or no usable pair.
     """
+
+    #: :meth:`save` (SFTTrainer's: merged LoRA unless ``merge_lora=False``, tokenizer, atomic) writes this record
+    meta_file = META_FILE
 
     def __init__(self, model: Any, tokenizer: Any = None, *, train_data: Any, eval_data: Any = None,
                  config: PreferenceConfig | None = None):
@@ -296,23 +294,6 @@ class PreferenceTrainer(SFTTrainer):
         if z0 is not None:
             out["kl_ref_point"] = float(z0)
         return out
-
-    # ------------------------------------------------------------------ output
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write a Hugging Face model directory (merged LoRA unless ``merge_lora=False``), the tokenizer
-        and ``textgym_preference.json`` (config, stats, steps), atomically.  Returns the directory."""
-        if not distributed.is_main():
-            return Path(path)
-        model = self.merged_model() if (not self.config.lora or self.config.merge_lora) else self.model
-        info = {"config": self.config.to_dict(), "stats": self.stats, "steps": self.global_step,
-                "history_tail": self.history[-5:]}
-
-        def write(tmp: Path) -> None:
-            model.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-            (tmp / META_FILE).write_text(json.dumps(info, indent=2, default=str))
-
-        return atomic_save_dir(path, write)
 
 
 def _means(sums: Mapping[str, float], total: int) -> dict[str, float]:

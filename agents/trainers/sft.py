@@ -146,6 +146,9 @@ class SFTTrainer(SupervisedTrainer):
         ImportError: ``lora=True`` without peft installed.
     """
 
+    #: the file beside the saved model that records the config, data counts and last steps
+    meta_file = "textgym_sft.json"
+
     def __init__(self, model: Any, tokenizer: Any = None, *, train_data: Any, eval_data: Any = None,
                  config: SFTConfig | None = None):
         config = config or SFTConfig()
@@ -318,6 +321,6 @@ class SFTTrainer(SupervisedTrainer):
         def write(tmp: Path) -> None:
             model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
-            (tmp / "textgym_sft.json").write_text(json.dumps(info, indent=2, default=str))
+            (tmp / self.meta_file).write_text(json.dumps(info, indent=2, default=str))
 
         return atomic_save_dir(path, write)
