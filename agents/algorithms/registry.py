@@ -22,6 +22,10 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "nlpo": ("textgym.agents.algorithms.nlpo", "NLPO"),
     "rloo": ("textgym.agents.algorithms.rloo", "RLOO"),
     "grpo": ("textgym.agents.algorithms.grpo", "GRPO"),
+    "dr-grpo": ("textgym.agents.algorithms.grpo_variants", "DrGRPO"),
+    "dapo": ("textgym.agents.algorithms.grpo_variants", "DAPO"),
+    "gspo": ("textgym.agents.algorithms.grpo_variants", "GSPO"),
+    "reinforce++": ("textgym.agents.algorithms.reinforce_pp", "REINFORCEPlusPlus"),
     "sb3-ppo": ("textgym.agents.algorithms.sb3_algos", "SB3PPO"),
     "sb3-a2c": ("textgym.agents.algorithms.sb3_algos", "SB3A2C"),
 }
