@@ -40,6 +40,8 @@ _EXPORTS = {
     "GSPOConfig": ("textgym.agents.algorithms.grpo_variants", "GSPOConfig"),
     "REINFORCEPlusPlus": ("textgym.agents.algorithms.reinforce_pp", "REINFORCEPlusPlus"),
     "REINFORCEPlusPlusConfig": ("textgym.agents.algorithms.reinforce_pp", "REINFORCEPlusPlusConfig"),
+    "OnlineDPO": ("textgym.agents.algorithms.online_dpo", "OnlineDPO"),
+    "OnlineDPOConfig": ("textgym.agents.algorithms.online_dpo", "OnlineDPOConfig"),
     "Logger": ("textgym.agents.common.logger", "Logger"),
     # stable-baselines3 interop: the SB3 policy class and SB3's PPO / A2C behind textgym's interface
     "TextGymLMPolicy": ("textgym.agents.algorithms.sb3_policy", "TextGymLMPolicy"),

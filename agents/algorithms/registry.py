@@ -26,6 +26,7 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "dapo": ("textgym.agents.algorithms.grpo_variants", "DAPO"),
     "gspo": ("textgym.agents.algorithms.grpo_variants", "GSPO"),
     "reinforce++": ("textgym.agents.algorithms.reinforce_pp", "REINFORCEPlusPlus"),
+    "online-dpo": ("textgym.agents.algorithms.online_dpo", "OnlineDPO"),
     "sb3-ppo": ("textgym.agents.algorithms.sb3_algos", "SB3PPO"),
     "sb3-a2c": ("textgym.agents.algorithms.sb3_algos", "SB3A2C"),
 }

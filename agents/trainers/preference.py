@@ -1,4 +1,4 @@
-"""Offline preference optimization of a causal LM: DPO, IPO and KTO (losses in :mod:`.preference_losses`).
+"""Offline preference optimization of a causal LM: DPO, IPO and KTO (losses in :mod:`textgym.agents.common.preference_losses`).
 
 Data: rows ``{"prompt", "chosen", "rejected"}`` (DPO, IPO, KTO) or, for KTO,
 unpaired rows ``{"prompt", "completion", "label"}`` (``label`` true = desirable).
@@ -47,7 +47,7 @@ import torch
 from textgym.agents.common import distributed
 
 from ._train import SupervisedTrainer, atomic_save_dir
-from .preference_losses import PREFERENCE_LOSSES, dpo_loss, kto_loss, sequence_logprobs
+from textgym.agents.common.preference_losses import PREFERENCE_LOSSES, dpo_loss, kto_loss, sequence_logprobs
 from .sft import SFTConfig, SFTTrainer
 from .sft_data import SFTExample, collate_sft, load_rows
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from textgym.agents.trainers.preference import PreferenceConfig, PreferenceTrainer
-from textgym.agents.trainers.preference_losses import dpo_loss, kto_loss, sequence_logprobs
+from textgym.agents.common.preference_losses import dpo_loss, kto_loss, sequence_logprobs
 
 LN3 = math.log(3.0)
 

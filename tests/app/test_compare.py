@@ -49,7 +49,7 @@ def test_writes_every_artifact_and_the_table_matches_the_points(reference):
         tokens = [p["tokens"] for p in r.points]
         assert tokens[0] == 0 and 24 <= tokens[1] < 24 + 24 and 48 <= tokens[2] < 48 + 24
         run_dir = out / r.label / f"seed{r.seed}"
-        state = json.loads((run_dir / "run.json").read_text())
+        state = json.loads((run_dir / "run_state.json").read_text())["compare"]  # each run is a pipeline run
         assert state["done"] and state["points"] == r.points
         saved = json.loads((run_dir / "checkpoint" / "config.json").read_text())
         assert saved["seed"] == r.seed and saved["kl_coef"] == 0.0 and saved["n_epochs"] == 2
@@ -146,7 +146,7 @@ def test_cli_flags_and_set_reach_the_runs(tmp_path, capsys):
                  "--set", "eval_seed=7", "--no-progress"])
     assert code == 0, capsys.readouterr().err
     for seed in (3, 5):
-        spec = json.loads((out / "ppo" / f"seed{seed}" / "run.json").read_text())["spec"]
+        spec = json.loads((out / "ppo" / f"seed{seed}" / "run_state.json").read_text())["compare"]["spec"]
         assert spec["seed"] == seed and spec["env_kwargs"] == {"max_count": 4} and spec["eval_seed"] == 7
         assert spec["algo_config"]["learning_rate"] == 1e-3  # "1e-3" (a YAML string) read as a number
     assert "| ppo | 2 |" in capsys.readouterr().out

@@ -1,0 +1,160 @@
+"""The pipeline's supervised stages: SFT (``sft/``) and the reward model (``reward_model/``), and their data."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from textgym.app.config import ConfigError
+from textgym.app.run_folder import write_csv
+from textgym.app.run_state import RunFolderError
+
+__all__ = ["SupervisedStages", "preference_rows"]
+
+
+def preference_rows(data: Any, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The ``(prompt, chosen, rejected)`` rows of a :class:`textgym.app.config.RewardModelDataConfig` split.
+
+    Args:
+        data: ``reward_model.data`` (``path`` or ``dataset``).
+        split: a split of that data (:func:`textgym.envs.datasets.load` rules).
+        limit: keep the first this many rows (``None``: all).
+
+    Returns:
+        The rows as dicts, in the data's order.
+    """
+    if getattr(data, "feedback", None) is not None:  # a human-feedback project (textgym feedback ...)
+        from textgym.app.feedback.export import training_pairs
+
+        rows = training_pairs(Path(data.feedback).expanduser(), split)
+        return rows[:limit] if limit is not None else rows
+    from textgym.envs.datasets import load
+
+    source = str(Path(data.path).expanduser()) if data.path is not None else data.dataset
+    rows = load(source, split).to_list()
+    return rows[:limit] if limit is not None else rows
+
+
+
+class SupervisedStages:
+    """Mixin of :class:`textgym.app.pipeline.Pipeline`: the ``sft`` and ``reward_model`` stages."""
+
+    def stage_sft(self) -> None:
+        """Fine-tune the starting model on the SFT rows; write ``sft/`` and ``sft_metrics.csv``."""
+        from textgym.agents.trainers.sft import SFTTrainer
+        from textgym.agents.trainers.sft_data import load_rows, task_rows
+
+        s = self.cfg.sft
+        self._say(f"[sft] fine-tuning {self.cfg.model} ...")
+        t0 = time.perf_counter()
+        if s.data.path is not None:
+            rows = load_rows(str(Path(s.data.path).expanduser()))
+        elif s.data.feedback is not None:  # the edits of a human-feedback project
+            from textgym.app.feedback.export import training_sft_rows
+
+            rows = training_sft_rows(Path(s.data.feedback).expanduser(), s.data.split)
+        else:
+            kwargs = dict(self.cfg.env.kwargs) if s.data.task == self.cfg.env.id else {}
+            for key in ("reward", "reward_model", "split", "samples"):
+                kwargs.pop(key, None)
+            kwargs.update(s.data.env_kwargs)
+            rows = task_rows(s.data.task, self.tokenizer, s.data.split, **kwargs)
+        rows = self._filter_sft_rows(rows)
+        if s.data.max_rows is not None:
+            rows = rows[: s.data.max_rows]
+        if s.data.counterfactual:
+            from textgym.agents.trainers.counterfactual import augment_rows
+
+            n = len(rows)
+            rows = augment_rows(rows)
+            self._say(f"[sft] counterfactual augmentation: {len(rows) - n} gender-swapped copies of {n} rows")
+        trainer = SFTTrainer(self.base_model, self.tokenizer, train_data=rows, config=s.config)
+        metrics = trainer.train()
+        trainer.save(self.run_dir / "sft")
+        summary = self._record_training(trainer, metrics, "sft_metrics.csv")
+        summary.update(rows=float(len(rows)), time_s=time.perf_counter() - t0)
+        self.state["results"]["sft_train"] = summary
+        del trainer
+        gc.collect()
+        self._mark("sft")
+        self._say(f"[sft] done in {summary['time_s']:.0f} s: {len(rows)} rows, "
+                  f"train_loss {summary.get('train_loss', float('nan')):.4g}")
+
+    def _record_training(self, trainer: Any, metrics: Mapping[str, Any], csv_name: str) -> dict[str, float]:
+        """Write a supervised trainer's per-step history to ``run_dir/csv_name``; return its numeric final metrics."""
+        if trainer.history:
+            fields = list(dict.fromkeys(k for h in trainer.history for k in h))
+            write_csv(self.run_dir / csv_name, fields, trainer.history)
+        return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+    def _filter_sft_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Apply ``sft.data.completion_words`` and ``sft.data.min_reward`` to ``(prompt, completion)`` rows.
+
+        Raises:
+            RunFolderError: ``min_reward`` left no row (the message gives the best score seen).
+        """
+        import numpy as np
+
+        from textgym.reward_api import call_reward
+
+        d = self.cfg.sft.data
+        if d.completion_words is not None:
+            for r in rows:
+                lead = " " if r["completion"][:1].isspace() else ""
+                r["completion"] = lead + " ".join(r["completion"].split()[: d.completion_words])
+        if d.min_reward is None:
+            return rows
+        env = self.make_env(self.cfg.env.id, 1, self.cfg.env.kwargs, self.tokenizer)
+        scores, _ = call_reward(env.reward_fn, [r["prompt"] for r in rows], [r["completion"] for r in rows])
+        env.close()
+        kept = [r for r, s in zip(rows, scores) if s >= d.min_reward]
+        self._say(f"[sft] min_reward {d.min_reward}: kept {len(kept)} of {len(rows)} rows "
+                  f"(mean reward {float(np.mean(scores)):.3f} -> {float(np.mean(scores[scores >= d.min_reward])) if kept else float('nan'):.3f})")
+        if not kept:
+            raise RunFolderError(f"sft.data.min_reward={d.min_reward} keeps no row (best score {float(scores.max()):.3f}); "
+                                 "lower it or set it to null")
+        return kept
+
+    def stage_reward_model(self) -> None:
+        """Train the reward model on the preference pairs; write ``reward_model/`` (atomically) and
+        ``reward_model_metrics.csv``; record the held-out pairwise accuracy before / after training.
+
+        Raises:
+            ConfigError: ``reward_model.data.eval_split`` holds no pair (a small file's hash split).
+        """
+        from textgym.agents.trainers.reward_model import RewardModelTrainer
+
+        r = self.cfg.reward_model
+        d = r.data
+        source = d.path or d.dataset or d.feedback
+        self._say(f"[reward model] training {r.model} on {source} ({d.split}) ...")
+        t0 = time.perf_counter()
+        # 1. the pairs
+        train_rows = preference_rows(d, d.split, d.max_rows)
+        eval_rows = preference_rows(d, d.eval_split, d.max_eval_rows) if d.eval_split is not None else None
+        if eval_rows is not None and not eval_rows:
+            raise ConfigError(f"split {d.eval_split!r} of {source} holds no pair (a small file's 80/10/10 hash split "
+                              "can leave one empty): pick another split, or null for no held-out evaluation",
+                              "reward_model.data.eval_split")
+        # 2. train, evaluating on the held-out pairs before and after
+        model = str(Path(r.model).expanduser().resolve()) if Path(r.model).expanduser().exists() else r.model
+        trainer = RewardModelTrainer(model, train_data=train_rows, eval_data=eval_rows, config=r.config)
+        before = trainer.evaluate()
+        metrics = trainer.train()
+        # 3. save (atomically) and record
+        trainer.save(self.run_dir / "reward_model")
+        summary = self._record_training(trainer, metrics, "reward_model_metrics.csv")
+        summary.update({f"eval_before/{k}": float(v) for k, v in before.items()})
+        summary.update({f"data/{k}": float(v) for k, v in trainer.stats.items()})
+        summary["time_s"] = time.perf_counter() - t0
+        self.state["results"]["reward_model"] = summary
+        del trainer
+        gc.collect()
+        self._mark("reward_model")
+        acc = (f"held-out pairwise accuracy {summary['eval_before/accuracy']:.3f} -> {summary['eval/accuracy']:.3f} "
+               f"on {int(summary['data/eval_pairs'])} pairs" if "eval/accuracy" in summary else "no held-out pairs")
+        self._say(f"[reward model] done in {summary['time_s']:.0f} s: {int(summary['data/train_pairs'])} pairs, "
+                  f"{acc}")
