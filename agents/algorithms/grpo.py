@@ -46,7 +46,7 @@ from textgym.agents.common import distributed
 from textgym.agents.functional import clipped_policy_loss, group_advantages, kl_estimate, masked_mean, masked_sum
 from textgym.agents.functional import overlong_penalty
 from textgym.agents.common.groups import GroupConfig, GroupedAlgorithm, refill_informative_groups
-from textgym.agents.common.rollout import RolloutBatch
+from textgym.agents.common.rollout import RolloutBatch, check_env
 from textgym.agents.common.updates import entropy_sum, loss_metrics, optimize_epochs, optimizer_metrics, optimizer_step
 from textgym.agents.common.updates import policy_forward, rollout_metrics, update_kl_coef
 
@@ -149,6 +149,13 @@ class GRPO(GroupedAlgorithm):
 
     config_class = GRPOConfig
     config: GRPOConfig
+
+    def __init__(self, policy: Any, env: Any, config: GRPOConfig | None = None):
+        buffer, budget = getattr(config, "overlong_buffer", None), getattr(check_env(env), "max_new_tokens", None)
+        if buffer is not None and budget is not None and buffer > budget:
+            raise ValueError(f"overlong_buffer ({buffer}) is longer than the env's max_new_tokens ({budget}): "
+                             f"set it to at most {budget} tokens (e.g. {max(1, budget // 5)}, a fifth as in DAPO)")
+        super().__init__(policy, env, config)
 
     def completion_returns(self, batch: RolloutBatch) -> torch.Tensor:
         """``(N,)`` each completion's return: the env's rewards summed, plus DAPO's overlong penalty if set."""

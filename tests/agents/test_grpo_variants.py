@@ -100,9 +100,10 @@ def test_dapo_update_logs_dynamic_sampling_and_counts_the_dropped_tokens():
     algo = DAPO(LMActorCritic(*tiny_char()), stop_env(8), DAPOConfig(group_size=4, learning_rate=1e-3, **QUIET))
     m = algo.train_step()
     assert algo.collector.rescore_policy is False  # one epoch, one minibatch: the ratio is 1 by construction
-    assert m["stats/extra_rollouts"] >= 0 and m["stats/dropped_groups"] >= 0
-    assert m["train/timesteps"] >= m["stats/discarded_tokens"] > 0 or m["stats/extra_rollouts"] == 0
-    assert m["train/episodes"] == 8
+    assert m["train/episodes"] == 8  # the batch keeps its size
+    assert m["stats/extra_rollouts"] <= 4 and (m["stats/dropped_groups"] > 0) == (m["stats/discarded_tokens"] > 0)
+    # every generated token counts in the budget: the batch's and the left-out groups'
+    assert m["train/timesteps"] == pytest.approx(8 * m["stats/episode_length"] + m["stats/discarded_tokens"])
 
 
 def test_overlong_penalty_values():
@@ -122,6 +123,12 @@ def test_overlong_penalty_is_added_to_the_returns():
     t = batch.mask.shape[1]
     over = (batch.lengths.float() - (t - 2)).clamp(min=0) / 2
     torch.testing.assert_close(algo.completion_returns(batch), batch.rewards.sum(-1) - 0.5 * over)
+
+
+def test_an_overlong_buffer_beyond_the_budget_is_refused_before_any_work():
+    env = stop_env(8)
+    with pytest.raises(ValueError, match=r"overlong_buffer \(99\) is longer than the env's max_new_tokens"):
+        DAPO(LMActorCritic(*tiny_char()), env, DAPOConfig(group_size=4, overlong_buffer=99, **QUIET))
 
 
 def _gspo(**cfg):
