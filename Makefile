@@ -13,6 +13,8 @@ export HF_DATASETS_OFFLINE := 1
 export HF_EVALUATE_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# Ray (the `ray` extra) never reports usage statistics over the network
+export RAY_USAGE_STATS_ENABLED := 0
 
 # torch CPU threads for `make demo` (empty: torch's default, one per core). On a machine busy with
 # other jobs, THREADS=1 is faster: more OpenMP threads than free cores stall each other.
@@ -24,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test,feedback,reasoning-gym,textarena,trackers]"
+	$(BIN)/python -m pip install -q -e ".[test,feedback,reasoning-gym,textarena,trackers,ray]"
 	# Debian's chromium for the feedback app's browser tests (Playwright cannot download its own here);
 	# without it (no root, no apt) those tests skip with the reason
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \

@@ -2,7 +2,8 @@
 
 Private to ``textgym.envs``; the public pattern is the one of
 :mod:`textgym.envs.common` (a factory returns ``(tokenizer, samples, reward,
-settings)``, which :func:`build_task` assembles).
+settings)``, which :func:`build_task` assembles; :func:`define_factory`
+writes the factory of a task that loads a split of a data set).
 
 Prompt fitting
 --------------
@@ -22,6 +23,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
+import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -29,8 +31,12 @@ from textgym.env_settings import EnvSettings
 from textgym.envs.common import resolve_tokenizer, split_env_kwargs
 
 __all__ = [
-    "build_task", "check_split", "task_settings", "cut_words", "count_words", "fit_prompts", "CUT_MARK",
+    "build_task", "define_factory", "check_split", "task_settings", "cut_words", "count_words", "fit_prompts",
+    "fit_split", "CUT_MARK", "DEFAULT_TOKENIZER",
 ]  # fmt: skip
+
+#: The model whose tokenizer a task factory loads by default.
+DEFAULT_TOKENIZER = "smollm2-135m-instruct"
 
 #: Appended to a text that :func:`cut_words` shortened.
 CUT_MARK = " ..."
@@ -135,6 +141,94 @@ def build_task(
     return tok, samples, reward, settings
 
 
+def define_factory(
+    task_id: str,
+    name: str,
+    make_samples: Callable[[str, Any, int, Any], list[dict[str, Any]]],
+    *,
+    default_reward: Any,
+    splits: Iterable[str],
+    defaults: Mapping[str, Any],
+    split_doc: str,
+    samples_doc: str,
+    default_split: str = "train",
+    reward_model: bool = False,
+    reward_note: str = "",
+) -> Callable[..., tuple[Any, Any, Any, EnvSettings]]:
+    """The factory ``name(tokenizer, reward, split, samples, [reward_model,] **kwargs)`` of a data-set task.
+
+    The factory calls :func:`build_task` with the task's parts and carries a
+    docstring written from them (arguments, the defaults of ``defaults``,
+    returns, raises).  It is a plain function of the calling module (its
+    ``__module__`` and ``__qualname__``), so it pickles by reference.
+
+    Args:
+        task_id: the registered id.
+        name: the factory's name in its module (e.g. ``"make_xquad"``).
+        make_samples: ``make_samples(split, tokenizer, max_prompt_length,
+            prompt_format)`` -> the samples of the split.
+        default_reward: as :func:`build_task`'s (a reward name, or a function
+            without arguments that returns the reward).
+        splits: the task's valid splits.
+        defaults: the task's env setting defaults (its spec's).
+        split_doc: the ``split`` argument's description (the splits and their sizes).
+        samples_doc: the ``samples`` argument's description (the columns your own samples need).
+        default_split: the ``split`` argument's default.
+        reward_model: whether the factory takes ``reward_model=`` (a reward model
+            directory or object; it then becomes the default reward).
+        reward_note: appended to the default reward's description.
+    """
+
+    def build(tokenizer: Any, reward: Any, split: str, samples: Any, kwargs: dict[str, Any], model: Any = None):
+        return build_task(task_id, tokenizer=tokenizer, reward=reward, default_reward=default_reward, split=split,
+                          splits=splits, samples=samples, kwargs=kwargs, defaults=defaults, reward_model=model,
+                          make_samples=lambda tok, p, fmt: make_samples(split, tok, p, fmt))
+
+    if reward_model:
+        def factory(tokenizer: Any = DEFAULT_TOKENIZER, reward: Any = None, split: str = default_split,
+                    samples: Any = None, reward_model: Any = None, **kwargs: Any):
+            return build(tokenizer, reward, split, samples, kwargs, reward_model)
+    else:
+        def factory(tokenizer: Any = DEFAULT_TOKENIZER, reward: Any = None, split: str = default_split,
+                    samples: Any = None, **kwargs: Any):
+            return build(tokenizer, reward, split, samples, kwargs)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__module__ = sys._getframe(1).f_globals.get("__name__", __name__)  # as collections.namedtuple does
+    factory.__doc__ = _factory_doc(task_id, default_reward, defaults, split_doc, samples_doc, reward_model,
+                                   reward_note)
+    return factory
+
+
+def _factory_doc(task_id: str, default_reward: Any, defaults: Mapping[str, Any], split_doc: str, samples_doc: str,
+                 reward_model: bool, reward_note: str) -> str:
+    default = f'``"{default_reward}"``' if isinstance(default_reward, str) else f":func:`{default_reward.__name__}`"
+    if reward_model:
+        reward = ("reward name, object or callable; default: the reward model if ``reward_model`` is given, "
+                  f"else {default}")
+        raises = "ValueError: unknown split, bad lengths, or both ``reward`` and ``reward_model``.\n        TypeError"
+    else:
+        reward = f"reward name, object or callable (default {default}{reward_note})"
+        raises = "ValueError: unknown split or bad lengths.  TypeError"
+    lengths = ", ".join(f"``{key}`` default {value}" for key, value in defaults.items())
+    model = "\n        reward_model: local directory (or loaded model) of a reward model." if reward_model else ""
+    return f"""Factory of ``{task_id}``; keyword arguments are ``gym.make`` overrides.
+
+    Args:
+        tokenizer: model name/path (its tokenizer is loaded) or a tokenizer object.
+        reward: {reward}.
+        split: {split_doc}.
+        samples: {samples_doc}.{model}
+        **kwargs: env arguments ({lengths}, ``prompt_format``, ...).
+
+    Returns:
+        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
+
+    Raises:
+        {raises}: unknown argument.
+    """
+
+
 def count_words(text: str) -> int:
     """Number of whitespace-separated words of ``text``."""
     return sum(1 for _ in _WORD.finditer(text))
@@ -210,6 +304,34 @@ def fit_prompts(
             _FIT_CACHE.pop(next(iter(_FIT_CACHE)))
         _FIT_CACHE[key] = samples
     return list(samples)
+
+
+def fit_split(
+    dataset: str,
+    split: str,
+    build: Callable[[Mapping[str, Any], int | None], dict[str, Any]],
+    long_field: str | Callable[[Mapping[str, Any]], int],
+    tokenizer: Any,
+    max_prompt_length: int,
+    prompt_format: Any = None,
+    cache_key: Hashable | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`fit_prompts` over the rows of ``split`` of the vendored set ``dataset``.
+
+    Args:
+        dataset, split: what :func:`textgym.envs.datasets.load` reads.
+        build: as :func:`fit_prompts`'s.
+        long_field: the column that is cut, counted in words, or ``units(row)``
+            as :func:`fit_prompts` takes it.
+        tokenizer, max_prompt_length, prompt_format: the env's.
+        cache_key: :func:`fit_prompts`'s (default ``(dataset, split)``).
+    """
+    from textgym.envs.datasets import load
+
+    rows = load(dataset, split).to_list()
+    units = long_field if callable(long_field) else (lambda row: count_words(row[long_field]))
+    return fit_prompts(rows, build, units, tokenizer, max_prompt_length, prompt_format,
+                       cache_key=(dataset, split) if cache_key is None else cache_key)
 
 
 _FIT_CACHE: dict[Hashable, list[dict[str, Any]]] = {}

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textgym.envs._task import build_task, check_split, count_words, cut_words, fit_prompts
+from textgym.envs._task import check_split, cut_words, define_factory, fit_split
 
 __all__ = ["make_mbpp", "make_humaneval", "mbpp_samples", "humaneval_samples", "format_mbpp", "MBPP_SPLITS"]
 
@@ -57,13 +57,9 @@ def format_mbpp(text: str, test: str) -> str:
 def mbpp_samples(
     split: str, tokenizer: Any, max_prompt_length: int = 256, prompt_format: Any = None
 ) -> list[dict[str, Any]]:
-    """Samples of ``textgym/MBPP-v0``.
+    """Samples of ``textgym/MBPP-v0`` of ``split`` (``"train"``, ``"validation"``, ``"test"`` or ``"prompt"``).
 
-    Args:
-        split: ``"train"``, ``"validation"``, ``"test"`` or ``"prompt"``.
-        tokenizer: tokenizer object (the fit is measured in its tokens).
-        max_prompt_length: the env's ``P``.
-        prompt_format: the env's prompt format.
+    A problem text is cut to fit ``max_prompt_length`` tokens of ``tokenizer`` after ``prompt_format``.
 
     Returns:
         A list of dicts: ``prompt``, ``references`` (``[code]``), ``text`` (the
@@ -73,10 +69,7 @@ def mbpp_samples(
     Raises:
         ValueError: unknown split.
     """
-    from textgym.envs.datasets import load
-
     check_split(split, MBPP_SPLITS, "textgym/MBPP-v0")
-    rows = load("mbpp", split).to_list()
 
     def build(row: dict[str, Any], n: int | None) -> dict[str, Any]:
         text = cut_words(row["text"].strip(), n)
@@ -90,8 +83,7 @@ def mbpp_samples(
             "task_id": int(row["task_id"]),
         }
 
-    return fit_prompts(rows, build, lambda r: count_words(r["text"]), tokenizer, max_prompt_length, prompt_format,
-                       cache_key=("mbpp", split))
+    return fit_split("mbpp", split, build, "text", tokenizer, max_prompt_length, prompt_format)
 
 
 def humaneval_samples() -> list[dict[str, Any]]:
@@ -116,62 +108,15 @@ def humaneval_samples() -> list[dict[str, Any]]:
     ]
 
 
-def make_mbpp(
-    tokenizer: Any = "smollm2-135m-instruct",
-    reward: Any = None,
-    split: str = "train",
-    samples: Any = None,
-    **kwargs: Any,
-):
-    """Factory of ``textgym/MBPP-v0``; keyword arguments are ``gym.make`` overrides.
-
-    Args:
-        tokenizer: model name/path (its tokenizer is loaded) or a tokenizer object.
-        reward: reward name, object or callable (default ``"code-exec"``; pass
-            ``CodeExecutionReward(timeout=..., workers=...)`` to tune it).
-        split: ``"train"`` (374), ``"validation"`` (90), ``"test"`` (500) or ``"prompt"`` (10).
-        samples: your own samples (``prompt`` and ``test_list`` columns) instead of the data.
-        **kwargs: env arguments (``max_prompt_length`` default 256,
-            ``max_new_tokens`` default 256, ``prompt_format``, ...).
-
-    Returns:
-        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
-
-    Raises:
-        ValueError: unknown split or bad lengths.  TypeError: unknown argument.
-    """
-    return build_task(
-        "textgym/MBPP-v0", tokenizer=tokenizer, reward=reward, default_reward="code-exec", split=split,
-        splits=MBPP_SPLITS, samples=samples, kwargs=kwargs, defaults=MBPP_DEFAULTS,
-        make_samples=lambda tok, p, fmt: mbpp_samples(split, tok, p, fmt),
-    )
-
-
-def make_humaneval(
-    tokenizer: Any = "smollm2-135m-instruct",
-    reward: Any = None,
-    split: str = "test",
-    samples: Any = None,
-    **kwargs: Any,
-):
-    """Factory of ``textgym/HumanEval-v0`` (evaluation only); keyword arguments are ``gym.make`` overrides.
-
-    Args:
-        tokenizer: model name/path (its tokenizer is loaded) or a tokenizer object.
-        reward: reward name, object or callable (default ``"code-exec"``).
-        split: only ``"test"`` (164 problems).
-        samples: your own samples (``prompt``, ``test``, ``entry_point`` columns).
-        **kwargs: env arguments (``max_prompt_length`` default 768,
-            ``max_new_tokens`` default 384, ``prompt_format``, ...).
-
-    Returns:
-        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
-
-    Raises:
-        ValueError: a split other than ``"test"`` or bad lengths.  TypeError: unknown argument.
-    """
-    return build_task(
-        "textgym/HumanEval-v0", tokenizer=tokenizer, reward=reward, default_reward="code-exec", split=split,
-        splits=("test",), samples=samples, kwargs=kwargs, defaults=HUMANEVAL_DEFAULTS,
-        make_samples=lambda tok, p, fmt: humaneval_samples(),  # prompts are never cut
-    )
+make_mbpp = define_factory(
+    "textgym/MBPP-v0", "make_mbpp", mbpp_samples, default_reward="code-exec", splits=MBPP_SPLITS,
+    defaults=MBPP_DEFAULTS, reward_note="; pass ``CodeExecutionReward(timeout=..., workers=...)`` to tune it",
+    split_doc='``"train"`` (374), ``"validation"`` (90), ``"test"`` (500) or ``"prompt"`` (10)',
+    samples_doc="your own samples (``prompt`` and ``test_list`` columns) instead of the data",
+)
+make_humaneval = define_factory(
+    "textgym/HumanEval-v0", "make_humaneval", lambda split, tok, p, fmt: humaneval_samples(),  # never cut
+    default_reward="code-exec", splits=("test",), defaults=HUMANEVAL_DEFAULTS, default_split="test",
+    split_doc='only ``"test"`` (164 problems; evaluation only)',
+    samples_doc="your own samples (``prompt``, ``test``, ``entry_point`` columns)",
+)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textgym.envs._task import build_task, check_split
+from textgym.envs._task import check_split, define_factory
 
 __all__ = ["make_commongen", "commongen_samples", "commongen_reward", "PROMPT", "SPLITS"]
 
@@ -89,31 +89,9 @@ def commongen_reward(coverage_weight: float = 0.5, metric: Any = "rougeL"):
     )
 
 
-def make_commongen(
-    tokenizer: Any = "smollm2-135m-instruct",
-    reward: Any = None,
-    split: str = "train",
-    samples: Any = None,
-    **kwargs: Any,
-):
-    """Factory of ``textgym/CommonGen-v0``; keyword arguments are ``gym.make`` overrides.
-
-    Args:
-        tokenizer: model name/path (its tokenizer is loaded) or a tokenizer object.
-        reward: reward name, object or callable (default :func:`commongen_reward`).
-        split: ``"train"`` (1497), ``"validation"`` (418) or ``"test"`` (575).
-        samples: your own samples (``prompt`` and ``concepts`` columns) instead of the data.
-        **kwargs: env arguments (``max_prompt_length`` default 64,
-            ``max_new_tokens`` default 48, ``prompt_format``, ...).
-
-    Returns:
-        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
-
-    Raises:
-        ValueError: unknown split or bad lengths.  TypeError: unknown argument.
-    """
-    return build_task(
-        "textgym/CommonGen-v0", tokenizer=tokenizer, reward=reward, default_reward=commongen_reward, split=split,
-        splits=SPLITS, samples=samples, kwargs=kwargs, defaults=DEFAULTS,
-        make_samples=lambda tok, p, fmt: commongen_samples(split),  # short prompts: no fitting
-    )
+make_commongen = define_factory(
+    "textgym/CommonGen-v0", "make_commongen", lambda split, tok, p, fmt: commongen_samples(split),  # short prompts
+    default_reward=commongen_reward, splits=SPLITS, defaults=DEFAULTS,
+    split_doc='``"train"`` (1497), ``"validation"`` (418) or ``"test"`` (575)',
+    samples_doc="your own samples (``prompt`` and ``concepts`` columns) instead of the data",
+)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from textgym.envs._task import build_task, check_split, fit_prompts
+from textgym.envs._task import check_split, define_factory, fit_prompts
 
 __all__ = ["make_hh_dialogue", "hh_dialogue_samples", "placeholder_reward", "split_turns", "SPLITS"]
 
@@ -106,35 +106,9 @@ def placeholder_reward():
     )
 
 
-def make_hh_dialogue(
-    tokenizer: Any = "smollm2-135m-instruct",
-    reward: Any = None,
-    split: str = "dialogue",
-    samples: Any = None,
-    reward_model: Any = None,
-    **kwargs: Any,
-):
-    """Factory of ``textgym/HHDialogue-v0``; keyword arguments are ``gym.make`` overrides.
-
-    Args:
-        tokenizer: model name/path (its tokenizer is loaded) or a tokenizer object.
-        reward: reward name, object or callable; default: the reward model if
-            ``reward_model`` is given, else :func:`placeholder_reward`.
-        split: ``"dialogue"`` (default, held out), ``"train"``, ``"validation"`` or ``"test"``.
-        samples: your own samples (``prompt`` column) instead of the data; used as given.
-        reward_model: local directory (or loaded model) of a reward model.
-        **kwargs: env arguments (``max_prompt_length`` default 512,
-            ``max_new_tokens`` default 128, ``prompt_format``, ...).
-
-    Returns:
-        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
-
-    Raises:
-        ValueError: unknown split, bad lengths, or both ``reward`` and ``reward_model``.
-        TypeError: unknown argument.
-    """
-    return build_task(
-        "textgym/HHDialogue-v0", tokenizer=tokenizer, reward=reward, default_reward=placeholder_reward,
-        reward_model=reward_model, split=split, splits=SPLITS, samples=samples, kwargs=kwargs, defaults=DEFAULTS,
-        make_samples=lambda tok, p, fmt: hh_dialogue_samples(split, tok, p, fmt),
-    )
+make_hh_dialogue = define_factory(
+    "textgym/HHDialogue-v0", "make_hh_dialogue", hh_dialogue_samples, default_reward=placeholder_reward,
+    reward_model=True, splits=SPLITS, defaults=DEFAULTS, default_split="dialogue",
+    split_doc='``"dialogue"`` (default, held out), ``"train"``, ``"validation"`` or ``"test"``',
+    samples_doc="your own samples (``prompt`` column) instead of the data; used as given",
+)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textgym.envs._task import build_task, check_split, count_words, cut_words, fit_prompts
+from textgym.envs._task import check_split, count_words, cut_words, define_factory, fit_split
 
 __all__ = ["make_self_instruct", "self_instruct_samples", "format_instruction", "SPLITS"]
 
@@ -52,13 +52,10 @@ def format_instruction(instruction: str, input_text: str = "") -> str:
 def self_instruct_samples(
     split: str, tokenizer: Any, max_prompt_length: int = 512, prompt_format: Any = None
 ) -> list[dict[str, Any]]:
-    """Samples of ``textgym/SelfInstruct-v0``.
+    """Samples of ``textgym/SelfInstruct-v0`` of ``split`` (``"train"``, ``"validation"``, ``"test"`` or ``"eval"``).
 
-    Args:
-        split: ``"train"``, ``"validation"``, ``"test"`` or ``"eval"``.
-        tokenizer: tokenizer object (the fit is measured in its tokens).
-        max_prompt_length: the env's ``P``.
-        prompt_format: the env's prompt format.
+    The input (the instruction if there is none) is cut to fit ``max_prompt_length`` tokens of
+    ``tokenizer`` after ``prompt_format``.
 
     Returns:
         A list of dicts: ``prompt``, ``references`` (``[output]``),
@@ -67,11 +64,7 @@ def self_instruct_samples(
     Raises:
         ValueError: unknown split.
     """
-    from textgym.envs.datasets import load
-
     check_split(split, SPLITS, "textgym/SelfInstruct-v0")
-    name, data_split = SPLITS[split]
-    rows = load(name, data_split).to_list()
 
     def long_field(row: dict[str, Any]) -> str:
         return "input" if (row.get("input") or "").strip() else "instruction"
@@ -88,42 +81,13 @@ def self_instruct_samples(
             "id": row["id"],
         }
 
-    return fit_prompts(
-        rows, build, lambda r: count_words(r[long_field(r)]), tokenizer, max_prompt_length, prompt_format,
-        cache_key=(name, data_split),
-    )
+    return fit_split(*SPLITS[split], build, lambda r: count_words(r[long_field(r)]), tokenizer, max_prompt_length,
+                     prompt_format)
 
 
-def make_self_instruct(
-    tokenizer: Any = "smollm2-135m-instruct",
-    reward: Any = None,
-    split: str = "train",
-    samples: Any = None,
-    reward_model: Any = None,
-    **kwargs: Any,
-):
-    """Factory of ``textgym/SelfInstruct-v0``; keyword arguments are ``gym.make`` overrides.
-
-    Args:
-        tokenizer: model name/path (its tokenizer is loaded) or a tokenizer object.
-        reward: reward name, object or callable; default: the reward model if
-            ``reward_model`` is given, else ``"rougeL"``.
-        split: ``"train"`` (139), ``"validation"`` (17), ``"test"`` (19) or
-            ``"eval"`` (252, evaluation only).
-        samples: your own samples (``prompt`` column) instead of the data; used as given.
-        reward_model: local directory (or loaded model) of a reward model.
-        **kwargs: env arguments (``max_prompt_length`` default 512,
-            ``max_new_tokens`` default 256, ``prompt_format``, ...).
-
-    Returns:
-        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
-
-    Raises:
-        ValueError: unknown split, bad lengths, or both ``reward`` and ``reward_model``.
-        TypeError: unknown argument.
-    """
-    return build_task(
-        "textgym/SelfInstruct-v0", tokenizer=tokenizer, reward=reward, default_reward="rougeL",
-        reward_model=reward_model, split=split, splits=SPLITS, samples=samples, kwargs=kwargs, defaults=DEFAULTS,
-        make_samples=lambda tok, p, fmt: self_instruct_samples(split, tok, p, fmt),
-    )
+make_self_instruct = define_factory(
+    "textgym/SelfInstruct-v0", "make_self_instruct", self_instruct_samples, default_reward="rougeL",
+    reward_model=True, splits=SPLITS, defaults=DEFAULTS,
+    split_doc='``"train"`` (139), ``"validation"`` (17), ``"test"`` (19) or ``"eval"`` (252, evaluation only)',
+    samples_doc="your own samples (``prompt`` column) instead of the data; used as given",
+)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textgym.envs._task import build_task, check_split, count_words, cut_words, fit_prompts
+from textgym.envs._task import check_split, cut_words, define_factory, fit_split
 
 __all__ = ["make_xquad", "xquad_samples", "PROMPT", "SPLITS"]
 
@@ -38,13 +38,9 @@ DEFAULTS = {"max_prompt_length": 512, "max_new_tokens": 32}
 def xquad_samples(
     split: str, tokenizer: Any, max_prompt_length: int = 512, prompt_format: Any = None
 ) -> list[dict[str, Any]]:
-    """Samples of ``textgym/XQuAD-v0``.
+    """Samples of ``textgym/XQuAD-v0`` of ``split`` (``"train"``, ``"validation"`` or ``"test"``).
 
-    Args:
-        split: ``"train"``, ``"validation"`` or ``"test"``.
-        tokenizer: tokenizer object (the fit is measured in its tokens).
-        max_prompt_length: the env's ``P``.
-        prompt_format: the env's prompt format.
+    A passage is cut to fit ``max_prompt_length`` tokens of ``tokenizer`` after ``prompt_format``.
 
     Returns:
         A list of dicts: ``prompt``, ``references`` (list of answer strings),
@@ -53,10 +49,7 @@ def xquad_samples(
     Raises:
         ValueError: unknown split.
     """
-    from textgym.envs.datasets import load
-
     check_split(split, SPLITS, "textgym/XQuAD-v0")
-    rows = load("xquad-en", split).to_list()
 
     def build(row: dict[str, Any], n: int | None) -> dict[str, Any]:
         context = cut_words(row["context"].strip(), n)
@@ -71,35 +64,11 @@ def xquad_samples(
             "id": row["id"],
         }
 
-    return fit_prompts(rows, build, lambda r: count_words(r["context"]), tokenizer, max_prompt_length, prompt_format,
-                       cache_key=("xquad-en", split))
+    return fit_split("xquad-en", split, build, "context", tokenizer, max_prompt_length, prompt_format)
 
 
-def make_xquad(
-    tokenizer: Any = "smollm2-135m-instruct",
-    reward: Any = None,
-    split: str = "train",
-    samples: Any = None,
-    **kwargs: Any,
-):
-    """Factory of ``textgym/XQuAD-v0``; keyword arguments are ``gym.make`` overrides.
-
-    Args:
-        tokenizer: model name/path (its tokenizer is loaded) or a tokenizer object.
-        reward: reward name, object or callable (default ``"token-f1"``).
-        split: ``"train"`` (962), ``"validation"`` (102) or ``"test"`` (126).
-        samples: your own samples (``prompt`` column) instead of the data; used as given.
-        **kwargs: env arguments (``max_prompt_length`` default 512,
-            ``max_new_tokens`` default 32, ``prompt_format``, ...).
-
-    Returns:
-        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
-
-    Raises:
-        ValueError: unknown split or bad lengths.  TypeError: unknown argument.
-    """
-    return build_task(
-        "textgym/XQuAD-v0", tokenizer=tokenizer, reward=reward, default_reward="token-f1", split=split,
-        splits=SPLITS, samples=samples, kwargs=kwargs, defaults=DEFAULTS,
-        make_samples=lambda tok, p, fmt: xquad_samples(split, tok, p, fmt),
-    )
+make_xquad = define_factory(
+    "textgym/XQuAD-v0", "make_xquad", xquad_samples, default_reward="token-f1", splits=SPLITS, defaults=DEFAULTS,
+    split_doc='``"train"`` (962), ``"validation"`` (102) or ``"test"`` (126)',
+    samples_doc="your own samples (``prompt`` column) instead of the data; used as given",
+)

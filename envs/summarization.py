@@ -27,9 +27,10 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from textgym.envs._task import build_task, check_split, count_words, cut_words, fit_prompts
+from textgym.envs._task import check_split, cut_words, define_factory, fit_split
 
 __all__ = ["make_cnn_dailymail", "make_xsum", "summarization_samples", "PROMPT", "SPLITS"]
 
@@ -47,21 +48,11 @@ _SETS = {
 }
 
 
-def summarization_samples(
-    dataset: str,
-    split: str,
-    tokenizer: Any,
-    max_prompt_length: int = 512,
-    prompt_format: Any = None,
-) -> list[dict[str, Any]]:
-    """Samples of a summarization task, the article cut to fit ``max_prompt_length`` tokens.
+def summarization_samples(dataset: str, split: str, tokenizer: Any, max_prompt_length: int = 512,
+                          prompt_format: Any = None) -> list[dict[str, Any]]:
+    """Samples of ``split`` (train / validation / test) of the set ``dataset`` (``"cnn-dailymail"`` or ``"xsum"``).
 
-    Args:
-        dataset: ``"cnn-dailymail"`` or ``"xsum"``.
-        split: ``"train"``, ``"validation"`` or ``"test"``.
-        tokenizer: tokenizer object; the fit is measured in its tokens.
-        max_prompt_length: the env's ``P``.
-        prompt_format: the env's prompt format (the fit is measured after it).
+    The article is cut to fit ``max_prompt_length`` tokens of ``tokenizer`` after ``prompt_format``.
 
     Returns:
         A list of dicts: ``prompt`` (str), ``references`` (``[summary]``),
@@ -70,10 +61,7 @@ def summarization_samples(
     Raises:
         ValueError: unknown split.
     """
-    from textgym.envs.datasets import load
-
     check_split(split, SPLITS, dataset)
-    rows = load(dataset, split).to_list()
 
     def build(row: dict[str, Any], n: int | None) -> dict[str, Any]:
         document = cut_words(row["document"].strip(), n)
@@ -84,53 +72,19 @@ def summarization_samples(
             "id": row["id"],
         }
 
-    return fit_prompts(rows, build, lambda r: count_words(r["document"]), tokenizer, max_prompt_length, prompt_format,
-                       cache_key=(dataset, split))
+    return fit_split(dataset, split, build, "document", tokenizer, max_prompt_length, prompt_format)
 
 
-def _make(task_id: str, tokenizer: Any, reward: Any, split: str, samples: Any, kwargs: dict[str, Any]):
-    dataset, defaults = _SETS[task_id]
-    return build_task(
-        task_id, tokenizer=tokenizer, reward=reward, default_reward="rougeL", split=split, splits=SPLITS,
-        samples=samples, kwargs=kwargs, defaults=defaults,
-        make_samples=lambda tok, p, fmt: summarization_samples(dataset, split, tok, p, fmt),
-    )
-
-
-def make_cnn_dailymail(
-    tokenizer: Any = "smollm2-135m-instruct",
-    reward: Any = None,
-    split: str = "train",
-    samples: Any = None,
-    **kwargs: Any,
-):
-    """Factory of ``textgym/CNNDailyMail-v0``; keyword arguments are ``gym.make`` overrides.
-
-    Args:
-        tokenizer: model name/path (its tokenizer is loaded) or a tokenizer object.
-        reward: reward name, object or callable (default ``"rougeL"``).
-        split: ``"train"`` (162), ``"validation"`` (18) or ``"test"`` (20).
-        samples: your own samples (``prompt`` column, optional ``references``)
-            instead of the data set; used as given (no fitting).
-        **kwargs: env arguments (``max_prompt_length`` default 512,
-            ``max_new_tokens`` default 128, ``prompt_format``, ...).
-
-    Returns:
-        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
-
-    Raises:
-        ValueError: unknown split or bad lengths.  TypeError: unknown argument.
-    """
-    return _make("textgym/CNNDailyMail-v0", tokenizer, reward, split, samples, kwargs)
-
-
-def make_xsum(
-    tokenizer: Any = "smollm2-135m-instruct",
-    reward: Any = None,
-    split: str = "train",
-    samples: Any = None,
-    **kwargs: Any,
-):
-    """Factory of ``textgym/XSum-v0``: as :func:`make_cnn_dailymail` (splits 151 / 26 / 23,
-    ``max_new_tokens`` default 64)."""
-    return _make("textgym/XSum-v0", tokenizer, reward, split, samples, kwargs)
+make_cnn_dailymail = define_factory(
+    "textgym/CNNDailyMail-v0", "make_cnn_dailymail", partial(summarization_samples, "cnn-dailymail"),
+    default_reward="rougeL", splits=SPLITS, defaults=CNN_DAILYMAIL_DEFAULTS,
+    split_doc='``"train"`` (162), ``"validation"`` (18) or ``"test"`` (20)',
+    samples_doc="your own samples (``prompt`` column, optional ``references``) instead of the data set; used as "
+    "given (no fitting)",
+)
+make_xsum = define_factory(
+    "textgym/XSum-v0", "make_xsum", partial(summarization_samples, "xsum"),
+    default_reward="rougeL", splits=SPLITS, defaults=XSUM_DEFAULTS,
+    split_doc='``"train"`` (151), ``"validation"`` (26) or ``"test"`` (23)',
+    samples_doc="as :func:`make_cnn_dailymail`'s",
+)

@@ -27,40 +27,29 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from textgym.envs._task import build_task, check_split, count_words, cut_words, fit_prompts
+from textgym.envs._task import check_split, cut_words, define_factory, fit_split
 
 __all__ = ["make_en_de", "make_en_fr", "translation_samples", "SPLITS", "LANGUAGES"]
 
 #: Target language code -> its English name, used in the prompt.
 LANGUAGES = {"de": "German", "fr": "French"}
 #: split -> (data set, its split); "{tgt}" is the target language code.
+_TATOEBA = "tatoeba-en-{tgt}"
 SPLITS = {
-    "train": ("tatoeba-en-{tgt}", "train"),
-    "validation": ("tatoeba-en-{tgt}", "validation"),
-    "tatoeba-test": ("tatoeba-en-{tgt}", "test"),
-    "test": ("flores200", "test"),
-    "ntrex": ("ntrex128", "test"),
+    "train": (_TATOEBA, "train"), "validation": (_TATOEBA, "validation"), "tatoeba-test": (_TATOEBA, "test"),
+    "test": ("flores200", "test"), "ntrex": ("ntrex128", "test"),
 }
 DEFAULTS = {"max_prompt_length": 128, "max_new_tokens": 128}
 
 
-def translation_samples(
-    target: str,
-    split: str,
-    tokenizer: Any,
-    max_prompt_length: int = 128,
-    prompt_format: Any = None,
-) -> list[dict[str, Any]]:
-    """Samples of English→``target`` translation.
+def translation_samples(target: str, split: str, tokenizer: Any, max_prompt_length: int = 128,
+                        prompt_format: Any = None) -> list[dict[str, Any]]:
+    """Samples of English→``target`` (``"de"`` or ``"fr"``) translation, ``split`` a key of :data:`SPLITS`.
 
-    Args:
-        target: ``"de"`` or ``"fr"``.
-        split: a key of :data:`SPLITS`.
-        tokenizer: tokenizer object (the fit is measured in its tokens).
-        max_prompt_length: the env's ``P``.
-        prompt_format: the env's prompt format.
+    A source sentence is cut to fit ``max_prompt_length`` tokens of ``tokenizer`` after ``prompt_format``.
 
     Returns:
         A list of dicts: ``prompt``, ``references`` (``[translation]``),
@@ -69,13 +58,10 @@ def translation_samples(
     Raises:
         ValueError: unknown target language or split.
     """
-    from textgym.envs.datasets import load
-
     if target not in LANGUAGES:
         raise ValueError(f"target language must be one of {sorted(LANGUAGES)}, got {target!r}")
     check_split(split, SPLITS, f"translation en-{target}")
     name, data_split = SPLITS[split]
-    rows = load(name.format(tgt=target), data_split).to_list()
     instruction = f"Translate from English to {LANGUAGES[target]}: {{source}}\n{LANGUAGES[target]}:"
 
     def build(row: dict[str, Any], n: int | None) -> dict[str, Any]:
@@ -87,51 +73,18 @@ def translation_samples(
             "id": row["id"],
         }
 
-    return fit_prompts(rows, build, lambda r: count_words(r["en"]), tokenizer, max_prompt_length, prompt_format,
-                       cache_key=(target, split))
+    return fit_split(name.format(tgt=target), data_split, build, "en", tokenizer, max_prompt_length, prompt_format,
+                     cache_key=(target, split))
 
 
-def _make(target: str, tokenizer: Any, reward: Any, split: str, samples: Any, kwargs: dict[str, Any]):
-    return build_task(
-        f"textgym/Translation-en-{target}-v0", tokenizer=tokenizer, reward=reward, default_reward="chrf",
-        split=split, splits=SPLITS, samples=samples, kwargs=kwargs, defaults=DEFAULTS,
-        make_samples=lambda tok, p, fmt: translation_samples(target, split, tok, p, fmt),
-    )
-
-
-def make_en_de(
-    tokenizer: Any = "smollm2-135m-instruct",
-    reward: Any = None,
-    split: str = "train",
-    samples: Any = None,
-    **kwargs: Any,
-):
-    """Factory of ``textgym/Translation-en-de-v0``; keyword arguments are ``gym.make`` overrides.
-
-    Args:
-        tokenizer: model name/path (its tokenizer is loaded) or a tokenizer object.
-        reward: reward name, object or callable (default ``"chrf"``).
-        split: ``"train"``, ``"validation"``, ``"tatoeba-test"``, ``"test"``
-            (FLORES-200 devtest) or ``"ntrex"`` (NTREX-128).
-        samples: your own samples (``prompt`` column) instead of the data; used as given.
-        **kwargs: env arguments (``max_prompt_length`` default 128,
-            ``max_new_tokens`` default 128, ``prompt_format``, ...).
-
-    Returns:
-        ``(tokenizer, samples, reward, settings)`` for :func:`textgym.registration.build_env`.
-
-    Raises:
-        ValueError: unknown split or bad lengths.  TypeError: unknown argument.
-    """
-    return _make("de", tokenizer, reward, split, samples, kwargs)
-
-
-def make_en_fr(
-    tokenizer: Any = "smollm2-135m-instruct",
-    reward: Any = None,
-    split: str = "train",
-    samples: Any = None,
-    **kwargs: Any,
-):
-    """Factory of ``textgym/Translation-en-fr-v0``: as :func:`make_en_de`, into French."""
-    return _make("fr", tokenizer, reward, split, samples, kwargs)
+_SAMPLES_DOC = "your own samples (``prompt`` column) instead of the data; used as given"
+make_en_de = define_factory(
+    "textgym/Translation-en-de-v0", "make_en_de", partial(translation_samples, "de"), default_reward="chrf",
+    splits=SPLITS, defaults=DEFAULTS, samples_doc=_SAMPLES_DOC,
+    split_doc='``"train"``, ``"validation"``, ``"tatoeba-test"``, ``"test"`` (FLORES-200 devtest) or ``"ntrex"`` '
+    "(NTREX-128)",
+)
+make_en_fr = define_factory(
+    "textgym/Translation-en-fr-v0", "make_en_fr", partial(translation_samples, "fr"), default_reward="chrf",
+    splits=SPLITS, defaults=DEFAULTS, samples_doc=_SAMPLES_DOC, split_doc="as :func:`make_en_de`'s",
+)

@@ -58,6 +58,7 @@ from .metric import (
     metric_path,
 )
 from .model import ClassifierReward, RewardModelReward, SentimentReward, VaderSentimentReward
+from .ray_workers import RayRewardWorkers
 from .rules import ConstantReward, KeywordCoverageReward, LengthReward, RegexReward, RepetitionPenalty
 
 __all__ = [
@@ -72,6 +73,8 @@ __all__ = [
     # code, rules, combinators
     "CodeExecutionReward", "ExecutionResult", "SandboxUnavailable", "LengthReward", "RepetitionPenalty", "RegexReward",
     "KeywordCoverageReward", "ConstantReward", "WeightedSum", "RunningNormalizer",
+    # where a reward runs: a copy on each of N Ray actors (optional dependency: textgym[ray])
+    "RayRewardWorkers",
     # answers of the synthetic tasks
     "CharMatchReward", "TokenCountReward",
     # the text cleaning every reward applies to a completion (control characters, whitespace)

@@ -8,8 +8,9 @@ For each source set it writes ``<folder>/*.jsonl.gz`` (rows unchanged, keys
 sorted, UTF-8, one object per line, gzip level 9 with mtime 0 and no file
 name, so the bytes are reproducible), copies ``SOURCE.json`` and the upstream
 license/readme files into ``<folder>/original/``, and writes ``README.md``
-files from ``envs/datasets.py``'s metadata with split counts recomputed by its
-loader (the build fails if they differ from the counts recorded there).
+files from the catalogue's metadata (``envs/data/catalogue.json``, read by
+``envs/datasets.py``) with split counts recomputed by its loader (the build
+fails if they differ from the counts recorded there).
 """
 
 from __future__ import annotations

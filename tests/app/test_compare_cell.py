@@ -16,7 +16,7 @@ def test_a_cell_is_a_pipeline_run_folder(tmp_path):
                      out_dir=str(tmp_path / "c"), progress=False)
     cell = tmp_path / "c" / "ppo" / "seed3"
     state = json.loads((cell / "run_state.json").read_text())
-    assert state["stages"] == {"sft": "skipped", "reward_model": "skipped", "eval_before": "skipped", "rl": "done",
+    assert state["stages"] == {"sft": "skipped", "preference": "skipped", "reward_model": "skipped", "eval_before": "skipped", "rl": "done",
                                "eval_after": "done", "report": "done"}
     assert state["status"] == "done" and state["rl"]["done_target"] == ["timesteps", 12]
     (run,) = result.runs

@@ -70,7 +70,7 @@ def test_a_synthetic_run_writes_every_artifact(reference_run, capsys):
     assert cfg["eval_env"] == {"id": "textgym/TokenCount-v0", "num_envs": 4, "kwargs": {"split": "test"}}
     state = json.loads((run / "run_state.json").read_text())
     assert state["status"] == "done"
-    assert state["stages"] == {"sft": "skipped", "reward_model": "skipped", "eval_before": "done", "rl": "done",
+    assert state["stages"] == {"sft": "skipped", "preference": "skipped", "reward_model": "skipped", "eval_before": "done", "rl": "done",
                                "eval_after": "done", "report": "done"}
     assert state["rl"]["iteration"] == 3 and state["rl"]["checkpoint_iteration"] == 3
     # RL logs: metrics (CSV + TensorBoard), samples, checkpoint

@@ -92,8 +92,8 @@ def test_the_stage_writes_the_reward_model_and_records_its_held_out_accuracy(rm_
 
     run, pairs = rm_run["run"], rm_run["pairs"]
     state = json.loads((run / "run_state.json").read_text())
-    assert list(state["stages"]) == ["sft", "reward_model", "eval_before", "rl", "eval_after", "report"]
-    assert state["stages"] == {"sft": "skipped", "reward_model": "done", "eval_before": "done", "rl": "done",
+    assert list(state["stages"]) == ["sft", "preference", "reward_model", "eval_before", "rl", "eval_after", "report"]
+    assert state["stages"] == {"sft": "skipped", "preference": "skipped", "reward_model": "done", "eval_before": "done", "rl": "done",
                                "eval_after": "done", "report": "done"}
     rm = run / "reward_model"
     assert (rm / "config.json").is_file() and (rm / "model.safetensors").is_file()
@@ -221,7 +221,7 @@ def test_an_sft_only_run_stops_after_evaluating_the_sft_model(tmp_path):
     code, run = run_train(tmp_path, raw, "sft-only")
     assert code == 0
     state = json.loads((run / "run_state.json").read_text())
-    assert state["stages"] == {"sft": "done", "reward_model": "skipped", "eval_before": "done", "rl": "skipped",
+    assert state["stages"] == {"sft": "done", "preference": "skipped", "reward_model": "skipped", "eval_before": "done", "rl": "skipped",
                                "eval_after": "skipped", "report": "done"}
     ev = json.loads((run / "eval.json").read_text())
     assert list(ev) == ["before", "sft"] and ev["sft"]["kl_ref"] > 0.0

@@ -339,9 +339,10 @@ def _load_policy(target: str, run: Path, is_run: bool) -> Any:
         return _policy_for_eval(resolve_model(target), None, 0)
     cfg = load_config(run / "config.yaml")
     if cfg.algorithm == NO_RL:
-        if not (run / "sft" / "config.json").is_file():
-            raise RunFolderError(f"run {run} trained no policy (algorithm none, no sft stage)")
-        return _policy_for_eval(str((run / "sft").resolve()), None, cfg.sft.config.seed)
+        stage = next((s for s in ("preference", "sft") if (run / s / "config.json").is_file()), None)
+        if stage is None:
+            raise RunFolderError(f"run {run} trained no policy (algorithm none, no sft or preference stage)")
+        return _policy_for_eval(str((run / stage).resolve()), None, getattr(cfg, stage).config.seed)
     from textgym.models import load_tokenizer
 
     tok = load_tokenizer(resolve_model(cfg.model))

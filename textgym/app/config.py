@@ -34,7 +34,9 @@ number) is an error.  NaN is never accepted.
 Reward specs (``env.kwargs.reward``): a registered name (``sentiment-vader``),
 ``{name: NAME, ...kwargs}`` (``textgym.rewards.make(NAME, **kwargs)``) or
 ``{weighted: {NAME: WEIGHT, ...}}`` (a :class:`textgym.rewards.WeightedSum`
-whose components are logged with the samples).
+whose components are logged with the samples).  Either mapping may add
+``backend: ray`` and ``actors: N`` (default 2) to score each batch on ``N`` Ray
+actors (:class:`textgym.rewards.RayRewardWorkers`; needs ``textgym[ray]``).
 
 Without RL: ``algorithm: none`` (or ``null``) runs the ``sft`` and/or
 ``reward_model`` stages and the evaluations, then stops; ``algo`` and a
@@ -90,6 +92,7 @@ from textgym.app.config_stages import (
     FEEDBACK_SPLITS,
     PIPELINE_ALGO_FIELDS,
     parse_algo,
+    parse_preference,
     parse_reward_model,
     parse_sft,
     resolve_algorithm,
@@ -133,6 +136,7 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
         raise ConfigError(f"a run config is a YAML mapping (key: value), got {type(raw).__name__}")
     raw = dict(raw)
     algo_raw, sft_raw, rm_raw = raw.pop("algo", None), raw.pop("sft", None), raw.pop("reward_model", None)
+    pref_raw = raw.pop("preference", None)
     algorithm_given, algorithm_raw = "algorithm" in raw, raw.pop("algorithm", None)
     cfg = build_dataclass(RunConfig, raw, "", label="run config")
     cfg.name = cfg.name or name or "run"
@@ -149,7 +153,7 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
             raise ConfigError(f"cannot import {module!r}: {exc}", f"imports[{i}]") from None
 
     # 2. the algorithm (or none) and its config
-    has_stage = sft_raw is not None or rm_raw is not None
+    has_stage = sft_raw is not None or rm_raw is not None or pref_raw is not None
     cfg.algorithm = resolve_algorithm(algorithm_raw, algorithm_given, cfg.train, has_stage)
     if cfg.algorithm == NO_RL:
         if algo_raw:
@@ -175,6 +179,8 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
         cfg.sft = parse_sft(sft_raw, cfg)
     if rm_raw is not None:
         cfg.reward_model = parse_reward_model(rm_raw, cfg)
+    if pref_raw is not None:
+        cfg.preference = parse_preference(pref_raw, cfg)
 
     from textgym.app.user_data import check_user_data
 
@@ -188,7 +194,7 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
                 raise ConfigError(f"algorithm {NO_RL!r} runs no RL: remove train.{key} (or set an algorithm, "
                                   "e.g. ppo)", f"train.{key}")
         if not has_stage:
-            raise ConfigError(f"algorithm {NO_RL!r} without an sft or reward_model stage trains nothing; add one, "
+            raise ConfigError(f"algorithm {NO_RL!r} without an sft, preference or reward_model stage trains nothing; add one, "
                               "or evaluate a model with `textgym eval MODEL --env ID`", "algorithm")
     elif (t.iterations is None) == (t.total_timesteps is None):
         hint = f" (or algorithm: {NO_RL} for a run of the sft / reward_model stages only)" if has_stage else ""

@@ -15,8 +15,8 @@ from typing import Any
 from textgym.app.config_coerce import coerce_number
 from textgym.app.config_errors import ConfigError, check_choice, suggest
 
-__all__ = ["PIPELINE_ENV_KWARGS", "reward_names", "check_reward_spec", "build_reward", "is_conversation_env",
-           "check_env", "check_model"]
+__all__ = ["PIPELINE_ENV_KWARGS", "REWARD_BACKEND_KEYS", "reward_names", "check_reward_spec", "build_reward",
+           "is_conversation_env", "check_env", "check_model"]
 
 #: Env kwargs the pipeline sets itself.
 PIPELINE_ENV_KWARGS = {"tokenizer": "the env uses the model's tokenizer: set `model`",
@@ -31,12 +31,45 @@ def reward_names() -> list[str]:
     return textgym.rewards.list()
 
 
+#: keys of a reward mapping that say where it runs (``backend: local | ray``, ``actors: N``), not what it scores
+REWARD_BACKEND_KEYS = ("backend", "actors")
+
+
+def _check_reward_backend(spec: Any, path: str) -> Any:
+    """Check ``backend`` / ``actors`` of a reward mapping; return the spec without them.
+
+    Raises:
+        ConfigError: a backend other than ``local`` / ``ray``, ``actors`` not an integer >= 1 or
+            without ``backend: ray``, or ``backend: ray`` without Ray installed.
+    """
+    if not isinstance(spec, Mapping) or not set(REWARD_BACKEND_KEYS) & set(spec):
+        return spec
+    backend = spec.get("backend", "local")
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"a reward's backend is 'local' (in this process) or 'ray' (on Ray actors), got "
+                          f"{backend!r}", f"{path}.backend")
+    if "actors" in spec:
+        n = spec["actors"]
+        if backend != "ray":
+            raise ConfigError("actors is the number of Ray actors; it needs backend: ray", f"{path}.actors")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"actors must be an integer >= 1, got {n!r}", f"{path}.actors")
+    if backend == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("backend: ray needs Ray, which is not installed; install it with: "
+                              "pip install 'textgym[ray]'", f"{path}.backend")
+    return {k: v for k, v in spec.items() if k not in REWARD_BACKEND_KEYS}
+
+
 def check_reward_spec(spec: Any, path: str) -> None:
     """Check a reward spec (name, ``{name: ..., **kwargs}``, ``{weighted: {name: weight}}``) against the registry.
 
     Raises:
         ConfigError: unknown name or malformed spec.
     """
+    spec = _check_reward_backend(spec, path)
     names = reward_names()
     hint = "see `textgym list rewards`"
     if isinstance(spec, str):
@@ -59,9 +92,16 @@ def check_reward_spec(spec: Any, path: str) -> None:
 
 def build_reward(spec: Any) -> Any:
     """A reward object from a spec (see :mod:`textgym.app.config`); names pass through (the env makes them)."""
+    if isinstance(spec, Mapping) and spec.get("backend", "local") == "ray":
+        import textgym.rewards as R
+
+        inner = build_reward({k: v for k, v in spec.items() if k not in REWARD_BACKEND_KEYS})
+        return R.RayRewardWorkers(inner if not isinstance(inner, str) else R.make(inner),
+                                  actors=int(spec.get("actors", 2)))
     if isinstance(spec, Mapping):
         import textgym.rewards as R
 
+        spec = {k: v for k, v in spec.items() if k not in REWARD_BACKEND_KEYS}
         if "weighted" in spec:
             w = {str(k): float(v) for k, v in spec["weighted"].items()}
             return R.WeightedSum({k: k for k in w}, weights=w)

@@ -20,7 +20,7 @@ from textgym.app.config_errors import ConfigError
 
 __all__ = [
     "NO_RL", "DEFAULT_RM_BACKBONE", "RunConfig", "EnvConfig", "EvalEnvConfig", "SFTDataConfig", "SFTStageConfig",
-    "RewardModelDataConfig", "RewardModelStageConfig", "TrainSettings", "EvalSettings", "PerplexityConfig",
+    "RewardModelDataConfig", "RewardModelStageConfig", "PreferenceStageConfig", "TrainSettings", "EvalSettings", "PerplexityConfig",
     "ENV_KWARG_RULES", "check_env_kwargs", "check_samples",
 ]  # fmt: skip
 
@@ -186,6 +186,25 @@ class RewardModelStageConfig:
 
 
 @dataclass
+class PreferenceStageConfig:
+    """The optional preference-optimization stage (after SFT, before the reward model and RL): DPO, IPO or
+    KTO on preference pairs, from the SFT model if there is one, else the run's model.
+
+    It trains :class:`textgym.agents.trainers.preference.PreferenceTrainer` and saves the model to
+    ``<run>/preference/``; RL (if any) starts from it.
+
+    Attributes:
+        data: where the ``(prompt, chosen, rejected)`` pairs come from (:class:`RewardModelDataConfig`:
+            ``path``, ``dataset`` or ``feedback``, ``split``, ``eval_split``, row limits).
+        config: a :class:`textgym.agents.PreferenceConfig` (its fields in YAML: ``loss_type``, ``beta``,
+            ``lora``, ``max_steps``, ...).
+    """
+
+    data: RewardModelDataConfig = field(default_factory=RewardModelDataConfig)
+    config: Any = None
+
+
+@dataclass
 class TrainSettings:
     """How long RL runs and how often it checkpoints (give exactly one of ``iterations`` / ``total_timesteps``).
 
@@ -263,7 +282,7 @@ class RunConfig:
         seed: default seed of the algorithm, SFT and evaluation.
         model: model name/path for :func:`textgym.models.load`, or a previous run's folder.
         imports: Python modules imported first (e.g. one that registers a custom reward).
-        env, eval_env, sft, reward_model, train, eval: the sections above.
+        env, eval_env, sft, reward_model, preference, train, eval: the sections above.
         bias: the bias probes run at each evaluated stage
             (:class:`textgym.app.bias_report.BiasSettings`; ``None``: none).
         algorithm: registered algorithm name (``textgym list algorithms``), or
@@ -282,6 +301,7 @@ class RunConfig:
     eval_env: EvalEnvConfig = field(default_factory=EvalEnvConfig)
     sft: SFTStageConfig | None = None
     reward_model: RewardModelStageConfig | None = None
+    preference: PreferenceStageConfig | None = None
     algorithm: str = "ppo"
     algo: Any = None
     train: TrainSettings = field(default_factory=TrainSettings)

@@ -18,6 +18,7 @@ from textgym.app.config_errors import ConfigError, check_choice, suggest
 from textgym.app.config_schema import (
     DEFAULT_RM_BACKBONE,
     NO_RL,
+    PreferenceStageConfig,
     RewardModelDataConfig,
     RewardModelStageConfig,
     RunConfig,
@@ -27,7 +28,7 @@ from textgym.app.config_schema import (
 )
 
 __all__ = ["PIPELINE_ALGO_FIELDS", "FEEDBACK_SPLITS", "resolve_algorithm", "parse_algo", "parse_sft",
-           "parse_reward_model"]
+           "parse_reward_model", "parse_preference"]
 
 #: Algorithm config fields the pipeline sets itself (and where the user sets them instead).
 PIPELINE_ALGO_FIELDS = {"run_dir": "the run folder is <runs_dir>/<name>: set `name` or --runs-dir",
@@ -155,17 +156,41 @@ def parse_reward_model(rm_raw: Any, cfg: RunConfig) -> RewardModelStageConfig:
     return stage
 
 
-def _check_preference_data(data: RewardModelDataConfig, conf: Any) -> None:
-    """Check ``reward_model.data``: one source, its pair columns, splits, row limits.
+def parse_preference(raw: Any, cfg: RunConfig) -> PreferenceStageConfig:
+    """The ``preference`` section: data source and splits, and the DPO / IPO / KTO trainer config.
+
+    Raises:
+        ConfigError: keys under ``preference``.
+    """
+    from textgym.agents.trainers.preference import PreferenceConfig
+
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"expected a mapping with `data` and `config`, got {raw!r}", "preference")
+    stage = build_dataclass(PreferenceStageConfig, {k: v for k, v in raw.items() if k != "config"},
+                            "preference", label="preference stage")
+    conf_raw = raw.get("config") or {}
+    if isinstance(conf_raw, Mapping):
+        conf_raw = {"seed": cfg.seed, **conf_raw}
+    stage.config = build_dataclass(PreferenceConfig, conf_raw, "preference.config")
+    try:
+        stage.config.check()
+    except ValueError as exc:
+        raise ConfigError(str(exc), "preference.config") from None
+    _check_preference_data(stage.data, stage.config, "preference")
+    return stage
+
+
+def _check_preference_data(data: RewardModelDataConfig, conf: Any, section: str = "reward_model") -> None:
+    """Check ``<section>.data``: one source, its pair columns, splits, row limits.
 
     ``dataset`` is replaced by the set's canonical name.
     """
     from textgym.envs import datasets
 
-    where = "reward_model.data"
+    where = f"{section}.data"
     if sum(x is not None for x in (data.path, data.dataset, data.feedback)) != 1:
-        raise ConfigError("give one of reward_model.data.path (a JSON Lines file of prompt / chosen / rejected "
-                          "rows), reward_model.data.dataset (e.g. hh-rlhf-harmless) or reward_model.data.feedback "
+        raise ConfigError(f"give one of {where}.path (a JSON Lines file of prompt / chosen / rejected "
+                          f"rows), {where}.dataset (e.g. hh-rlhf-harmless) or {where}.feedback "
                           "(a `textgym feedback` project)", where)
     needed = [conf.prompt_key, conf.chosen_key, conf.rejected_key]
     if data.feedback is not None:
@@ -193,7 +218,7 @@ def _check_preference_data(data: RewardModelDataConfig, conf: Any) -> None:
         splits = datasets.available_splits(data.dataset)
     missing = [c for c in needed if c not in columns]
     if missing:
-        raise ConfigError(f"the preference pairs need the column(s) {missing} (reward_model.config prompt_key / "
+        raise ConfigError(f"the preference pairs need the column(s) {missing} ({section}.config prompt_key / "
                           f"chosen_key / rejected_key); this data has {columns}", key)
     check_choice(data.split, splits, "split", f"{where}.split", "the data's splits")
     if data.eval_split is not None:

@@ -74,11 +74,12 @@ def evaluate_target(target: str, *, env_id: str | None = None, split: str | None
         raise ConfigError(f"cannot build the eval env {cfg.eval_env.id}: {exc.args[0] if exc.args else exc}",
                           "eval_env") from None
     if is_run and cfg.algorithm == NO_RL:
-        if not (run / "sft" / "config.json").is_file():
-            raise RunFolderError(f"run {run} trained no policy (algorithm none, no sft stage); evaluate its model "
-                                 "with `textgym eval MODEL --env ID`")
-        policy = policy_for_eval(str((run / "sft").resolve()), env.unwrapped.vocab_size, cfg.sft.config.seed,
-                                  resolve_model(cfg.model))
+        stage = next((s for s in ("preference", "sft") if (run / s / "config.json").is_file()), None)
+        if stage is None:
+            raise RunFolderError(f"run {run} trained no policy (algorithm none, no sft or preference stage); "
+                                 "evaluate its model with `textgym eval MODEL --env ID`")
+        policy = policy_for_eval(str((run / stage).resolve()), env.unwrapped.vocab_size,
+                                 getattr(cfg, stage).config.seed, resolve_model(cfg.model))
     elif is_run:
         train_env = env
         if not (run / "checkpoint" / "policy.json").is_file():  # the algorithm's own load needs its env

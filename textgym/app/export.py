@@ -117,12 +117,12 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, merge: boo
         model, tok, what = policy.model, policy.tokenizer, "the RL policy"
         if getattr(policy, "is_lora", False) and not merge:
             what += " (LoRA adapter; the base model is in base/)"
-    elif (run / "sft" / "config.json").is_file():
+    elif (stage := next((s for s in ("preference", "sft") if (run / s / "config.json").is_file()), None)):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(run / "sft", dtype="auto")
-        tok = AutoTokenizer.from_pretrained(run / "sft")
-        what = "the SFT model"
+        model = AutoModelForCausalLM.from_pretrained(run / stage, dtype="auto")
+        tok = AutoTokenizer.from_pretrained(run / stage)
+        what = "the preference-optimized model" if stage == "preference" else "the SFT model"
     elif (ckpt).is_dir():
         raise ExportError(f"run {str(run)!r} keeps its policy in the algorithm's own format (SB3); export supports "
                           "textgym's algorithms and SFT models")

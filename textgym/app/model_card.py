@@ -16,10 +16,10 @@ __all__ = ["model_card", "write_run_cards", "final_model_dirs"]
 
 
 def final_model_dirs(run_dir: str | Path) -> list[Path]:
-    """The run's final model folders that exist: ``checkpoint/policy`` (RL) and ``sft`` (the SFT model)."""
+    """The run's final model folders that exist: ``checkpoint/policy`` (RL), ``preference`` and ``sft``."""
     run = Path(run_dir)
-    return [p for p in (run / "checkpoint" / "policy", run / "sft") if (p / "config.json").is_file()
-            or (p / "adapter_config.json").is_file()]
+    dirs = (run / "checkpoint" / "policy", run / "preference", run / "sft")
+    return [p for p in dirs if (p / "config.json").is_file() or (p / "adapter_config.json").is_file()]
 
 
 def _fmt(v: Any) -> str:

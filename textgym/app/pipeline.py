@@ -129,9 +129,14 @@ class Pipeline(RunState, SupervisedStages, PipelineEval, RLStage, ReportStage):
         return self._env_reward
 
     @property
-    def rl_start_model(self) -> str:
-        """The model RL starts from: the SFT model if the SFT stage ran, else :attr:`base_model`."""
+    def sft_or_base_model(self) -> str:
+        """The SFT model if the SFT stage ran, else :attr:`base_model` (where the preference stage starts)."""
         return str(self.run_dir / "sft") if self.cfg.sft is not None else self.base_model
+
+    @property
+    def rl_start_model(self) -> str:
+        """The model RL starts from: the preference stage's model, else the SFT model, else :attr:`base_model`."""
+        return str(self.run_dir / "preference") if self.cfg.preference is not None else self.sft_or_base_model
 
     def make_env(self, env_id: str, num_envs: int, kwargs: Any, tokenizer: Any, reward: Any = None) -> Any:
         """Every env of the run, built by :func:`make_vec_env` (looked up here at call time)."""
@@ -157,6 +162,8 @@ class Pipeline(RunState, SupervisedStages, PipelineEval, RLStage, ReportStage):
             stages["sft"] = "skipped"
         if self.cfg.reward_model is None:
             stages["reward_model"] = "skipped"
+        if self.cfg.preference is None:
+            stages["preference"] = "skipped"
         if not self.has_rl:
             stages["rl"] = stages["eval_after"] = "skipped"
         self._save_state("running")
@@ -165,6 +172,8 @@ class Pipeline(RunState, SupervisedStages, PipelineEval, RLStage, ReportStage):
             with sigterm_as_interrupt():
                 if self.cfg.sft is not None and not self._done("sft"):
                     self.stage_sft()
+                if self.cfg.preference is not None and not self._done("preference"):
+                    self.stage_preference()
                 if self.cfg.reward_model is not None and not self._done("reward_model"):
                     self.stage_reward_model()
                 if not self._done("eval_before"):

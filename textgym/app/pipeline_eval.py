@@ -113,7 +113,8 @@ class PipelineEval:
         self._tb.flush()
 
     def stage_eval_before(self) -> None:
-        """Evaluate the starting model (stage ``before``) and the SFT model (stage ``sft``, KL to the start)."""
+        """Evaluate the starting model (stage ``before``), the SFT model (stage ``sft``, KL to the start) and the
+        preference stage's model (stage ``preference``, KL to the model it started from)."""
         if not self.cfg.eval.before:
             self._mark("eval_before", "skipped")
             return
@@ -124,6 +125,8 @@ class PipelineEval:
         todo = [("before", self.base_model, None)]
         if self.cfg.sft is not None:
             todo.append(("sft", str(self.run_dir / "sft"), self.base_model))
+        if self.cfg.preference is not None:  # KL to the model the preference stage started from
+            todo.append(("preference", str(self.run_dir / "preference"), self.sft_or_base_model))
         for stage, model, ref in todo:
             self._say(f"[eval {stage}] {self.eval_description} ...")
             policy = policy_for_eval(model, n, seed, ref)

@@ -76,6 +76,16 @@ class ReportStage:
             s = self.state["results"]["sft_train"]
             parts.append(f"- SFT: {int(s.get('rows', 0))} rows, train_loss {s.get('train_loss', float('nan')):.4g}, "
                          f"{s.get('time_s', 0.0):.0f} s")
+        if "preference_train" in self.state["results"]:
+            s, pref = self.state["results"]["preference_train"], self.cfg.preference
+            line = (f"- preference ({pref.config.loss_type}, beta {pref.config.beta:g}): "
+                    f"{int(s.get('data/train_pairs', s.get('data/train_examples', 0)))} training items of "
+                    f"`{pref.data.path or pref.data.dataset or pref.data.feedback}` ({pref.data.split}), "
+                    f"train_loss {s.get('train_loss', float('nan')):.4g}")
+            if "eval/accuracy" in s:
+                line += (f"; held-out implicit-reward accuracy {s['eval/accuracy']:.3f} (before training "
+                         f"{s.get('eval_before/accuracy', float('nan')):.3f}) on `{pref.data.eval_split}` pairs")
+            parts.append(line + f"; {s.get('time_s', 0.0):.0f} s")
         if "reward_model" in self.state["results"]:
             parts.append(self._reward_model_line(self.state["results"]["reward_model"]))
         parts += ["", "## Before / after", "", format_table(evals, markdown=True), "", kl_note, "",

@@ -1,4 +1,5 @@
-"""The pipeline's supervised stages: SFT (``sft/``) and the reward model (``reward_model/``), and their data."""
+"""The pipeline's supervised stages: SFT (``sft/``), preference optimization (``preference/``) and the reward
+model (``reward_model/``), and their data."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def preference_rows(data: Any, split: str, limit: int | None = None) -> list[dic
 
 
 class SupervisedStages:
-    """Mixin of :class:`textgym.app.pipeline.Pipeline`: the ``sft`` and ``reward_model`` stages."""
+    """Mixin of :class:`textgym.app.pipeline.Pipeline`: the ``sft``, ``preference`` and ``reward_model`` stages."""
 
     def stage_sft(self) -> None:
         """Fine-tune the starting model on the SFT rows; write ``sft/`` and ``sft_metrics.csv``."""
@@ -117,6 +118,47 @@ class SupervisedStages:
             raise RunFolderError(f"sft.data.min_reward={d.min_reward} keeps no row (best score {float(scores.max()):.3f}); "
                                  "lower it or set it to null")
         return kept
+
+    def stage_preference(self) -> None:
+        """Train the SFT model (else the run's model) on preference pairs with DPO / IPO / KTO; write
+        ``preference/`` (atomically) and ``preference_metrics.csv``; record the held-out implicit-reward
+        accuracy before / after training.
+
+        Raises:
+            ConfigError: ``preference.data.eval_split`` holds no pair.
+        """
+        from textgym.agents.trainers.preference import PreferenceTrainer
+
+        p = self.cfg.preference
+        d = p.data
+        source = d.path or d.dataset or d.feedback
+        start = self.sft_or_base_model
+        self._say(f"[preference] {p.config.loss_type} on {source} ({d.split}) from {start} ...")
+        t0 = time.perf_counter()
+        # 1. the pairs
+        train_rows = preference_rows(d, d.split, d.max_rows)
+        eval_rows = preference_rows(d, d.eval_split, d.max_eval_rows) if d.eval_split is not None else None
+        if eval_rows is not None and not eval_rows:
+            raise ConfigError(f"split {d.eval_split!r} of {source} holds no pair: pick another split, or null for "
+                              "no held-out evaluation", "preference.data.eval_split")
+        # 2. train from the SFT model (or the run's model), evaluating on the held-out pairs before and after
+        trainer = PreferenceTrainer(start, self.tokenizer, train_data=train_rows, eval_data=eval_rows,
+                                    config=p.config)
+        before = trainer.evaluate()
+        metrics = trainer.train()
+        # 3. save (atomically) and record
+        trainer.save(self.run_dir / "preference")
+        summary = self._record_training(trainer, metrics, "preference_metrics.csv")
+        summary.update({f"eval_before/{k}": float(v) for k, v in before.items()})
+        summary.update({f"data/{k}": float(v) for k, v in trainer.stats.items()})
+        summary["time_s"] = time.perf_counter() - t0
+        self.state["results"]["preference_train"] = summary
+        del trainer
+        gc.collect()
+        self._mark("preference")
+        acc = (f"held-out implicit-reward accuracy {summary.get('eval_before/accuracy', float('nan')):.3f} -> "
+               f"{summary['eval/accuracy']:.3f}" if "eval/accuracy" in summary else "no held-out pairs")
+        self._say(f"[preference] done in {summary['time_s']:.0f} s: {acc}")
 
     def stage_reward_model(self) -> None:
         """Train the reward model on the preference pairs; write ``reward_model/`` (atomically) and

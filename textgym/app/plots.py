@@ -40,9 +40,9 @@ EVAL_PANELS = (("score (mean, 95% CI)", ("score_mean",)), ("KL to reference (nat
 BEFORE_AFTER_METRICS = ("score_mean", "kl_ref", "perplexity", "distinct_1", "distinct_2", "length_mean")
 
 #: Stage order on the before/after chart; other stages follow in file order.
-STAGE_ORDER = ("before", "sft", "after")
+STAGE_ORDER = ("before", "sft", "preference", "after")
 #: Stages evaluated before RL: their ``kl_ref`` is to their own reference (``sft``: the starting model).
-PRE_RL_STAGES = ("before", "sft")
+PRE_RL_STAGES = ("before", "sft", "preference")
 #: ``eval.csv`` columns measured against a reference model.
 KL_COLUMNS = ("kl_ref",)
 
@@ -170,7 +170,7 @@ def stage_ordered_points(x: Sequence[float], y: Sequence[float], stages: Sequenc
     through the pipeline's stages in the order they happened, whatever the values.
     """
     def rank(stage: str) -> int:
-        return {"before": 0, "sft": 1, "after": 3}.get(stage, 2)
+        return {"before": 0, "sft": 1, "preference": 1.5, "after": 3}.get(stage, 2)
 
     pts = [(a, b, s, i) for i, (a, b, s) in enumerate(zip(x, y, stages)) if math.isfinite(a) and math.isfinite(b)]
     return sorted(pts, key=lambda p: (p[0], rank(p[2]), p[3]))

@@ -33,7 +33,7 @@ __all__ = ["TABLE_METRICS", "EVAL_STAGES", "write_atomic", "read_jsonl", "write_
 #: Metrics shown in the before/after table, in this order (when present).
 TABLE_METRICS = ("success_rate", "success_ci95_low", "success_ci95_high", "turns_mean", "score_mean", "score_ci95",
                  "kl_ref", "perplexity", "distinct_1", "distinct_2", "length_mean", "terminated_frac")
-EVAL_STAGES = ("before", "sft", "after")
+EVAL_STAGES = ("before", "sft", "preference", "after")
 
 
 # ----------------------------------------------------------------------------- small file helpers

@@ -54,9 +54,10 @@ def resolve_model(model: str) -> str:
                 raise ConfigError(f"run {str(p)!r} trained a LoRA adapter; set model to its base model and "
                                   f"algo.adapter: {ckpt / 'policy'}", "model")
             return str((ckpt / "policy").resolve())
-        if (p / "sft" / "config.json").is_file():
-            return str((p / "sft").resolve())
-        raise ConfigError(f"run {str(p)!r} has no trained model yet (no checkpoint/ or sft/)", "model")
+        for stage in ("preference", "sft"):
+            if (p / stage / "config.json").is_file():
+                return str((p / stage).resolve())
+        raise ConfigError(f"run {str(p)!r} has no trained model yet (no checkpoint/, preference/ or sft/)", "model")
     return str(p.resolve()) if p.exists() else model
 
 

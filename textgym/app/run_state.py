@@ -18,7 +18,7 @@ from textgym.app.run_folder import write_atomic
 
 __all__ = ["STAGES", "RunFolderError", "RunResult", "RunState", "finished_stages"]
 
-STAGES = ("sft", "reward_model", "eval_before", "rl", "eval_after", "report")
+STAGES = ("sft", "preference", "reward_model", "eval_before", "rl", "eval_after", "report")
 
 
 class RunFolderError(RuntimeError):
