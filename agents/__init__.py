@@ -1,4 +1,5 @@
-"""textgym agents: the LM policy, rollouts, PPO, REINFORCE, A2C, NLPO, RLOO, GRPO, and the pure RL math
+"""textgym agents: the LM policy, rollouts, PPO, REINFORCE (and REINFORCE++), A2C, NLPO, RLOO, GRPO (and Dr. GRPO,
+DAPO, GSPO), and the pure RL math
 (``textgym.agents.functional``).
 
 Names are imported on first use, so ``import textgym.agents`` stays cheap
@@ -31,6 +32,14 @@ _EXPORTS = {
     "RLOOConfig": ("textgym.agents.algorithms.rloo", "RLOOConfig"),
     "GRPO": ("textgym.agents.algorithms.grpo", "GRPO"),
     "GRPOConfig": ("textgym.agents.algorithms.grpo", "GRPOConfig"),
+    "DrGRPO": ("textgym.agents.algorithms.grpo_variants", "DrGRPO"),
+    "DrGRPOConfig": ("textgym.agents.algorithms.grpo_variants", "DrGRPOConfig"),
+    "DAPO": ("textgym.agents.algorithms.grpo_variants", "DAPO"),
+    "DAPOConfig": ("textgym.agents.algorithms.grpo_variants", "DAPOConfig"),
+    "GSPO": ("textgym.agents.algorithms.grpo_variants", "GSPO"),
+    "GSPOConfig": ("textgym.agents.algorithms.grpo_variants", "GSPOConfig"),
+    "REINFORCEPlusPlus": ("textgym.agents.algorithms.reinforce_pp", "REINFORCEPlusPlus"),
+    "REINFORCEPlusPlusConfig": ("textgym.agents.algorithms.reinforce_pp", "REINFORCEPlusPlusConfig"),
     "OnlineDPO": ("textgym.agents.algorithms.online_dpo", "OnlineDPO"),
     "OnlineDPOConfig": ("textgym.agents.algorithms.online_dpo", "OnlineDPOConfig"),
     "Logger": ("textgym.agents.common.logger", "Logger"),

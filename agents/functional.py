@@ -17,7 +17,11 @@ Sources:
     Learning", ICML 2016, Algorithm S3.
   * Leave-one-out baseline: Ahmadian et al., "Back to Basics: Revisiting
     REINFORCE Style Optimization for Learning from Human Feedback in LLMs", ACL 2024, eq. 7.
-  * Group-normalised advantages: Shao et al., "DeepSeekMath", 2024, section 4.1.2.
+  * Group-normalised advantages: Shao et al., "DeepSeekMath", 2024, section 4.1.2; unscaled
+    (group-centred only): Liu et al., "Understanding R1-Zero-Like Training: A Critical Perspective", 2025
+    (Dr. GRPO), section 3.2.
+  * Decoupled ("clip-higher") ratio clip and overlong reward shaping: Yu et al., "DAPO: An Open-Source LLM
+    Reinforcement Learning System at Scale", 2025, eq. 10 and eq. 13.
   * Top-p action mask: Ramamurthy et al., "Is Reinforcement Learning (Not) for
     Natural Language Processing", ICLR 2023 (NLPO), after Holtzman et al. 2020.
 """
@@ -44,6 +48,8 @@ __all__ = [
     "nstep_returns",
     "rloo_baseline",
     "group_advantages",
+    "informative_groups",
+    "overlong_penalty",
     "top_p_mask",
 ]
 
@@ -266,19 +272,23 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor, mask: torch.Ten
 
 def clipped_policy_loss(
     logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-    clip_range: float | None, normalizer: float | torch.Tensor, weights: torch.Tensor | None = None,
+    clip_range: float | tuple[float, float] | None, normalizer: float | torch.Tensor,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO's clipped surrogate (Schulman et al. 2017, "Proximal Policy Optimization Algorithms", eq. 7), as a loss.
 
     ``ratio = exp(logp - old_logp)``; per token
-    ``-min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)``, summed over real
+    ``-min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A)``, summed over real
     tokens and divided by ``normalizer`` (the number of real tokens of the
     whole minibatch, so micro-batch losses add up to the minibatch token mean).
+    ``eps_low = eps_high = eps`` is PPO's clip; ``eps_high > eps_low`` is DAPO's
+    "clip-higher" (Yu et al. 2025, eq. 10).  A sequence-level ratio (RLOO, GSPO)
+    is the same call on ``(N, 1)`` tensors.
 
     Args:
         logp, old_logp, advantages: ``(N, T)`` float.
         mask: ``(N, T)`` bool.
-        clip_range: ``eps`` (``None`` or ``float("inf")``: no clipping).
+        clip_range: ``eps``, or ``(eps_low, eps_high)`` (``None`` or ``float("inf")``: no clipping).
         normalizer: divisor of the sums (token count of the full minibatch).
         weights: optional ``(N, T)`` per-token weights (>= 0) of the loss and of the
             ``approx_kl`` / ``clipfrac`` sums (e.g. ``1 / |o_i|`` for GRPO's
@@ -289,18 +299,18 @@ def clipped_policy_loss(
         (not means) of ``approx_kl`` (Schulman's k3 of the ratio: ``(r - 1) - log r``)
         and ``clipfrac``, and ``ratio`` ``(N, T)`` detached.
     """
-    if clip_range is None:
-        clip_range = float("inf")
+    low, high = clip_range if isinstance(clip_range, tuple) else (clip_range, clip_range)
+    low, high = (float("inf") if c is None else c for c in (low, high))
     log_ratio = torch.where(mask, logp - old_logp, 0.0)
     ratio = torch.exp(log_ratio)
     unclipped = ratio * advantages
-    clipped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * advantages
+    clipped = torch.clamp(ratio, 1.0 - low, 1.0 + high) * advantages
     w = 1.0 if weights is None else weights
     loss = masked_sum(-torch.minimum(unclipped, clipped) * w, mask) / normalizer
     with torch.no_grad():
         sums = {
             "approx_kl": masked_sum(((ratio - 1.0) - log_ratio) * w, mask),
-            "clipfrac": masked_sum(((ratio - 1.0).abs() > clip_range).float() * w, mask),
+            "clipfrac": masked_sum(((ratio < 1.0 - low) | (ratio > 1.0 + high)).float() * w, mask),
             "ratio": ratio.detach(),
         }
     return loss, sums
@@ -419,10 +429,12 @@ def rloo_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return ((g.sum(-1, keepdim=True) - g) / (group_size - 1)).reshape(-1)
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4, scale: bool = True) -> torch.Tensor:
     """GRPO's advantage: ``(r_i - mean(group)) / (std(group) + eps)`` (Shao et al. 2024, section 4.1.2).
 
-    ``std`` is the sample standard deviation (Bessel-corrected).  A group whose
+    ``std`` is the sample standard deviation (Bessel-corrected).  ``scale=False``
+    gives Dr. GRPO's ``r_i - mean(group)`` (Liu et al. 2025, section 3.2: the
+    division by the std weights easy and hard prompts unequally).  A group whose
     rewards are all equal gets exactly 0 (it carries no learning signal), never
     NaN and not a float-noise residue divided by ``eps``.
 
@@ -430,6 +442,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) 
         rewards: ``(N,)`` float, ``N`` a multiple of ``k``; groups are ``k`` adjacent rows.
         group_size: ``k >= 2``.
         eps: added to the standard deviation (> 0).
+        scale: divide by the group's ``std + eps``.
 
     Returns:
         ``(N,)`` float32.
@@ -440,9 +453,48 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) 
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
     g = _groups(rewards, group_size)
-    adv = (g - g.mean(-1, keepdim=True)) / (g.std(-1, keepdim=True) + eps)
-    same = g.amax(-1, keepdim=True) == g.amin(-1, keepdim=True)
-    return torch.where(same, 0.0, adv).reshape(-1)
+    adv = g - g.mean(-1, keepdim=True)  # (N / k, k)
+    if scale:
+        adv = adv / (g.std(-1, keepdim=True) + eps)
+    return torch.where(~informative_groups(rewards, group_size)[:, None], 0.0, adv).reshape(-1)
+
+
+def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """``(N / k,)`` bool: the groups of ``k`` adjacent rewards that are *not* all equal (DAPO's dynamic
+    sampling keeps only these, Yu et al. 2025, eq. 11: an all-equal group has advantage 0 and no gradient).
+
+    Raises:
+        ValueError: as :func:`rloo_baseline`.
+    """
+    g = _groups(rewards, group_size)
+    return g.amax(-1) != g.amin(-1)
+
+
+def overlong_penalty(lengths: torch.Tensor, max_length: int, buffer: int, factor: float = 1.0) -> torch.Tensor:
+    """DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), added to each completion's reward::
+
+        0                                   if L <= max_length - buffer
+        factor * (max_length - buffer - L) / buffer   if max_length - buffer < L <= max_length
+        -factor                             if L > max_length
+
+    (a linear ramp from 0 to ``-factor`` over the last ``buffer`` tokens of the budget).
+
+    Args:
+        lengths: ``(N,)`` int, generated tokens per completion.
+        max_length: the token budget (``max_new_tokens``).
+        buffer: the ramp's width in tokens, ``1 <= buffer <= max_length``.
+        factor: the penalty at the budget (>= 0).
+
+    Returns:
+        ``(N,)`` float32, <= 0.
+
+    Raises:
+        ValueError: ``buffer`` outside ``[1, max_length]``.
+    """
+    if not 1 <= buffer <= max_length:
+        raise ValueError(f"the overlong buffer must be between 1 and max_new_tokens ({max_length}) tokens, got {buffer}")
+    over = (lengths.float() - (max_length - buffer)).clamp(min=0.0)  # (N,) tokens into the buffer
+    return -factor * torch.clamp(over / buffer, max=1.0)
 
 
 def top_p_mask(logits: torch.Tensor, p: float) -> torch.Tensor:

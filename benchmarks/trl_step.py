@@ -21,7 +21,8 @@ the reward) and the same cheap lexicon reward (:func:`_common.lexicon_reward`).
 Both run in one process with the same ``torch.set_num_threads``.
 
 Steps interleave: TRL step k and textgym step k (of each textgym variant:
-``default`` and ``no-rescore`` = ``rescore_policy=False``) run back to back
+``default``, ``rescore`` = ``rescore_policy=True`` and ``no-rescore`` = ``rescore_policy=False``; the
+default resolves to off here, one epoch of one minibatch) run back to back
 in an order that rotates with k, so load changes on a shared machine hit
 every side; the first step of each is a warm-up and is excluded.  textgym's
 ``P`` (prompt slots) defaults to the longest prompt: textgym pads every prompt
@@ -132,10 +133,10 @@ class TextgymSide:
         args: the parsed command line.
         prompts: the prompt texts, used in order.
         reward: the (timed) reward callable.
-        rescore: ``rescore_policy`` of the config (textgym's default ``True``).
+        rescore: ``rescore_policy`` of the config (textgym's default ``None``: off with one epoch of one minibatch).
     """
 
-    def __init__(self, kind: str, args: argparse.Namespace, prompts: list[str], reward: Any, rescore: bool = True):
+    def __init__(self, kind: str, args: argparse.Namespace, prompts: list[str], reward: Any, rescore: bool | None = None):
         from textgym import TextGenVectorEnv
         from textgym.agents import LMActorCritic
         from textgym.agents.algorithms.registry import get_algorithm
@@ -246,7 +247,7 @@ def run_group(kind: str, args: argparse.Namespace, prompts: list[str]
 
     trl_timer = PhaseTimer(lambda: sync(args.device))
     reward = timed_reward(lambda: Active.timer)
-    sides = {v: TextgymSide(kind, args, prompts, reward, rescore=(v == "default")) for v in args.variants}
+    sides = {v: TextgymSide(kind, args, prompts, reward, rescore=RESCORE[v]) for v in args.variants}
     order = list(sides.values())
     out_dir = tempfile.mkdtemp(prefix="textgym-bench-trl-")
     trainer = make_trl_trainer(kind, args, prompts, reward, out_dir)
@@ -333,7 +334,9 @@ def add_steps(table: Table, kind: str, trl_version: str, trl_steps: list[dict], 
                       *(st.get(p, 0.0) for p in PHASES if p != "other"), other)
 
 
-VARIANTS = {"default": "textgym", "no-rescore": "textgym, rescore_policy=False"}
+VARIANTS = {"default": "textgym", "rescore": "textgym, rescore_policy=True",
+            "no-rescore": "textgym, rescore_policy=False"}
+RESCORE = {"default": None, "rescore": True, "no-rescore": False}
 
 
 def prompt_length(model_dir: str, prompts: list[str]) -> int:
@@ -358,8 +361,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=1e-6)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--variants", default="default,no-rescore",
-                    help="textgym configurations: default (rescore_policy=True) and/or no-rescore "
+    ap.add_argument("--variants", default="default,rescore",
+                    help="textgym configurations: default (rescore_policy=None), rescore and/or no-rescore "
                          "(reuse the generation-time logprobs: no no-grad policy pass)")
     ap.add_argument("--out-dir", default=None, help="where to write the table (default benchmarks/results)")
     args = ap.parse_args(argv)

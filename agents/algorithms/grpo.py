@@ -17,8 +17,21 @@ unbiased, non-negative k3 estimator (eq. 4) of the *current* policy::
 
 ``beta`` is ``config.beta``, the weight of the KL *loss term* (fixed, or adapted by
 the controller towards ``target_kl_ref``); the penalty algorithms (PPO, RLOO, ...)
-put the KL in the reward instead and call its weight ``kl_coef``.  ``loss_aggregation="token"`` averages over all tokens of
-the minibatch instead of per sequence first (as in DAPO, Yu et al. 2025).
+put the KL in the reward instead and call its weight ``kl_coef``.
+
+Options give today's variants (presets registered as ``dr-grpo``, ``dapo``, ``gspo``, see
+:mod:`textgym.agents.algorithms.grpo_variants`):
+
+* ``scale_rewards=False``: advantages ``R_i - mean(R)`` without the std (Dr. GRPO, Liu et al. 2025);
+* ``loss_aggregation``: ``"sequence"`` (the paper's ``1/|o_i|``), ``"token"`` (mean over the minibatch's
+  tokens, DAPO, Yu et al. 2025) or ``"constant"`` (token sums over ``n x T``, ``T`` the token budget:
+  Dr. GRPO's length-unbiased normaliser);
+* ``clip_range_low`` / ``clip_range_high``: DAPO's decoupled "clip-higher";
+* ``dynamic_sampling``: drop the groups whose rewards are all equal and refill the batch (DAPO);
+* ``overlong_buffer``: DAPO's soft penalty over the last tokens of the budget;
+* ``importance_sampling_level="sequence"``: one ratio per completion,
+  ``exp(mean_t log rho_t)``, clipped per sequence (GSPO, Zheng et al. 2025).
+
 Read :meth:`GRPO.update` top to bottom: its numbered steps are the algorithm.
 """
 
@@ -29,9 +42,11 @@ from typing import Any
 
 import torch
 
-from textgym.agents.functional import clipped_policy_loss, group_advantages, kl_estimate, masked_sum
-from textgym.agents.common.groups import GroupConfig, GroupedAlgorithm
-from textgym.agents.common.rollout import RolloutBatch
+from textgym.agents.common import distributed
+from textgym.agents.functional import clipped_policy_loss, group_advantages, kl_estimate, masked_mean, masked_sum
+from textgym.agents.functional import overlong_penalty
+from textgym.agents.common.groups import GroupConfig, GroupedAlgorithm, refill_informative_groups
+from textgym.agents.common.rollout import RolloutBatch, check_env
 from textgym.agents.common.updates import entropy_sum, loss_metrics, optimize_epochs, optimizer_metrics, optimizer_step
 from textgym.agents.common.updates import policy_forward, rollout_metrics, update_kl_coef
 
@@ -50,7 +65,23 @@ class GRPOConfig(GroupConfig):
         adv_eps: added to the group's reward standard deviation.
         ent_coef: weight of an entropy bonus (0 in the paper).
         loss_aggregation: ``"sequence"`` (mean over each completion's tokens, then over
-            completions; Shao et al. eq. 3) or ``"token"`` (mean over all tokens of the minibatch).
+            completions; Shao et al. eq. 3), ``"token"`` (mean over all tokens of the minibatch; DAPO) or
+            ``"constant"`` (token sums divided by completions x the token budget ``T``; Dr. GRPO).
+        scale_rewards: divide the group-centred rewards by the group's std (``False``: Dr. GRPO).
+        clip_range_low, clip_range_high: the ratio is clipped to ``[1 - low, 1 + high]`` (``None``:
+            ``clip_range``; DAPO's clip-higher: 0.2 / 0.28).
+        importance_sampling_level: ``"token"`` (a ratio per token) or ``"sequence"`` (GSPO: one ratio per
+            completion, ``exp`` of the mean token log-ratio, clipped per completion).
+        dynamic_sampling: drop the groups whose rewards are all equal and collect new rollouts to refill the
+            batch (DAPO); after ``max_extra_rollouts`` more env batches the remaining slots keep all-equal
+            groups, so the batch size never changes.  Logged: ``stats/dropped_groups``, ``stats/extra_rollouts``.
+        max_extra_rollouts: the bound on those extra env batches per iteration.
+        overlong_buffer: DAPO's soft overlong penalty: a completion's reward falls linearly by up to
+            ``overlong_penalty`` over the last ``overlong_buffer`` tokens of the budget (``None``: off).
+        overlong_penalty: the penalty at the budget (1.0 in the paper).
+
+    Rescoring: with ``n_epochs=1`` and ``minibatch_size=None`` (the default) the ratio is 1 by
+    construction, so ``rescore_policy`` defaults to off (see :class:`OnPolicyHyperparameters`).
     """
 
     kl_field = "beta"  # the controller starts from config.beta
@@ -63,8 +94,18 @@ class GRPOConfig(GroupConfig):
     adv_eps: float = 1e-4
     ent_coef: float = 0.0
     loss_aggregation: str = "sequence"
+    scale_rewards: bool = True
+    clip_range_low: float | None = None
+    clip_range_high: float | None = None
+    importance_sampling_level: str = "token"
+    dynamic_sampling: bool = False
+    max_extra_rollouts: int = 4
+    overlong_buffer: int | None = None
+    overlong_penalty: float = 1.0
 
-    choice_fields = {"loss_aggregation": ("sequence", "token")}
+    choice_fields = {"loss_aggregation": ("sequence", "token", "constant"),
+                     "importance_sampling_level": ("token", "sequence")}
+    size_fields = (*GroupConfig.size_fields, "overlong_buffer")
 
     def __post_init__(self):
         super().__post_init__()
@@ -73,6 +114,20 @@ class GRPOConfig(GroupConfig):
                              f"gradient; got kl_estimator={self.kl_estimator!r}")
         if not self.adv_eps > 0:
             raise ValueError(f"adv_eps must be > 0, got {self.adv_eps}")
+        for name in ("clip_range_low", "clip_range_high"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0 or None (None: clip_range), got {getattr(self, name)}")
+        if isinstance(self.max_extra_rollouts, bool) or not isinstance(self.max_extra_rollouts, int) \
+                or self.max_extra_rollouts < 0:
+            raise ValueError(f"max_extra_rollouts must be an integer >= 0, got {self.max_extra_rollouts!r}")
+        if not self.overlong_penalty >= 0:
+            raise ValueError(f"overlong_penalty must be >= 0, got {self.overlong_penalty}")
+
+    @property
+    def clip_bounds(self) -> tuple[float | None, float | None]:
+        """``(eps_low, eps_high)``: the ratio is clipped to ``[1 - eps_low, 1 + eps_high]``."""
+        low, high = self.clip_range_low, self.clip_range_high
+        return (self.clip_range if low is None else low, self.clip_range if high is None else high)
 
 
 #: accepted values of ``GRPOConfig.loss_aggregation``
@@ -95,24 +150,53 @@ class GRPO(GroupedAlgorithm):
     config_class = GRPOConfig
     config: GRPOConfig
 
+    def __init__(self, policy: Any, env: Any, config: GRPOConfig | None = None):
+        buffer, budget = getattr(config, "overlong_buffer", None), getattr(check_env(env), "max_new_tokens", None)
+        if buffer is not None and budget is not None and buffer > budget:
+            raise ValueError(f"overlong_buffer ({buffer}) is longer than the env's max_new_tokens ({budget}): "
+                             f"set it to at most {budget} tokens (e.g. {max(1, budget // 5)}, a fifth as in DAPO)")
+        super().__init__(policy, env, config)
+
+    def completion_returns(self, batch: RolloutBatch) -> torch.Tensor:
+        """``(N,)`` each completion's return: the env's rewards summed, plus DAPO's overlong penalty if set."""
+        returns = batch.rewards.sum(-1)  # (N,)
+        if self.config.overlong_buffer is not None:
+            returns = returns + overlong_penalty(batch.lengths, batch.mask.shape[1], self.config.overlong_buffer,
+                                                 self.config.overlong_penalty)
+        return returns
+
+    def collect_rollouts(self) -> RolloutBatch:
+        """The rollout; with ``dynamic_sampling``, all-equal groups replaced by groups of extra rollouts."""
+        cfg = self.config
+        batch = super().collect_rollouts()
+        self.sampling_stats: dict[str, float] = {}
+        if cfg.dynamic_sampling:
+            batch, self.sampling_stats = refill_informative_groups(
+                batch, super().collect_rollouts, self.completion_returns, cfg.group_size, cfg.max_extra_rollouts)
+            self._conversations = []  # a conversation env's messages no longer line up with the rows
+            # the left-out groups' tokens were generated too: they count in the budget (every rank's)
+            self.num_timesteps += int(distributed.all_sum(torch.tensor(self.sampling_stats["stats/discarded_tokens"])))
+        return batch
+
     def update(self, batch: RolloutBatch) -> dict[str, Any]:
         """One GRPO update on a batch of ``N / k`` groups of ``k`` completions; returns metrics."""
         cfg = self.config
-        # 1. rollout: k completions of each prompt in adjacent rows (GroupedAlgorithm.reset_options)
+        # 1. rollout: k completions of each prompt in adjacent rows (GroupedAlgorithm.reset_options); with
+        #    dynamic sampling, all-equal groups were replaced by new ones (collect_rollouts)
         mask = batch.mask  # (N, T) bool, real tokens
 
-        # 2. rewards: each completion's return (the env's rewards summed; the KL is in the loss, not here)
-        returns = batch.rewards.sum(-1)  # (N,)
+        # 2. rewards: each completion's return (the env's rewards summed, + the overlong penalty; no KL here)
+        returns = self.completion_returns(batch)  # (N,)
 
-        # 3. advantages: normalised within each group, the same on every token of the completion
-        adv = group_advantages(returns, cfg.group_size, cfg.adv_eps)  # (N,)
+        # 3. advantages: centred within each group and divided by its std (not with scale_rewards=False)
+        adv = group_advantages(returns, cfg.group_size, cfg.adv_eps, cfg.scale_rewards)  # (N,)
         advantages = torch.where(mask, adv[:, None], 0.0)  # (N, T)
 
-        # 4. loss weights: 1/|o_i| per token and one unit per completion ("sequence"), or 1 per token ("token")
+        # 4. loss weights: 1/|o_i| per token and one unit per completion ("sequence"), else 1 per token
         lengths = mask.sum(-1, keepdim=True).clamp(min=1)  # (N, 1)
         weights = torch.where(mask, 1.0 / lengths if cfg.loss_aggregation == "sequence" else 1.0, 0.0)  # (N, T)
 
-        # 5. optimise: epochs x minibatches of clipped-ratio + beta * KL steps
+        # 5. optimise: epochs x minibatches of clipped-ratio (per token, or per completion) + beta * KL steps
         beta = self.kl_ctl.kl_coef  # config.beta, or the adaptive controller's current value
         avg, early_stop = optimize_epochs(
             self, batch, lambda rows: self.optimize_minibatch(batch, advantages, weights, beta, rows))
@@ -132,6 +216,7 @@ class GRPO(GroupedAlgorithm):
             "stats/kl_ref_update": avg["kl"],
             "stats/group_reward_std": float(groups.std(-1).mean()),
             "stats/zero_advantage_groups": float((groups.amax(-1) == groups.amin(-1)).float().mean()),
+            **getattr(self, "sampling_stats", {}),
             **optimizer_metrics(avg),
             "stats/early_stopped": float(early_stop),
         }
@@ -139,10 +224,11 @@ class GRPO(GroupedAlgorithm):
     def optimize_minibatch(self, batch: RolloutBatch, advantages: torch.Tensor, weights: torch.Tensor, beta: float,
                            rows: torch.Tensor) -> dict[str, float]:
         """One optimizer step on ``rows`` (micro-batched); the loss is normalised by the minibatch's
-        completions (``"sequence"``) or tokens (``"token"``); returns the means of :meth:`compute_loss`'s sums."""
-        cfg = self.config
-        normalizer = (float(len(rows)) if cfg.loss_aggregation == "sequence"
-                      else batch.mask[rows].sum().clamp(min=1))
+        completions (``"sequence"``), tokens (``"token"``) or completions x the token budget (``"constant"``);
+        returns the means of :meth:`compute_loss`'s sums."""
+        agg = self.config.loss_aggregation
+        normalizer = (float(len(rows)) if agg == "sequence" else float(len(rows) * batch.mask.shape[1])
+                      if agg == "constant" else batch.mask[rows].sum().clamp(min=1))
         return optimizer_step(self, rows, lambda c: self.compute_loss(batch.index(c), advantages[c], weights[c], beta,
                                                                      normalizer), normalizer)
 
@@ -150,12 +236,15 @@ class GRPO(GroupedAlgorithm):
                      normalizer: torch.Tensor | float) -> tuple[torch.Tensor, dict[str, float]]:
         """GRPO loss of a (micro-)batch: weighted token sums of ``clipped surrogate + beta * KL - ent_coef * H``.
 
+        With ``importance_sampling_level="sequence"`` (GSPO) the surrogate has one term per completion,
+        on ``exp(mean_t (logp_t - old_logp_t))``, weighted by the completion's summed token weights.
+
         Args:
             mb: the rows of the batch.
             advantages: ``(n, T)`` float32, each row's group advantage on its real tokens.
             weights: ``(n, T)`` float32 per-token loss weights (0 on padding).
             beta: the KL coefficient.
-            normalizer: completions (``"sequence"``) or real tokens (``"token"``) of the enclosing minibatch.
+            normalizer: see :meth:`optimize_minibatch`.
 
         Returns:
             ``(loss, sums)``: the loss (with grad) and the weighted sums of ``approx_kl``,
@@ -166,8 +255,13 @@ class GRPO(GroupedAlgorithm):
         f = policy_forward(self.collector, mb, with_values=False)  # logp (n, t), processed (n, t, V)
         t, m = f.t, f.mask
         w = weights[:, :t].to(dev)
-        pg_loss, pg = clipped_policy_loss(f.logp, mb.logprobs[:, :t].to(dev), advantages[:, :t].to(dev), m,
-                                          cfg.clip_range, normalizer, weights=w)
+        logp, old_logp, adv = f.logp, mb.logprobs[:, :t].to(dev), advantages[:, :t].to(dev)
+        pg_mask, pg_w = m, w
+        if cfg.importance_sampling_level == "sequence":  # GSPO: log of the geometric mean of the token ratios
+            logp, old_logp = masked_mean(logp, m, dim=1)[:, None], masked_mean(old_logp, m, dim=1)[:, None]  # (n, 1)
+            adv, pg_w = masked_mean(adv, m, dim=1)[:, None], w.sum(1, keepdim=True)  # (n, 1): A_i, its weight
+            pg_mask = pg_w > 0
+        pg_loss, pg = clipped_policy_loss(logp, old_logp, adv, pg_mask, cfg.clip_bounds, normalizer, weights=pg_w)
         kl_sum = masked_sum(kl_estimate(f.logp, mb.ref_logprobs[:, :t].to(dev), cfg.kl_estimator) * w, m)
         kl_loss = kl_sum / normalizer
         entropy = entropy_sum(f.processed, m, cfg.ent_coef != 0, weights=w) / normalizer

@@ -14,7 +14,10 @@ reinforcement baseline).  The baseline ``b_t`` is either
   squared error to ``G_t`` (weighted by ``vf_coef``), or
 * ``"moving_average"``: an exponential moving average of past batches' mean
   episode return ``G_0`` (bias-corrected as in Adam; 0 before the first batch),
-  the same for every token.  It is checkpointed (``extra_state``).
+  the same for every token.  It is checkpointed (``extra_state``), or
+* ``"batch_norm"``: no baseline term, the returns whitened over every real token
+  of the global batch (all processes), ``A_t = (G_t - mean) / std``: REINFORCE++
+  (registered as ``reinforce++``, :mod:`textgym.agents.algorithms.reinforce_pp`).
 
 One gradient step per rollout (micro-batched); no ratio, no clipping.
 Read :meth:`REINFORCE.update` top to bottom: its numbered steps are the algorithm.
@@ -27,6 +30,7 @@ from typing import Any
 
 import torch
 
+from textgym.agents.common import distributed
 from textgym.agents.common.base import KLPenaltyConfig, OnPolicyAlgorithm
 from textgym.agents.functional import discounted_returns
 from textgym.agents.common.rollout import RolloutBatch
@@ -42,7 +46,8 @@ class REINFORCEConfig(KLPenaltyConfig):
 
     Attributes:
         gamma: discount per token, in ``[0, 1]``.
-        baseline: ``"value"`` (learned value head) or ``"moving_average"`` (EMA of episode returns).
+        baseline: ``"value"`` (learned value head), ``"moving_average"`` (EMA of episode returns) or
+            ``"batch_norm"`` (returns whitened over the global batch, REINFORCE++).
         baseline_momentum: EMA momentum ``m`` of the moving-average baseline, in ``[0, 1)``:
             ``ema <- m * ema + (1 - m) * mean(G_0)``.
         vf_coef: weight of the value loss (``baseline="value"``).
@@ -59,7 +64,11 @@ class REINFORCEConfig(KLPenaltyConfig):
 
     size_fields = ("micro_batch_size",)
     unit_fields = ("gamma",)
-    choice_fields = {"baseline": ("value", "moving_average")}
+    choice_fields = {"baseline": ("value", "moving_average", "batch_norm")}
+
+    def one_step_per_rollout(self) -> bool:
+        """Always (one gradient step per rollout): ``rescore_policy`` defaults to off."""
+        return True
 
     def __post_init__(self):
         super().__post_init__()
@@ -112,10 +121,13 @@ class REINFORCE(OnPolicyAlgorithm):
         # 3. returns: G_t = sum_{k >= t} gamma^(k-t) r_k
         returns = discounted_returns(rewards, mask, cfg.gamma)  # (N, T)
 
-        # 4. baseline and advantages: b_t = V(s_t) (rollout values) or the moving average of past batches
+        # 4. baseline and advantages: b_t = V(s_t) (rollout values) or the moving average of past batches;
+        #    "batch_norm": A_t = (G_t - mean) / std over every real token of every process's batch
         use_value = cfg.baseline == "value"
         baseline = batch.values if use_value else torch.full_like(returns, self.moving_average)
         advantages = torch.where(mask, returns - baseline, 0.0)
+        if cfg.baseline == "batch_norm":
+            advantages = distributed.masked_whiten(returns, mask)  # (N, T), 0 on padding
 
         # 5. one gradient step: -(G_t - b_t) log pi(a_t|s_t) (+ value loss), token mean over the batch
         avg = actor_critic_step(self, batch, advantages, returns if use_value else None)

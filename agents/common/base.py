@@ -109,7 +109,7 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         if self.seed != cfg.seed:
             _seed_everything(self.seed)
         self.collector = make_collector(policy, self.env, cfg.sampling(), seed=self.seed,
-                                        score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescore_policy,
+                                        score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescores_policy(),
                                         logits_processor=self.make_logits_processor())
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
@@ -227,7 +227,7 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
                             cfg.top_p if top_p is None else top_p, greedy)
         return evaluate_episodes(self.policy, env, sp, n_episodes, seed=cfg.seed + 1 if seed is None else seed,
                                  kl_estimator=cfg.kl_estimator, score_batch_size=cfg.score_batch_size,
-                                 rescore_policy=cfg.rescore_policy, logits_processor=self.collector.logits_processor)
+                                 rescore_policy=cfg.rescores_policy(), logits_processor=self.collector.logits_processor)
 
     @torch.no_grad()
     def predict(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> tuple[np.ndarray, None]:

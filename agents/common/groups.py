@@ -8,20 +8,28 @@ The prompts come from one shuffled-epoch order over the whole data set
 seeded from the algorithm's seed), so the groups walk through the data set
 without repeats within an epoch, and the order is checkpointed with the
 algorithm (``extra_state``), so a resumed run draws the same prompts.
+
+:func:`refill_informative_groups` is DAPO's dynamic sampling (Yu et al., "DAPO: An
+Open-Source LLM Reinforcement Learning System at Scale", 2025, eq. 11 and
+Algorithm 1): groups whose rewards are all equal are dropped and replaced by
+groups of new rollouts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 from textgym.agents.common.base import OnPolicyAlgorithm, OnPolicyConfig
-from textgym.agents.common.rollout import check_env
+from textgym.agents.common.rollout import RolloutBatch, check_env
+from textgym.agents.functional import informative_groups
 from textgym.prompts import SampleOrder
 
-__all__ = ["GroupConfig", "PromptGroups", "GroupedAlgorithm", "check_group_size"]
+__all__ = ["GroupConfig", "PromptGroups", "GroupedAlgorithm", "check_group_size", "refill_informative_groups"]
 
 
 @dataclass
@@ -53,6 +61,10 @@ class GroupConfig(OnPolicyConfig):
         check_group_size(None, self.group_size)
         if self.clip_range is not None and not self.clip_range > 0:
             raise ValueError(f"clip_range must be > 0 or None, got {self.clip_range}")
+
+    def one_step_per_rollout(self) -> bool:
+        """One epoch of one minibatch: the ratio is 1 by construction, so ``rescore_policy`` defaults to off."""
+        return self.n_epochs == 1 and self.minibatch_size is None
 
 
 def check_group_size(num_envs: int | None, group_size: Any) -> None:
@@ -134,3 +146,44 @@ class GroupedAlgorithm(OnPolicyAlgorithm):
     def _reseed(self, seed: int) -> None:
         super()._reseed(seed)
         self.groups.rng = np.random.default_rng(seed)
+
+
+def refill_informative_groups(batch: RolloutBatch, collect: Callable[[], RolloutBatch],
+                              returns_fn: Callable[[RolloutBatch], torch.Tensor], group_size: int,
+                              max_extra_rollouts: int) -> tuple[RolloutBatch, dict[str, float]]:
+    """DAPO's dynamic sampling: keep the groups whose returns are not all equal, and fill the batch back to its
+    ``N`` rows with the informative groups of up to ``max_extra_rollouts`` more rollouts (``collect()``, new
+    prompts).  Slots still empty after that keep all-equal groups (advantage 0), so ``N`` never changes.
+
+    Args:
+        batch: ``N`` rows, groups of ``group_size`` adjacent rows.
+        collect: ``() -> RolloutBatch``, another rollout of ``N`` rows.
+        returns_fn: ``batch -> (N,)`` returns the advantages are computed from.
+        group_size: ``k``.
+        max_extra_rollouts: the most extra collections (>= 0).
+
+    Returns:
+        ``(batch, stats)``: ``N`` rows, informative groups first, in collection order;
+        ``stats/dropped_groups`` (all-equal groups collected and left out of the batch),
+        ``stats/extra_rollouts`` (collections beyond the first) and ``stats/discarded_tokens``
+        (generated tokens left out of the batch).
+    """
+    n, k = batch.mask.shape[0], group_size
+    keep: list[RolloutBatch] = []  # informative groups
+    spare: list[RolloutBatch] = []  # all-equal groups
+    extra, have, generated = 0, 0, 0
+    while True:
+        ok = informative_groups(returns_fn(batch), k).repeat_interleave(k)  # (N,) bool per row
+        keep.append(batch.index(ok))
+        spare.append(batch.index(~ok))
+        have += int(ok.sum())
+        generated += int(batch.mask.sum())
+        if have >= n or extra >= max_extra_rollouts:
+            break
+        batch = collect()
+        extra += 1
+    rows = RolloutBatch.cat(keep + spare).index(slice(0, n))
+    n_spare = sum(int(b.mask.shape[0]) for b in spare)
+    dropped = (n_spare - max(n - have, 0)) // k  # all-equal groups not used to fill the batch
+    return rows, {"stats/dropped_groups": float(dropped), "stats/extra_rollouts": float(extra),
+                  "stats/discarded_tokens": float(generated - int(rows.mask.sum()))}

@@ -44,8 +44,12 @@ class OnPolicyHyperparameters:
         rollouts_per_iteration: env batches (of ``env.num_envs`` episodes) collected per update.
         score_batch_size: rows per forward in the post-rollout scoring pass (bounds ``rows x T x V`` memory).
         rescore_policy: recompute policy logprobs/values in the scoring pass (exact ratio 1 and KL 0 at the
-            start); ``False`` reuses the generation-time ones and saves one batched forward per rollout
-            (see :class:`RolloutCollector`).
+            start); ``False`` reuses the generation-time ones (equal up to the KV cache's float noise,
+            ~1e-6) and saves one batched forward per rollout (see :class:`RolloutCollector`).  ``None``
+            (the default): off when the config takes one optimizer step per rollout, where the ratio is
+            1 by construction (:meth:`one_step_per_rollout`: REINFORCE, and RLOO / GRPO with
+            ``n_epochs=1`` and ``minibatch_size=None``), on otherwise (PPO, NLPO, A2C, several epochs
+            or minibatches); :meth:`rescores_policy` resolves it.
         target_kl_ref: target of the adaptive controller (Ziegler et al. 2019), in nats per episode;
             ``None`` keeps the KL coefficient fixed.  The coefficient itself is each algorithm's:
             ``kl_coef`` (a KL *reward penalty*: PPO, NLPO, A2C, REINFORCE, RLOO) or ``beta``
@@ -68,7 +72,7 @@ class OnPolicyHyperparameters:
     top_p: float = 1.0
     rollouts_per_iteration: int = 1
     score_batch_size: int = 16
-    rescore_policy: bool = True
+    rescore_policy: bool | None = None
     target_kl_ref: float | None = None
     kl_horizon: float = 10_000
     kl_estimator: str = "k1"
@@ -107,6 +111,15 @@ class OnPolicyHyperparameters:
         for name, choices in self.choice_fields.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+
+    def one_step_per_rollout(self) -> bool:
+        """Whether every rollout gets exactly one optimizer step, taken by the policy that sampled it (so the
+        importance ratio is 1 by construction); ``False`` here, each algorithm's config says when it is."""
+        return False
+
+    def rescores_policy(self) -> bool:
+        """``rescore_policy`` resolved: as set, or (``None``) off exactly when :meth:`one_step_per_rollout`."""
+        return not self.one_step_per_rollout() if self.rescore_policy is None else bool(self.rescore_policy)
 
     def sampling(self) -> SamplingParams:
         """The training :class:`SamplingParams`."""

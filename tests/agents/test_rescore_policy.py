@@ -52,3 +52,23 @@ def test_a2c_and_evaluation_pass_rescore_policy_on(monkeypatch):
     algo.config.rescore_policy = True
     algo.evaluate(stop_env(8), n_episodes=8)
     assert calls
+
+
+def test_default_skips_rescoring_exactly_when_one_step_per_rollout(monkeypatch):
+    from textgym.agents import GRPOConfig, REINFORCEConfig, RLOOConfig
+
+    # ratio 1 by construction: one optimizer step per rollout (REINFORCE; RLOO / GRPO with one epoch, one minibatch)
+    for cfg in (REINFORCEConfig(), RLOOConfig(), GRPOConfig()):
+        assert cfg.rescore_policy is None and cfg.rescores_policy() is False
+    # several steps need the rescored ratio; PPO and A2C keep rescoring
+    for cfg in (GRPOConfig(n_epochs=2), RLOOConfig(minibatch_size=4), PPOConfig(), A2CConfig()):
+        assert cfg.rescores_policy() is True
+    assert GRPOConfig(rescore_policy=True).rescores_policy() is True  # an explicit setting wins
+    assert PPOConfig(rescore_policy=False).rescores_policy() is False
+    from textgym.agents import GRPO
+
+    algo = GRPO(LMActorCritic(*tiny_char()), stop_env(8), GRPOConfig(group_size=4, **QUIET))
+    assert algo.collector.rescore_policy is False
+    calls = _count_policy_forwards(algo, monkeypatch)
+    algo.collect_rollouts()
+    assert calls == []  # no policy rescoring pass
