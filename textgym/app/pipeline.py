@@ -1,4 +1,5 @@
-"""The ``textgym train`` pipeline: SFT -> reward model -> evaluation before -> RL -> evaluation after -> report.
+"""The ``textgym train`` pipeline: SFT -> preference -> reward model -> evaluation before -> RL -> evaluation
+after -> report.
 
 A :class:`textgym.app.config.RunConfig` describes the run; :func:`train` runs it
 in ``<runs_dir>/<name>/`` and :func:`resume` continues an interrupted one.
@@ -7,6 +8,7 @@ The run folder::
     config.yaml          the resolved config (every default filled); --resume reads it
     run_state.json       which stages are done, the RL position, the stage results
     sft/                 the SFT model (a Hugging Face folder), sft_metrics.csv its loss curve
+    preference/          the DPO / IPO / KTO model (from sft/ if any; RL starts from it), preference_metrics.csv
     reward_model/        the reward model (reward_model_metrics.csv: its loss / accuracy curve); with
                          reward_model.use_as_reward it scores the training and eval envs
     metrics.csv, tb/     RL metrics per iteration (CSV + TensorBoard; tb/eval: the evaluations)
@@ -14,8 +16,8 @@ The run folder::
                          a conversation env's samples add messages, turns, solved)
     checkpoint/          the RL checkpoint (every train.save_every iterations and at the end; atomic,
                          complete when its MANIFEST.json matches: textgym.agents.common.checkpoint)
-    eval.csv             every evaluation: iteration, stage (before / sft / train / after), metrics
-    eval.json            {stage: metrics} for before, sft and after
+    eval.csv             every evaluation: iteration, stage (before / sft / preference / train / after), metrics
+    eval.json            {stage: metrics} for before, sft, preference and after
     samples_eval.jsonl   evaluation samples per stage (prompt, completion, score; conversations as above)
     summary.md           before/after table and sample table
     plots/*.png          training curves, evaluation curves, before/after bars
@@ -26,7 +28,7 @@ Stages run in order (``STAGES``) and each is marked done in ``run_state.json``
 with ``Algo.load`` (exact: RNGs and data position are restored), truncating
 ``metrics.csv`` / ``samples.jsonl`` / ``eval.csv`` rows written after that
 checkpoint, so an interrupt (Ctrl-C, SIGTERM, a kill) loses at most the work
-since the last checkpoint.  SFT and reward-model training are one stage each:
+since the last checkpoint.  SFT, preference and reward-model training are one stage each:
 an interrupted one restarts (their model folders are written atomically).
 Evaluations save and restore the global RNG states, so where they happen does
 not change training.  The file handling lives in :mod:`textgym.app.run_folder`.
