@@ -50,6 +50,9 @@ class OnlineDPOConfig(GroupConfig):
     """
 
     kl_field = "beta"
+    #: fields a per-model starting preset of ``textgym compare`` must leave alone: ``beta`` is DPO's inverse
+    #: temperature here (it must stay > 0), not the KL weight a random-init preset zeroes
+    preset_exempt = ("beta",)
     key_hints = {"kl_coef": "online DPO ties the policy to the reference with `beta` (DPO's inverse temperature)"}
 
     group_size: int = 2

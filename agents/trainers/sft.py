@@ -160,7 +160,7 @@ class SFTTrainer(SupervisedTrainer):
             order = rng.permutation(len(self.train_examples))
             self.train_examples = pack_examples([self.train_examples[i] for i in order], config.max_length)
             self.stats["blocks"] = len(self.train_examples)
-        self.eval_examples = (self._encode(load_rows(eval_data, tokenizer, "validation"), "eval")
+        self.eval_examples = (self._encode(load_rows(eval_data, self.tokenizer, "validation"), "eval")
                               if eval_data is not None else [])
 
     __init__.__doc__ = __doc__  # help(Class.__init__) shows the class's arguments

@@ -193,7 +193,7 @@ def algorithm_config(cfg: CompareConfig, label: str, algorithm: str, seed: int, 
     data = {k: v for k, v in ALGO_DEFAULTS.items() if k in names}
     from textgym.app.compare_presets import preset_for
 
-    data.update(preset_for(cfg.model, names))  # a random-init tiny model: settings that learn (documented there)
+    data.update(preset_for(cfg.model, names - set(getattr(cls, "preset_exempt", ()))))  # a random-init tiny model: settings that learn (documented there)
     data.update({k: v for k, v in cfg.algo_overrides.get("*", {}).items() if k in names})
     data.update(cfg.algo_overrides.get(label, {}))
     data["seed"] = seed

@@ -6,7 +6,8 @@ penalty that keeps the policy near it).  The tiny presets are randomly initialis
 :data:`MODEL_PRESETS` holds the settings used for them (measured on
 ``textgym/TokenCount-v0``: see the README's comparison section); they sit between the
 config class defaults and ``--set`` / ``algo_overrides`` (which always win), apply only
-to fields an algorithm's config has, and are listed in ``report.md`` with every other
+to fields an algorithm's config has (minus the fields its ``preset_exempt`` names: online DPO's
+``beta`` is DPO's temperature, not a KL weight), and are listed in ``report.md`` with every other
 effective setting.  Other models (pretrained ones) keep the class defaults.
 """
 
