@@ -13,10 +13,8 @@ all at once.  The rater is free (text length), so the table measures the server.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,21 +23,6 @@ from _common import Table, machine_info
 
 def length_rater(prompts, completions):
     return np.array([len(c) for c in completions], dtype=np.float64)
-
-
-def start(db: Path, port: int) -> subprocess.Popen:
-    import httpx
-
-    proc = subprocess.Popen([sys.executable, "-m", "textgym.app.feedback.cli", "serve", str(db), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(1200):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not start")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from textgym.app.feedback.db import Project
-    from textgym.app.feedback.serve import free_port
+    from textgym.app.feedback.serve import free_port, start_server_process
     from textgym.app.feedback.simulate import run_simulation
 
     table = Table("feedback_server", ["annotators", "judgments", "seconds", "judgments/s", "p50 submit ms",
@@ -66,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             tokens = {f"a{i}": p.add_annotator(f"a{i}") for i in range(args.annotators)}
             p.close()
             port = free_port()
-            proc = start(db, port)
+            proc = start_server_process(db, port)
             try:
                 res = run_simulation(f"http://127.0.0.1:{port}", tokens, length_rater, noise=0.3, seed=r)
             finally:

@@ -30,22 +30,6 @@ def length_rater(prompts, completions):
 
 def start_server(db, port):
     """``textgym feedback serve db --port port`` in a subprocess; returns it once it answers."""
-    import subprocess
-    import sys
-    import time
+    from textgym.app.feedback.serve import start_server_process
 
-    import httpx
-
-    proc = subprocess.Popen([sys.executable, "-m", "textgym.app.feedback.cli", "serve", str(db), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the server did not answer within 120 s")
+    return start_server_process(db, port)

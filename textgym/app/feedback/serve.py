@@ -16,7 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["serve", "BackgroundServer", "is_loopback", "free_port", "DEFAULT_HOST", "DEFAULT_PORT"]
+__all__ = ["serve", "BackgroundServer", "start_server_process", "is_loopback", "free_port", "DEFAULT_HOST",
+           "DEFAULT_PORT"]
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
 
@@ -96,3 +97,33 @@ class BackgroundServer:
     def __exit__(self, *exc: Any) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def start_server_process(project: str | os.PathLike, port: int, timeout: float = 120.0) -> Any:
+    """``textgym feedback serve PROJECT --port PORT`` in a child process, returned once it answers ``GET /``.
+
+    For a server that must be a separate process (killed with ``kill -9`` and restarted in a
+    test, measured from outside in a benchmark); :class:`BackgroundServer` runs one in a thread.
+
+    Raises:
+        RuntimeError: the process exited (its last stderr lines are in the message) or did not
+            answer within ``timeout`` seconds (it is killed).
+    """
+    import subprocess
+    import sys
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "textgym.app.feedback.cli", "serve", str(project), "--port",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"the server did not answer within {timeout:.0f} s")
