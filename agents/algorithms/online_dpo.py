@@ -127,7 +127,7 @@ class OnlineDPO(GroupedAlgorithm):
         update_kl_coef(self, kl)
 
         # 6. metrics
-        avg = average_minibatches(self.minibatch_log) if self.minibatch_log else _empty()
+        avg = average_minibatches(self.minibatch_log)  # no step: every statistic reads 0
         return {
             **rollout_metrics(batch, kl, 0.0, cfg.kl_estimator),
             **loss_metrics(avg),
@@ -172,7 +172,3 @@ class OnlineDPO(GroupedAlgorithm):
                       "accuracy": float((r_c > r_r).float().sum()), "margin": float((r_c - r_r).sum()),
                       "approx_kl": 0.0}
 
-
-def _empty() -> dict[str, float]:
-    return {"policy_loss": 0.0, "value_loss": 0.0, "loss": 0.0, "entropy": 0.0, "accuracy": 0.0, "margin": 0.0,
-            "grad_norm": 0.0, "skipped": 0.0, "steps": 0.0}

@@ -79,6 +79,7 @@ from textgym.app.config_schema import (
     EvalEnvConfig,
     EvalSettings,
     PerplexityConfig,
+    PreferenceStageConfig,
     RewardModelDataConfig,
     RewardModelStageConfig,
     RunConfig,
@@ -101,7 +102,7 @@ from textgym.app.overrides import apply_overrides, parse_overrides
 
 __all__ = [
     "ConfigError", "RunConfig", "EnvConfig", "EvalEnvConfig", "SFTDataConfig", "SFTStageConfig",
-    "RewardModelDataConfig", "RewardModelStageConfig", "NO_RL", "TrainSettings",
+    "RewardModelDataConfig", "RewardModelStageConfig", "PreferenceStageConfig", "NO_RL", "TrainSettings",
     "EvalSettings", "PerplexityConfig", "load_config", "parse_config", "parse_overrides", "apply_overrides",
     "config_to_dict", "dump_config", "eval_env_kwargs", "build_reward", "reward_names", "build_dataclass",
     "check_reward_spec", "is_conversation_env",

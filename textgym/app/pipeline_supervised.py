@@ -145,7 +145,6 @@ class SupervisedStages:
         summary.update({f"data/{k}": float(v) for k, v in trainer.stats.items()})
         summary["time_s"] = time.perf_counter() - t0
         self.state["results"][result_key] = summary
-        gc.collect()
         self._mark(stage)
         return summary
 
@@ -164,6 +163,8 @@ class SupervisedStages:
         trainer = PreferenceTrainer(start, self.tokenizer, train_data=train_rows, eval_data=eval_rows,
                                     config=p.config)
         summary = self._train_on_pairs(trainer, "preference", "preference_train", t0)
+        del trainer  # free the model before the next stage loads its own
+        gc.collect()
         acc = (f"held-out implicit-reward accuracy {summary.get('eval_before/accuracy', float('nan')):.3f} -> "
                f"{summary['eval/accuracy']:.3f}" if "eval/accuracy" in summary else "no held-out pairs")
         self._say(f"[preference] done in {summary['time_s']:.0f} s: {acc}")
@@ -182,6 +183,8 @@ class SupervisedStages:
         model = str(Path(r.model).expanduser().resolve()) if Path(r.model).expanduser().exists() else r.model
         trainer = RewardModelTrainer(model, train_data=train_rows, eval_data=eval_rows, config=r.config)
         summary = self._train_on_pairs(trainer, "reward_model", "reward_model", t0)
+        del trainer
+        gc.collect()
         acc = (f"held-out pairwise accuracy {summary['eval_before/accuracy']:.3f} -> {summary['eval/accuracy']:.3f} "
                f"on {int(summary['data/eval_pairs'])} pairs" if "eval/accuracy" in summary else "no held-out pairs")
         self._say(f"[reward model] done in {summary['time_s']:.0f} s: {int(summary['data/train_pairs'])} pairs, "
