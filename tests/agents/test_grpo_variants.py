@@ -164,4 +164,7 @@ def test_gspo_ratio_is_exp_of_the_mean_token_log_ratio_clipped_per_sequence(clip
 @pytest.mark.parametrize("name", ["dr-grpo", "dapo", "gspo"])
 def test_learns_token_count(name):
     cls = get_algorithm(name)
-    check_learns_token_count(cls, cls.config_class(learning_rate=2e-3, beta=0.0, group_size=8, **QUIET))
+    # training stops as soon as the 10-update mean reaches 0.25, so the evaluation sits at the target: a CI run of
+    # DAPO evaluated 0.198 there. As for A2C, the margin is 0.08 (0.17 is 2 standard errors above random's ~0.12).
+    check_learns_token_count(cls, cls.config_class(learning_rate=2e-3, beta=0.0, group_size=8, **QUIET),
+                             eval_margin=0.08)
