@@ -38,3 +38,20 @@ def test_import_linter_contracts_hold(tmp_path):
     assert "Contracts: " in out and " broken" in out, out[-3000:]
     assert res.returncode == 0, out[-3000:]
     assert "0 broken" in out, out[-3000:]
+
+
+#: the size limits of issue 16: a module reads in one sitting, ``agents/`` has a short top level
+MAX_MODULE_LINES = 500
+MAX_AGENTS_ENTRIES = 10
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {str(f.relative_to(ROOT)): n for src in PACKAGE_DIRS for f in (ROOT / src).rglob("*.py")
+            if (n := len(f.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"split these modules (over {MAX_MODULE_LINES} lines): {long}"
+
+
+def test_agents_top_level_is_short():
+    entries = sorted(p.name for p in (ROOT / "agents").iterdir() if p.name != "__pycache__")
+    assert len(entries) <= MAX_AGENTS_ENTRIES, entries
+    assert {"algorithms", "common", "trainers", "functional.py"} <= set(entries)

@@ -43,8 +43,8 @@ from typing import Any
 import torch
 
 from textgym.agents.common import distributed
-from textgym.agents.functional import clipped_policy_loss, group_advantages, kl_estimate, masked_mean, masked_sum
-from textgym.agents.functional import overlong_penalty
+from textgym.agents.functional import clipped_policy_loss, kl_estimate, masked_mean, masked_sum
+from textgym.agents.group_functional import group_advantages, overlong_penalty
 from textgym.agents.common.groups import GroupConfig, GroupedAlgorithm, refill_informative_groups
 from textgym.agents.common.rollout import RolloutBatch, check_env
 from textgym.agents.common.updates import entropy_sum, loss_metrics, optimize_epochs, optimizer_metrics, optimizer_step

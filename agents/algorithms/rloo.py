@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from textgym.agents.functional import clipped_policy_loss, masked_sum, rloo_baseline
+from textgym.agents.functional import clipped_policy_loss, masked_sum
+from textgym.agents.group_functional import rloo_baseline
 from textgym.agents.common.groups import GroupConfig, GroupedAlgorithm
 from textgym.agents.common.rollout import RolloutBatch
 from textgym.agents.common.updates import entropy_sum, loss_metrics, optimize_epochs, optimizer_metrics, optimizer_step

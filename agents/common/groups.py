@@ -26,7 +26,7 @@ import torch
 
 from textgym.agents.common.base import OnPolicyAlgorithm, OnPolicyConfig
 from textgym.agents.common.rollout import RolloutBatch, check_env
-from textgym.agents.functional import informative_groups
+from textgym.agents.group_functional import informative_groups
 from textgym.prompts import SampleOrder
 
 __all__ = ["GroupConfig", "PromptGroups", "GroupedAlgorithm", "check_group_size", "refill_informative_groups"]

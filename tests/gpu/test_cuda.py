@@ -19,7 +19,7 @@ What is checked, with the tiny presets (``tiny-char`` on
   that reproduces the weights and the evaluation;
 * PPO and NLPO with a LoRA adapter on the device; ``LMActorCritic``'s reference
   logits (adapter disabled) equal the base model's;
-* :func:`textgym.agents.common.evaluation.perplexity` on the device equals the CPU value;
+* :func:`textgym.agents.common.fluency.perplexity` on the device equals the CPU value;
 * the scoring pass on the device gives the CPU rollout's logprobs, reference
   logprobs and values for the same fixed actions, and a device rollout's
   generation-time logprobs (KV cache) match its own scoring pass.
@@ -288,7 +288,7 @@ TEXTS = ["The quick brown fox jumps over the lazy dog.", "Hello world", "a",
 
 
 def test_perplexity_on_device_equals_cpu():
-    from textgym.agents.common.evaluation import perplexity
+    from textgym.agents.common.fluency import perplexity
     from textgym.agents.common.policy import LMActorCritic
     from textgym.models import load
 

@@ -226,7 +226,7 @@ class TrainSettings:
 
 @dataclass
 class PerplexityConfig:
-    """Held-out text for the perplexity metric (:func:`textgym.agents.common.evaluation.load_perplexity_texts`).
+    """Held-out text for the perplexity metric (:func:`textgym.agents.common.fluency.load_perplexity_texts`).
 
     Attributes:
         data: a vendored data set name (``movie-reviews``) or a ``.jsonl`` / ``.txt`` path.

@@ -39,7 +39,8 @@ def evaluate_target(target: str, *, env_id: str | None = None, split: str | None
             nor (with ``env_id``) a model.
         RunFolderError: a run folder without a checkpoint (or, without RL, without an ``sft/`` model).
     """
-    from textgym.agents.common.evaluation import evaluate_policy, load_perplexity_texts
+    from textgym.agents.common.evaluation import evaluate_policy
+    from textgym.agents.common.fluency import load_perplexity_texts
     from textgym.app.config import parse_config, parse_overrides, apply_overrides
 
     run = Path(target)

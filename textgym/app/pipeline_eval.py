@@ -44,7 +44,7 @@ class PipelineEval:
     def perplexity_texts(self) -> list[str] | None:
         p = self.cfg.eval.perplexity
         if p is not None and self._ppl_texts is None:
-            from textgym.agents.common.evaluation import load_perplexity_texts
+            from textgym.agents.common.fluency import load_perplexity_texts
 
             self._ppl_texts = load_perplexity_texts(p.data, p.split, p.max_texts, seed=self.cfg.seed)
         return self._ppl_texts
