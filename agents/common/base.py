@@ -138,7 +138,7 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         self.logger = Logger(cfg.run_dir if main else None, tensorboard=cfg.tensorboard,
                              progress=cfg.progress_bar and main, resume=getattr(self, "_resuming", False))
         if cfg.run_dir is not None and main:
-            resolved = {**cfg.to_dict(), "num_processes": distributed.world_size()}
+            resolved = {**cfg.to_dict(), **self._resolved_settings()}
             (Path(cfg.run_dir) / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
 
     # ------------------------------------------------------------------ the algorithm's part
@@ -333,9 +333,14 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
             else:  # FSDP: rank 0 writes the gathered full weights (a plain Hugging Face folder)
                 checkpoint.save_policy(self.policy, tmp, lm_state=full["lm"], reference_state=full["reference"])
             torch.save(state, tmp / "trainer_state.pt")
-            resolved = {**self.config.to_dict(), "num_processes": len(ranks)}
+            resolved = {**self.config.to_dict(), **self._resolved_settings()}
             (tmp / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
         return Path(path)
+
+    def _resolved_settings(self) -> dict[str, Any]:
+        """What the run used where the config left it to the launcher: process count, precision, strategy."""
+        return {"num_processes": distributed.world_size(), "precision": self.precision,
+                "strategy": self.strategy if distributed.enabled() else None}
 
     def _rank_state(self) -> dict[str, Any]:
         """This rank's own streams: sampling generator, shuffling, RNGs, env position, prompt order."""

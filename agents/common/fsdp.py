@@ -29,6 +29,13 @@ What textgym does differently from plain DDP (``distributed.py``):
   Hugging Face folder, so a checkpoint of an FSDP run loads in plain
   ``transformers`` and resumes with or without FSDP, any process count.
 
+Of an accelerate FSDP config textgym reads ``fsdp_reshard_after_forward`` (the
+layers'), ``fsdp_transformer_layer_cls_to_wrap`` (more layer classes to shard) and
+``mixed_precision`` (:mod:`~textgym.agents.common.precision`); ``fsdp_offload_params``
+and ``fsdp_activation_checkpointing`` must be false; the others (``fsdp_version``,
+``fsdp_state_dict_type``, ...) do not apply: textgym always shards with FSDP2 and
+writes full state dicts.
+
 LoRA is not combined with FSDP (one clear error): an adapter is small, so DDP
 already trains it with the base weights on every rank.  NLPO's masking model is
 not sharded either (NLPO rejects ``strategy="fsdp"``).  In one process
@@ -75,10 +82,19 @@ def resolve_strategy(value: str | None) -> str:
     """
     check_strategy(value)
     strategy = value if value is not None else ("fsdp" if _env_true("ACCELERATE_USE_FSDP") else "ddp")
-    if strategy == "fsdp" and _env_true("FSDP_OFFLOAD_PARAMS"):
-        raise ValueError("fsdp_offload_params: true (FSDP_OFFLOAD_PARAMS) is not supported by textgym; "
-                         "set it to false in the accelerate config")
+    for name, key in (("FSDP_OFFLOAD_PARAMS", "fsdp_offload_params"),
+                      ("FSDP_ACTIVATION_CHECKPOINTING", "fsdp_activation_checkpointing")):
+        if strategy == "fsdp" and _env_true(name):
+            raise ValueError(f"{key}: true ({name}) is not supported by textgym; set it to false in the accelerate "
+                             "config")
     return strategy
+
+
+def _reshard_after_forward() -> bool:
+    """accelerate's ``fsdp_reshard_after_forward`` (``FSDP_RESHARD_AFTER_FORWARD``): ``false`` / FSDP1's
+    ``SHARD_GRAD_OP`` / ``NO_RESHARD`` keep a layer's gathered weights from its forward to its backward."""
+    raw = os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").strip().lower()
+    return raw not in ("false", "0", "no", "shard_grad_op", "no_reshard")
 
 
 def is_sharded_param(p: torch.Tensor) -> bool:
@@ -104,7 +120,7 @@ def _fsdp_modules(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.modules() if isinstance(m, FSDPModule)]
 
 
-def _shard_lm(lm: nn.Module, mesh: Any) -> None:
+def _shard_lm(lm: nn.Module, mesh: Any, reshard: bool = True) -> None:
     from torch.distributed.fsdp import fully_shard
 
     layer_names = set(getattr(lm, "_no_split_modules", None) or [])
@@ -116,7 +132,7 @@ def _shard_lm(lm: nn.Module, mesh: Any) -> None:
         raise ValueError(f"cannot shard {type(lm).__name__}: it names no decoder layer class in _no_split_modules; "
                          "set fsdp_transformer_layer_cls_to_wrap in the accelerate config")
     for layer in layers:  # bottom-up: each layer its own all-gather / reduce-scatter group
-        fully_shard(layer, mesh=mesh)
+        fully_shard(layer, mesh=mesh, reshard_after_forward=reshard)
     fully_shard(lm, mesh=mesh)  # the root: embeddings, final norm, LM head
     for m in _fsdp_modules(lm):
         m.set_gradient_divide_factor(1.0)  # sum over ranks: each rank's loss is its share of the global batch
@@ -143,8 +159,8 @@ def shard_policy(policy: Any) -> Any:
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
     mesh = init_device_mesh(dev.type, (distributed.world_size(),))
-    _shard_lm(policy.lm, mesh)
-    if getattr(policy, "ref_model", None) is not None:
+    _shard_lm(policy.lm, mesh, _reshard_after_forward())
+    if getattr(policy, "ref_model", None) is not None:  # forwards without grad: nothing to keep for a backward
         _shard_lm(policy.ref_model, mesh)
     policy.fsdp_sharded = True
     return policy
@@ -170,8 +186,8 @@ def gathered(policy: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        for r in roots:  # FSDP's defaults again: layers reshard after forward, the root keeps its parameters
-            r.set_reshard_after_forward(True)
+        for r in roots:  # as sharded: the layers' setting, the root keeps its parameters (FSDP's default)
+            r.set_reshard_after_forward(_reshard_after_forward() if r is policy.lm else True)
             r.set_reshard_after_forward(False, recurse=False)
         for m in mods:
             m.reshard()

@@ -34,6 +34,13 @@ class RLStage:
         t = self.cfg.train
         return ("iterations", t.iterations) if t.iterations is not None else ("timesteps", t.total_timesteps)
 
+    def _eval_missing(self, iteration: int) -> bool:
+        """Whether the run was interrupted before the in-training evaluation at ``iteration`` was recorded."""
+        every = self.cfg.eval.every
+        fields, rows = read_csv(self.run_dir / "eval.csv")
+        return bool(every) and iteration % every == 0 and not any(
+            r.get("stage") == "train" and float(r["iteration"]) == iteration for r in rows)
+
     def _rl_reached_target(self) -> bool:
         """RL finished for the configured length (a longer ``train`` on resume means it did not); no RL: True."""
         if not self.has_rl:
@@ -62,11 +69,11 @@ class RLStage:
             purge_tensorboard(run_dir, it)
             self._say(f"[rl] resuming from {ckpt} (iteration {it})")
             algo = algo_cls.load(ckpt, env, **overrides)
-            every = cfg.eval.every
-            fields, rows = read_csv(run_dir / "eval.csv")
-            if every and it % every == 0 and not any(r.get("stage") == "train" and float(r["iteration"]) == it
-                                                     for r in rows):
-                self.evaluate(actor_critic(algo), "train", it)  # interrupted before this evaluation finished
+            if self._eval_missing(it):
+                from textgym.agents.common.fsdp import gathered
+
+                with gathered(actor_critic(algo)):  # FSDP: the other ranks gather with rank 0 (WorkerPipeline)
+                    self.evaluate(actor_critic(algo), "train", it)  # interrupted before this evaluation finished
             return algo
         # a fresh start: drop logs of an earlier attempt that never reached a checkpoint
         truncate_run_logs(run_dir, 0)
@@ -150,7 +157,10 @@ class RLStage:
         if e and algo.iteration % e == 0 and not last:
             from tqdm.auto import tqdm
 
-            m = self.evaluate(actor_critic(algo), "train", algo.iteration)
+            from textgym.agents.common.fsdp import gathered
+
+            with gathered(actor_critic(algo)):  # FSDP: every rank gathers the weights, rank 0 evaluates alone
+                m = self.evaluate(actor_critic(algo), "train", algo.iteration)
             tqdm.write(f"[eval] iteration {algo.iteration}: score_mean {m['score_mean']:.4f}")
         # 5. a Ctrl-C / SIGTERM during this iteration: stop the loop (stage_rl saves and stops)
         stop = getattr(self, "_stop", None)
