@@ -13,6 +13,7 @@
   Writes ``OUT_DIR/lengths{r}.pt`` with the episode lengths and metrics.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,9 @@ import torch
 from textgym.agents import PPO, PPOConfig
 from textgym.agents.common import distributed, fsdp
 
+#: ``TEXTGYM_FSDP_DEVICE=cuda``: the GPU variant (NCCL, one GPU per rank; tests/gpu/test_fsdp_bf16_cuda.py)
+DEVICE = os.environ.get("TEXTGYM_FSDP_DEVICE") or None
+
 
 def env_of(num_envs: int = 8, **kw):
     return gym.make_vec("textgym/TokenCount-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
@@ -29,19 +33,19 @@ def env_of(num_envs: int = 8, **kw):
 
 
 def config(**kw) -> PPOConfig:
-    base = dict(seed=3, learning_rate=1e-3, max_grad_norm=1.0, n_epochs=1, kl_coef=0.05, target_kl_ref=1.0,
+    base = dict(device=DEVICE, seed=3, learning_rate=1e-3, max_grad_norm=1.0, n_epochs=1, kl_coef=0.05, target_kl_ref=1.0,
                 tensorboard=False, progress_bar=False, log_samples=0)
     return PPOConfig(**{**base, **kw})
 
 
 def full_grads(algo) -> torch.Tensor:
     """The flat gradient over ``trainable_parameters()`` (shards gathered: a collective)."""
-    return torch.cat([(g.full_tensor() if fsdp.is_sharded_param(g) else g).detach().reshape(-1).clone()
+    return torch.cat([(g.full_tensor() if fsdp.is_sharded_param(g) else g).detach().reshape(-1).cpu()
                       for g in (p.grad for p in algo.policy.trainable_parameters()) if g is not None])
 
 
 def full_weights(algo) -> dict[str, torch.Tensor]:
-    return {n: (p.full_tensor() if fsdp.is_sharded_param(p) else p).detach().clone()
+    return {n: (p.full_tensor() if fsdp.is_sharded_param(p) else p).detach().cpu().clone()
             for n, p in algo.policy.lm.named_parameters()}
 
 
@@ -52,7 +56,7 @@ def grad_mode(out_dir: Path) -> None:
 
     def collect_rollouts():
         b = collect()
-        got.setdefault("batch", tuple(b))
+        got.setdefault("batch", tuple(x.cpu() if torch.is_tensor(x) else x for x in b))
         return b
 
     def opt_step(*a, **k):
@@ -67,13 +71,13 @@ def grad_mode(out_dir: Path) -> None:
     ref_sharded = all(fsdp.is_sharded_param(p) for p in algo.policy.ref_model.parameters())
     weights = full_weights(algo)
     algo.save(out_dir / "checkpoint")
-    opt = algo.optimizer.state[algo.policy.lm.model.layers[0].self_attn.q_proj.weight]["exp_avg"].full_tensor()
+    opt = algo.optimizer.state[algo.policy.lm.model.layers[0].self_attn.q_proj.weight]["exp_avg"].full_tensor().cpu()
     distributed.barrier()
     resumed = PPO.load(out_dir / "checkpoint", env_of(), run_dir=None)
     r_opt = resumed.optimizer.state[resumed.policy.lm.model.layers[0].self_attn.q_proj.weight]
     torch.save({"batch": got["batch"], "grad": got["grad"], "sharded": sharded, "ref_sharded": ref_sharded,
                 "weights": weights, "exp_avg": opt, "metrics": metrics,
-                "resumed_weights": full_weights(resumed), "resumed_exp_avg": r_opt["exp_avg"].full_tensor(),
+                "resumed_weights": full_weights(resumed), "resumed_exp_avg": r_opt["exp_avg"].full_tensor().cpu(),
                 "resumed_iteration": resumed.iteration, "resumed_sharded": fsdp.is_sharded(resumed.policy),
                 "world_size": distributed.world_size()},
                out_dir / f"rank{distributed.rank()}.pt")
