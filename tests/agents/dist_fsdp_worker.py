@@ -8,6 +8,8 @@
   reduce-scatter and before clipping), the grad norm, the parameters' sharding, and saves
   ``OUT_DIR/checkpoint`` (every rank calls ``save``; rank 0 writes).  Then it resumes the checkpoint
   with FSDP (``PPO.load``) and records the resumed full weights and the optimizer's ``exp_avg``.
+* ``others``: GRPO and REINFORCE with FSDP, one iteration each: ``OUT_DIR/{grpo,reinforce}_rank{r}.pt``
+  with the rollout batch, the first step's full gradient and the metrics.
 * ``lengths``: the ranks generate at most 2 (rank 0) and 9 (rank 1) tokens, so their rollouts take
   different numbers of decoding steps; 2 iterations, ``evaluate`` and ``generate`` must not hang.
   Writes ``OUT_DIR/lengths{r}.pt`` with the episode lengths and metrics.
@@ -49,8 +51,8 @@ def full_weights(algo) -> dict[str, torch.Tensor]:
             for n, p in algo.policy.lm.named_parameters()}
 
 
-def grad_mode(out_dir: Path) -> None:
-    algo = PPO("tiny-char", env_of(), config(strategy="fsdp", run_dir=str(out_dir / "run")))
+def capture(algo) -> dict:
+    """Record the first rollout batch and the full gradient of the first optimizer step."""
     got: dict = {}
     collect, step = algo.collect_rollouts, algo.optimizer.step
 
@@ -65,6 +67,33 @@ def grad_mode(out_dir: Path) -> None:
         return step(*a, **k)
 
     algo.collect_rollouts, algo.optimizer.step = collect_rollouts, opt_step
+    return got
+
+
+def build_other(name: str, strategy: str | None):
+    """GRPO (groups of 4 within each rank, micro-batches of 4 rows) or REINFORCE (one step per rollout, no rescoring)."""
+    from textgym.agents import GRPO, REINFORCE, GRPOConfig, REINFORCEConfig
+
+    common = dict(device=DEVICE, seed=3, learning_rate=1e-3, max_grad_norm=1.0, tensorboard=False,
+                  progress_bar=False, log_samples=0, strategy=strategy)
+    if name == "grpo":
+        return GRPO("tiny-char", env_of(), GRPOConfig(group_size=4, n_epochs=1, micro_batch_size=4, **common))
+    return REINFORCE("tiny-char", env_of(), REINFORCEConfig(**common))
+
+
+def others_mode(out_dir: Path) -> None:
+    for name in ("grpo", "reinforce"):
+        algo = build_other(name, "fsdp")
+        got = capture(algo)
+        metrics: list = []
+        algo.learn(iterations=1, callback=lambda a, m: metrics.append(m))
+        torch.save({"batch": got["batch"], "grad": got["grad"], "metrics": metrics},
+                   out_dir / f"{name}_rank{distributed.rank()}.pt")
+
+
+def grad_mode(out_dir: Path) -> None:
+    algo = PPO("tiny-char", env_of(), config(strategy="fsdp", run_dir=str(out_dir / "run")))
+    got = capture(algo)
     metrics: list = []
     algo.learn(iterations=1, callback=lambda a, m: metrics.append(m))
     sharded = [fsdp.is_sharded_param(p) for p in algo.policy.trainable_parameters()]
@@ -107,7 +136,7 @@ def main() -> None:
     torch.set_num_threads(1)
     distributed.init()  # the rank is needed before the algorithm joins the group
     mode, out_dir = sys.argv[1], Path(sys.argv[2])
-    {"grad": grad_mode, "lengths": lengths_mode}[mode](out_dir)
+    {"grad": grad_mode, "lengths": lengths_mode, "others": others_mode}[mode](out_dir)
 
 
 if __name__ == "__main__":

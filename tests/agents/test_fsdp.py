@@ -17,7 +17,7 @@ from textgym.app.launch import free_port
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from dist_fsdp_worker import PPO, config, env_of  # noqa: E402
+from dist_fsdp_worker import PPO, build_other, config, env_of  # noqa: E402
 
 
 def torchrun(mode, out_dir, timeout=300):
@@ -76,6 +76,37 @@ def test_fsdp_gradient_clipping_checkpoint_and_resume(tmp_path):
     assert torch.equal(one.optimizer.state[q]["exp_avg"], r0["exp_avg"])
     one.learn(iterations=1)
     assert one.iteration == 2
+
+
+def first_step_grad(algo, batches):
+    """One process's first optimizer-step gradient updating on ``batches`` concatenated, and the metrics."""
+    got = {}
+    step = algo.optimizer.step
+
+    def opt_step(*a, **k):
+        got.setdefault("g", torch.cat([p.grad.detach().reshape(-1).clone()
+                                       for p in algo.policy.trainable_parameters() if p.grad is not None]))
+        return step(*a, **k)
+
+    algo.optimizer.step = opt_step
+    metrics = algo.update(RolloutBatch.cat([RolloutBatch(*b) for b in batches]))
+    return got["g"], metrics
+
+
+@pytest.mark.slow  # ~40 s
+def test_fsdp_gradient_equals_one_process_for_grpo_and_reinforce(tmp_path):
+    """GRPO (groups of 4 within each rank, micro-batches of 4 rows: several backward passes, each a
+    reduce-scatter) and REINFORCE (one step, generation-time logprobs) with FSDP: the first step's gradient equals one process's on both ranks' episodes."""
+    res = torchrun("others", tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in ("grpo", "reinforce"):
+        r0, r1 = (torch.load(tmp_path / f"{name}_rank{r}.pt", weights_only=False) for r in (0, 1))
+        torch.testing.assert_close(r0["grad"], r1["grad"], rtol=0, atol=0)
+        algo = build_other(name, None)
+        ref, metrics = first_step_grad(algo, [r0["batch"], r1["batch"]])
+        assert float(ref.abs().max()) > 1e-4, name
+        assert float((ref - r0["grad"]).abs().max()) < 1e-6, name
+        assert abs(metrics["reward/score"] - r0["metrics"][0]["reward/score"]) < 1e-6
 
 
 @pytest.mark.slow  # ~35 s on a busy 2-core machine
