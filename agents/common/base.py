@@ -31,6 +31,7 @@ from textgym.agents.common import checkpoint, distributed
 from textgym.agents.common.kl_controllers import make_kl_controller
 from textgym.agents.common.learn_loop import LearnLoop, run_learn_loop
 from textgym.agents.common.logger import Logger
+from textgym.agents.common.micro_batch import resolve_micro_batch_size
 from textgym.agents.common.multiturn_rollout import make_collector
 from textgym.agents.common.on_policy_config import KLPenaltyConfig, OnPolicyConfig
 from textgym.agents.common.policy import ActorCriticPolicy, LMActorCritic
@@ -62,6 +63,8 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
     config_class: type[OnPolicyConfig] = OnPolicyConfig
     #: ``learn`` saves ``run_dir/checkpoint`` every ``config.save_every`` iterations (the Algorithm protocol)
     saves_checkpoints: ClassVar[bool] = True
+    #: sequences per unit the update's micro-batches count (online DPO splits pairs: 2), for ``micro_batch_size="auto"``
+    micro_batch_unit_rows: ClassVar[int] = 1
     #: per-minibatch stats of the last update (algorithms with minibatch epochs, see ``updates.optimize_epochs``)
     minibatch_log: list[dict[str, float]]
 
@@ -111,6 +114,9 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         self.collector = make_collector(policy, self.env, cfg.sampling(), seed=self.seed,
                                         score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescores_policy(),
                                         logits_processor=self.make_logits_processor())
+        # rows per forward/backward of the update: an integer or None as configured, or chosen for "auto" (logged)
+        self.micro_batch_size = resolve_micro_batch_size(cfg, getattr(policy, "lm", None), self.env,
+                                                         self.micro_batch_unit_rows)
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         self.kl_ctl = make_kl_controller(getattr(cfg, cfg.kl_field), cfg.target_kl_ref, cfg.kl_horizon)
@@ -125,7 +131,8 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         self.logger = Logger(cfg.run_dir if main else None, tensorboard=cfg.tensorboard,
                              progress=cfg.progress_bar and main, resume=getattr(self, "_resuming", False))
         if cfg.run_dir is not None and main:
-            resolved = {**cfg.to_dict(), "num_processes": distributed.world_size()}
+            resolved = {**cfg.to_dict(), "num_processes": distributed.world_size(),
+                        "micro_batch_size_resolved": self.micro_batch_size}
             (Path(cfg.run_dir) / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
 
     # ------------------------------------------------------------------ the algorithm's part
