@@ -249,5 +249,6 @@ def dpo_report(args: argparse.Namespace, trl_version: str, active: Any) -> None:
         f"time.\n\n- speedup per step {', '.join(f'{r:.2f}' for r in pairs)}; {a['n']} measured steps per side\n"
         f"- DPO loss per step (log 2 = 0.6931 at step 1 on both: policy = reference): {losses}\n"
         f"- optimizers {info['trl_optimizer']} (TRL) / {info['textgym_optimizer']} (textgym); tokens/step counts "
-        "the non-padding tokens of the chosen and rejected sequences"))
+        "the non-padding tokens of the chosen and rejected sequences\n"
+        f"- machine at the end of the run: {machine_info()}"))
 
