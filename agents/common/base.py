@@ -31,6 +31,7 @@ from textgym.agents.common import checkpoint, distributed, fsdp
 from textgym.agents.common.kl_controllers import make_kl_controller
 from textgym.agents.common.learn_loop import LearnLoop, run_learn_loop
 from textgym.agents.common.logger import Logger
+from textgym.agents.common.micro_batch import resolve_micro_batch_size
 from textgym.agents.common.multiturn_rollout import make_collector
 from textgym.agents.common.on_policy_config import KLPenaltyConfig, OnPolicyConfig
 from textgym.agents.common.policy import ActorCriticPolicy, LMActorCritic
@@ -63,6 +64,8 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
     config_class: type[OnPolicyConfig] = OnPolicyConfig
     #: ``learn`` saves ``run_dir/checkpoint`` every ``config.save_every`` iterations (the Algorithm protocol)
     saves_checkpoints: ClassVar[bool] = True
+    #: sequences per unit the update's micro-batches count (online DPO splits pairs: 2), for ``micro_batch_size="auto"``
+    micro_batch_unit_rows: ClassVar[int] = 1
     #: per-minibatch stats of the last update (algorithms with minibatch epochs, see ``updates.optimize_epochs``)
     minibatch_log: list[dict[str, float]]
     #: whether ``strategy="fsdp"`` can shard this algorithm's policy (NLPO's masking model copies the LM: no)
@@ -124,6 +127,9 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         self.collector = make_collector(policy, self.env, cfg.sampling(), seed=self.seed,
                                         score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescores_policy(),
                                         logits_processor=self.make_logits_processor())
+        # rows per forward/backward of the update: an integer or None as configured, or chosen for "auto" (logged)
+        self.micro_batch_size = resolve_micro_batch_size(cfg, getattr(policy, "lm", None), self.env,
+                                                         self.micro_batch_unit_rows)
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         self.kl_ctl = make_kl_controller(getattr(cfg, cfg.kl_field), cfg.target_kl_ref, cfg.kl_horizon)
@@ -338,9 +344,10 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         return Path(path)
 
     def _resolved_settings(self) -> dict[str, Any]:
-        """What the run used where the config left it to the launcher: process count, precision, strategy."""
+        """What the run used where the config left it open: process count, precision, strategy, micro-batch."""
         return {"num_processes": distributed.world_size(), "precision": self.precision,
-                "strategy": self.strategy if distributed.enabled() else None}
+                "strategy": self.strategy if distributed.enabled() else None,
+                "micro_batch_size_resolved": self.micro_batch_size}
 
     def _rank_state(self) -> dict[str, Any]:
         """This rank's own streams: sampling generator, shuffling, RNGs, env position, prompt order."""

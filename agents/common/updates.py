@@ -364,10 +364,11 @@ def penalized_rewards(algo: Any, batch: RolloutBatch) -> tuple[torch.Tensor, tor
 
 def optimizer_step(algo: Any, rows: torch.Tensor, loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict]],
                    normalizer: float | torch.Tensor) -> dict[str, float]:
-    """:func:`optimize_rows` with the algorithm's optimizer, trainable parameters, ``config.micro_batch_size``
-    and ``config.max_grad_norm``: one clipped optimizer step on ``rows`` (skipped, with a warning, when not finite)."""
+    """:func:`optimize_rows` with the algorithm's optimizer, trainable parameters, micro-batch size (``algo.micro_batch_size``:
+    ``config.micro_batch_size`` resolved, see :mod:`~textgym.agents.common.micro_batch`) and ``config.max_grad_norm``:
+    one clipped optimizer step on ``rows`` (skipped, with a warning, when not finite)."""
     cfg = algo.config
-    return optimize_rows(algo.optimizer, algo.policy.trainable_parameters(), rows, cfg.micro_batch_size, loss_fn,
+    return optimize_rows(algo.optimizer, algo.policy.trainable_parameters(), rows, algo.micro_batch_size, loss_fn,
                          normalizer, cfg.max_grad_norm)
 
 
