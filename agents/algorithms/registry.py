@@ -29,6 +29,8 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "online-dpo": ("textgym.agents.algorithms.online_dpo", "OnlineDPO"),
     "sb3-ppo": ("textgym.agents.algorithms.sb3_algos", "SB3PPO"),
     "sb3-a2c": ("textgym.agents.algorithms.sb3_algos", "SB3A2C"),
+    # needs the optional extra `sb3` (sb3-contrib)
+    "sb3-maskable-ppo": ("textgym.agents.algorithms.sb3_maskable_ppo", "SB3MaskablePPO"),
 }
 
 
