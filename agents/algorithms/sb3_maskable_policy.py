@@ -1,6 +1,6 @@
 """``MaskableTextGymLMPolicy``: :class:`TextGymLMPolicy`'s LM network under sb3-contrib's ``MaskablePPO``.
 
-sb3-contrib's ``MaskablePPO`` (Huang & Ontañón 2020, "A Closer Look at Invalid
+sb3-contrib's ``MaskablePPO`` (Huang & Ontañón 2022, "A Closer Look at Invalid
 Action Masking in Policy Gradient Algorithms") reads each env's ``action_masks()``
 (a textgym env built with ``allowed_token_ids``, :mod:`textgym.action_mask`) and
 passes the masks to its policy, which must subclass sb3-contrib's

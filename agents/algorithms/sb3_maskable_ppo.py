@@ -1,6 +1,6 @@
 """sb3-contrib's MaskablePPO behind textgym's algorithm interface (registry name ``"sb3-maskable-ppo"``).
 
-MaskablePPO (sb3-contrib; Huang & Ontañón 2020, "A Closer Look at Invalid
+MaskablePPO (sb3-contrib; Huang & Ontañón 2022, "A Closer Look at Invalid
 Action Masking in Policy Gradient Algorithms") is PPO whose policy samples only
 valid actions: before every step it reads each env's ``action_masks()`` and
 the masked logits get probability 0, in the rollout and in the update.  On a
@@ -87,6 +87,6 @@ class SB3MaskablePPO(SB3Algorithm):
         if action_masks is None:
             ids = np.asarray(observation["input_ids"])
             n = 1 if ids.ndim == 1 else ids.shape[0]
-            action_masks = np.broadcast_to(self.env.action_masks()[:1], (n, self.env.vocab_size))
+            action_masks = np.repeat(self.env.action_masks()[:1], n, axis=0)  # (n, V)
         actions, _ = self.model.predict(observation, deterministic=deterministic, action_masks=action_masks)
         return actions, None
