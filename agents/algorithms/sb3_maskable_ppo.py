@@ -29,12 +29,11 @@ import numpy as np
 try:
     from sb3_contrib import MaskablePPO
 except ImportError as e:  # the optional extra
-    raise ImportError("sb3-maskable-ppo needs sb3-contrib: pip install 'textgym[sb3]' (or pip install sb3-contrib)") \
-        from e
+    raise ImportError("sb3-contrib is not installed (pip install 'textgym[sb3]')") from e
 
 from textgym.agents.algorithms.sb3_algos import SB3Algorithm, SB3PPOConfig
 from textgym.agents.algorithms.sb3_maskable_policy import MaskableTextGymLMPolicy
-from textgym.agents.common.allowed_tokens import allowed_tokens_processor
+from textgym.agents.common.allowed_tokens import AllowedTokensProcessor, allowed_tokens_processor
 from textgym.agents.common.sampling import SamplingParams
 
 __all__ = ["SB3MaskablePPOConfig", "SB3MaskablePPO"]
@@ -60,6 +59,14 @@ class SB3MaskablePPO(SB3Algorithm):
     sb3_class = MaskablePPO
     policy_class = MaskableTextGymLMPolicy
 
+    @staticmethod
+    def eval_logits_processor(env: Any) -> AllowedTokensProcessor | None:
+        """The mask evaluations sample under: ``env``'s allowed tokens (``None`` for an unrestricted env).
+
+        ``evaluate`` uses it, and so does the ``textgym train`` pipeline's evaluation of this algorithm.
+        """
+        return allowed_tokens_processor(env)
+
     def evaluate(self, env: Any, n_episodes: int = 64, *, greedy: bool = False,
                  seed: int | None = None) -> dict[str, float]:
         """As :meth:`SB3Algorithm.evaluate`, sampling only ``env``'s allowed tokens (its ``allowed_token_ids``).
@@ -70,7 +77,7 @@ class SB3MaskablePPO(SB3Algorithm):
 
         return evaluate_episodes(self.policy.lm_policy, env, SamplingParams(greedy=greedy), n_episodes,
                                  seed=self.config.seed + 1 if seed is None else seed,
-                                 logits_processor=allowed_tokens_processor(env))
+                                 logits_processor=self.eval_logits_processor(env))
 
     def predict(self, observation: dict[str, np.ndarray], deterministic: bool = False,
                 action_masks: np.ndarray | None = None) -> tuple[np.ndarray, None]:

@@ -49,6 +49,16 @@ class PipelineEval:
             self._ppl_texts = load_perplexity_texts(p.data, p.split, p.max_texts, seed=self.cfg.seed)
         return self._ppl_texts
 
+    def _eval_logits_processor(self) -> Any:
+        """The run's algorithm's ``eval_logits_processor(eval_env)`` (a maskable algorithm samples its env's
+        allowed tokens, before training too, so before and after compare one distribution); else ``None``."""
+        from textgym.agents.algorithms import registry
+
+        name = str(self.cfg.algorithm).lower()
+        make = getattr(registry.get_algorithm(name), "eval_logits_processor", None) if name in registry.ALGORITHMS \
+            else None
+        return make(self.eval_env) if make is not None else None
+
     def evaluate(self, policy: Any, stage: str, iteration: int) -> dict[str, float]:
         """Evaluate ``policy`` on the eval env; append to ``eval.csv`` (and ``samples_eval.jsonl`` for
         the before / sft / after stages); returns the metrics.  Global RNG states are preserved."""
@@ -62,7 +72,8 @@ class PipelineEval:
                                   top_k=getattr(cfg.algo, "top_k", None), top_p=getattr(cfg.algo, "top_p", 1.0),
                                   perplexity_texts=self.perplexity_texts,
                                   max_length=e.perplexity.max_length if e.perplexity else 128,
-                                  num_samples=e.num_samples, reference=True)
+                                  num_samples=e.num_samples, reference=True,
+                                  logits_processor=self._eval_logits_processor())
         metrics = dict(res.metrics)
         metrics["time/eval_s"] = time.perf_counter() - t0
         eval_csv = self.run_dir / "eval.csv"
