@@ -37,6 +37,10 @@ def test_the_pipeline_evaluates_a_maskable_run_within_the_mask(tmp_path):
     assert float(rows["before"]["score_mean"]) >= 0 and float(rows["after"]["score_mean"]) >= 0
     samples = [json.loads(line) for line in (folder / "samples_eval.jsonl").read_text().splitlines()]
     assert samples and all(set(s["completion"]) <= set("0123456789") for s in samples)
+    # `textgym eval RUN` samples under the same mask
+    assert main(["eval", str(folder), "--episodes", "8", "--output", str(tmp_path / "ev.json")]) == 0
+    result = json.loads((tmp_path / "ev.json").read_text())
+    assert result["metrics"]["score_mean"] >= 0, result["metrics"]
 
 
 def test_a_missing_extra_is_one_config_error_line(tmp_path, monkeypatch, capsys):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from textgym.app.run_folder import EVAL_STAGES, append_csv, read_csv, read_jsonl, rng_preserved, write_csv, write_jsonl
-from textgym.app.run_models import actor_critic, load_trained_policy, policy_for_eval
+from textgym.app.run_models import actor_critic, eval_logits_processor, load_trained_policy, policy_for_eval
 
 __all__ = ["PipelineEval"]
 
@@ -49,16 +49,6 @@ class PipelineEval:
             self._ppl_texts = load_perplexity_texts(p.data, p.split, p.max_texts, seed=self.cfg.seed)
         return self._ppl_texts
 
-    def _eval_logits_processor(self) -> Any:
-        """The run's algorithm's ``eval_logits_processor(eval_env)`` (a maskable algorithm samples its env's
-        allowed tokens, before training too, so before and after compare one distribution); else ``None``."""
-        from textgym.agents.algorithms import registry
-
-        name = str(self.cfg.algorithm).lower()
-        make = getattr(registry.get_algorithm(name), "eval_logits_processor", None) if name in registry.ALGORITHMS \
-            else None
-        return make(self.eval_env) if make is not None else None
-
     def evaluate(self, policy: Any, stage: str, iteration: int) -> dict[str, float]:
         """Evaluate ``policy`` on the eval env; append to ``eval.csv`` (and ``samples_eval.jsonl`` for
         the before / sft / after stages); returns the metrics.  Global RNG states are preserved."""
@@ -73,7 +63,7 @@ class PipelineEval:
                                   perplexity_texts=self.perplexity_texts,
                                   max_length=e.perplexity.max_length if e.perplexity else 128,
                                   num_samples=e.num_samples, reference=True,
-                                  logits_processor=self._eval_logits_processor())
+                                  logits_processor=eval_logits_processor(cfg.algorithm, self.eval_env))
         metrics = dict(res.metrics)
         metrics["time/eval_s"] = time.perf_counter() - t0
         eval_csv = self.run_dir / "eval.csv"
