@@ -20,6 +20,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from textgym.agents.common.fsdp import check_strategy
+from textgym.agents.common.precision import check_precision
 from textgym.agents.common.run_settings import OnPolicyRunSettings
 from textgym.agents.common.sampling import SamplingParams
 from textgym.agents.functional import KL_ESTIMATORS
@@ -132,9 +134,19 @@ class OnPolicyConfig(OnPolicyRunSettings, OnPolicyHyperparameters):
 
     The fields, in order: the hyperparameters (``seed`` ... ``adapter``, see
     :class:`OnPolicyHyperparameters`), then the run settings (``device``, ``run_dir``,
-    ``tensorboard``, ``progress_bar``, ``log_samples``, ``save_every``, see
+    ``tensorboard``, ``progress_bar``, ``log_samples``, ``save_every``, ``precision``, ``strategy``, see
     :class:`~textgym.agents.common.run_settings.OnPolicyRunSettings`), then the algorithm's own.
     """
+
+    def __post_init__(self):
+        """The hyperparameters' checks (:meth:`OnPolicyHyperparameters.__post_init__`), then ``precision`` and ``strategy``.
+
+        Raises:
+            ValueError: naming the field, its value and what it must be.
+        """
+        super().__post_init__()
+        check_precision(self.precision)
+        check_strategy(self.strategy)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

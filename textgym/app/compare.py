@@ -81,6 +81,7 @@ from textgym.app.compare_config import (
     CompareConfig,
     algorithm_config,
     check_algorithms,
+    check_envs,
 )
 from textgym.app.compare_report import (
     POINT_COLUMNS,
@@ -95,7 +96,7 @@ from textgym.app.compare_report import (
     write_text,
 )
 
-__all__ = ["CompareConfig", "ComparisonResult", "compare", "main", "build_parser", "algorithm_config",
+__all__ = ["CompareConfig", "ComparisonResult", "ComparisonExists", "compare", "main", "build_parser", "algorithm_config",
            "HARNESS_FIELDS", "ALGO_DEFAULTS"]
 
 N_RESAMPLES = 10_000
@@ -147,12 +148,27 @@ def _run(cfg: CompareConfig, r: RunResult, out: Path, shared: Any, progress: Any
 
 
 # ---------------------------------------------------------------------------------------------- the comparison
-def _prepare_out(out: Path, cfg: CompareConfig, resume: bool) -> None:
+class ComparisonExists(FileExistsError):
+    """``out_dir`` already holds a comparison and ``resume`` is false (``out``: that folder)."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        super().__init__(f"{out} already holds a comparison; pass resume=True to continue it, or choose another "
+                         "out_dir")
+
+    def cli_message(self) -> str:
+        """The same in the command line's words."""
+        return f"{self.out} already holds a comparison; pass --resume to continue it, or choose another --out"
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    if not resume and ((out / "compare_config.yaml").exists() or any(out.glob("*/seed*/run_state.json"))):
+        raise ComparisonExists(out)
+
+
+def _write_config(out: Path, cfg: CompareConfig) -> None:
     import yaml
 
-    if not resume and ((out / "compare_config.yaml").exists() or any(out.glob("*/seed*/run_state.json"))):
-        raise FileExistsError(f"{out} already holds a comparison; pass resume=True (--resume) to continue it, "
-                              "or choose another out_dir (--out)")
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "compare_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
@@ -235,20 +251,30 @@ def compare(config: CompareConfig | None = None, /, *, resume: bool = False, pro
         :class:`ComparisonResult` (table, curves, runs and the paths of the written files).
 
     Raises:
-        FileExistsError: ``out_dir`` holds a comparison and ``resume`` is false.
-        ValueError: invalid settings, or a run folder made with other settings.
+        FileExistsError: ``out_dir`` holds a comparison and ``resume`` is false (:class:`ComparisonExists`).
+        ValueError: invalid settings (an unknown reward, an ``imports`` module not found, ...), or a run folder
+            made with other settings.  Nothing is written to ``out_dir`` before the settings, the data and the
+            rewards have been checked.
         KeyError: an unknown algorithm.
         FloatingPointError: an evaluation gave a non-finite score.
     """
     cfg = dataclasses.replace(config, **fields) if config is not None else CompareConfig(**fields)
     out = cfg.output_dir()
+    # 1. validate everything (settings, names, then the data and rewards by building the eval env) before
+    #    writing anything, so a failed start leaves out_dir as it was
     check_algorithms(cfg, out)
-    _prepare_out(out, cfg, resume)
+    check_envs(cfg)
+    _check_out(out, resume)
     seeds = cfg.seed_list()
     from textgym.app.compare_cell import Progress, SharedEnvs
 
     runs = [RunResult(label, name, s) for label, name in cfg.runs() for s in seeds]
     shared = SharedEnvs(cfg)
+    try:
+        _write_config(out, cfg)
+    except BaseException:
+        shared.close()
+        raise
     bar = Progress(len(runs) * cfg.budget, progress)
 
     def on_point():
@@ -284,6 +310,10 @@ def build_parser(prog: str = "textgym compare") -> argparse.ArgumentParser:
                    help="algo.<label|*>.<field>=V, env.<kwarg>=V, eval_env.<kwarg>=V, eval.<kwarg>=V, or <setting>=V")
     p.add_argument("--config", help="YAML file of compare settings (e.g. a previous run's compare_config.yaml)")
     p.add_argument("--resume", action="store_true", help="continue the comparison in --out")
+    p.add_argument("--import", dest="import_modules", action="append", default=[], metavar="MODULE",
+                   help="import your own module first, e.g. one that registers a reward (a module name or a .py "
+                   "path, looked for next to --config, then in the working directory, then among installed "
+                   "modules; repeatable; recorded in compare_config.yaml, so --resume imports it again)")
     from textgym.app.output import add_output_flags
 
     return add_output_flags(p)
@@ -338,6 +368,18 @@ def _raw_config(args: argparse.Namespace) -> dict[str, Any]:
                               "seeds") from None
         raw["seeds"] = parts if "," in args.seeds else parts[0]
     apply_overrides(raw, [(_set_path(key), value) for key, value in parse_overrides(args.overrides)])
+    imports = raw.get("imports") or []
+    imports = [imports] if isinstance(imports, str) else imports
+    if not isinstance(imports, list):
+        raise ConfigError(f"imports is a list of module names or .py paths, got {imports!r}", "imports")
+    if imports or args.import_modules:  # found next to the --config file first, as `textgym train` does
+        from textgym.app.imports import ImportNotFound, resolve_imports
+
+        try:
+            raw["imports"] = list(dict.fromkeys(resolve_imports([*imports, *args.import_modules],
+                                                                Path(args.config).parent if args.config else None)))
+        except ImportNotFound as exc:
+            raise ConfigError(str(exc), "imports") from None
     if isinstance(raw.get("algos"), str):  # "ppo,grpo" from the flag, a file or --set
         raw["algos"] = [a.strip() for a in raw["algos"].split(",") if a.strip()]
     return raw
@@ -357,7 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         apply_output_flags(args)
         cfg = build_dataclass(CompareConfig, _raw_config(args), "", label="compare settings")
         result = compare(cfg, resume=args.resume, progress=not (args.no_progress or args.quiet))
-    except (ValueError, KeyError, FileExistsError) as exc:
+    except ComparisonExists as exc:
+        print(f"textgym compare: error: {exc.cli_message()}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, FileExistsError, FileNotFoundError) as exc:
         print(f"textgym compare: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
     print(result.to_markdown())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CompareConfig", "algorithm_config", "check_algorithms", "jsonable", "HARNESS_FIELDS", "ALGO_DEFAULTS",
+__all__ = ["CompareConfig", "algorithm_config", "check_algorithms", "check_envs", "jsonable", "HARNESS_FIELDS", "ALGO_DEFAULTS",
            "NOT_PROTOCOL"]
 
 #: Algorithm config fields the harness sets itself, and why.
@@ -48,6 +48,11 @@ class CompareConfig:
         algo_overrides: ``{label or "*": {config field: value}}``.
         out_dir: the run folder (default ``runs/compare-<env name>``).
         confidence: level of the bootstrap CIs in the table and curves.
+        imports: your own modules to import first (e.g. one that registers a reward with
+            ``@textgym.rewards.register``): module names or ``.py`` paths, looked for as in a run
+            config's ``imports:`` (:mod:`textgym.app.imports`: next to the ``--config`` file, then in
+            the working directory, then among installed modules).  Files found are kept as absolute
+            paths, so ``compare_config.yaml`` re-imports them on ``--resume`` from any directory.
 
     Raises:
         ValueError: an invalid setting (the message says which and how to fix it).
@@ -68,8 +73,10 @@ class CompareConfig:
     algo_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     out_dir: str | None = None
     confidence: float = 0.95
+    imports: list[str] = field(default_factory=list)
 
     def __post_init__(self):
+        self.import_modules()
         if isinstance(self.algos, str):
             self.algos = [a.strip() for a in self.algos.split(",") if a.strip()]
         self.algos = list(self.algos)
@@ -118,6 +125,30 @@ class CompareConfig:
                 if key in HARNESS_FIELDS:
                     raise ValueError(f"algo_overrides[{label!r}] sets {key!r}, which the harness owns: "
                                      f"{HARNESS_FIELDS[key]}")
+
+    def import_modules(self) -> None:
+        """Import :attr:`imports` (before the names they may register are checked); entries found as files
+        become absolute paths.
+
+        Raises:
+            ValueError: an entry that is no file and no installed module (the message lists where it looked),
+                or a module that fails to import for want of another module.
+        """
+        from textgym.app.imports import import_entry, resolve_imports
+
+        if isinstance(self.imports, str):
+            self.imports = [self.imports]
+        if not isinstance(self.imports, (list, tuple)) or not all(isinstance(m, str) for m in self.imports):
+            raise ValueError(f"imports must be a list of module names or .py paths, got {self.imports!r}")
+        try:
+            self.imports = resolve_imports(list(self.imports), None)
+        except ImportError as exc:
+            raise ValueError(f"imports: {exc}") from None
+        for module in self.imports:
+            try:
+                import_entry(module)
+            except ImportError as exc:
+                raise ValueError(f"imports: cannot import {module!r}: {exc}") from None
 
     def runs(self) -> list[tuple[str, str]]:
         """``[(label, registry name), ...]`` from :attr:`algos`.
@@ -215,3 +246,29 @@ def check_algorithms(cfg: CompareConfig, out: Path) -> None:
     unknown = sorted(set(cfg.algo_overrides.get("*", {})) - known)
     if unknown:
         raise ValueError(f"algo_overrides['*'] sets {unknown}, a field of none of the algorithms' configs")
+
+
+def check_envs(cfg: CompareConfig) -> None:
+    """Check the training and eval envs' arguments and reward names as a run config's are checked
+    (:func:`textgym.app.config_checks.check_env`), so a typo fails before anything is written.
+
+    Raises:
+        textgym.app.config.ConfigError: at ``env.<kwarg>`` / ``eval_env.<kwarg>`` (the ``--set`` keys).
+    """
+    from collections.abc import Mapping
+
+    from textgym.app.config_checks import check_env
+    from textgym.app.config_errors import ConfigError
+
+    def checkable(kwargs: dict[str, Any]) -> dict[str, Any]:  # objects (a tokenizer, a reward instance) pass
+        out = {k: v for k, v in kwargs.items() if k != "tokenizer"}
+        if "reward" in out and not isinstance(out["reward"], (str, Mapping)):
+            del out["reward"]
+        return out
+
+    for where, kwargs in (("env", cfg.env_kwargs), ("eval_env", {**cfg.env_kwargs, **cfg.eval_env_kwargs})):
+        try:
+            check_env(cfg.env_id, checkable(kwargs), where)
+        except ConfigError as exc:
+            key = exc.key.replace(f"{where}.kwargs.", f"{where}.", 1) if exc.key else exc.key
+            raise ConfigError(exc.detail, key) from None

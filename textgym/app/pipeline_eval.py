@@ -149,7 +149,10 @@ class PipelineEval:
             policy = load_trained_policy(self.run_dir, cfg.algorithm, env)
         it = int(self.state["rl"].get("iteration", 0))
         self._say(f"[eval after] {self.eval_description} ...")
-        metrics = self.evaluate(policy, "after", it)
-        metrics.update(self.probe_bias(policy, "after"))
+        from textgym.agents.common.fsdp import gathered
+
+        with gathered(policy):  # FSDP: the other ranks gather the weights with rank 0 (WorkerPipeline)
+            metrics = self.evaluate(policy, "after", it)
+            metrics.update(self.probe_bias(policy, "after"))
         self.state["results"]["after"] = metrics
         self._mark("eval_after")
