@@ -27,6 +27,9 @@ Protocol (what makes the comparison fair)
   ``algo.evaluate(eval_env, eval_episodes, seed=eval_seed, **eval_kwargs)`` is
   called, so every algorithm and every evaluation sees the same prompts and the
   same sampling noise stream.
+* **Preference pairs**: ``dpo`` / ``ipo`` cells train offline on the ``pairs`` setting and count
+  the completion tokens of the pairs they trained on as their budget
+  (:mod:`textgym.app.compare_pairs`); they are evaluated like every other cell.
 * **Same grid**: evaluations at token 0 (before training) and after each chunk of
   training to the next multiple of ``eval_every`` (default ``budget // 10``), up
   to the budget.  Training runs in chunks of ``learn(total_timesteps=...)``; an

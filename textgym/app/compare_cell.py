@@ -60,7 +60,8 @@ class SharedEnvs:
         from textgym.app.compare_pairs import PAIR_ALGORITHMS, build_pairs
 
         if any(name in PAIR_ALGORITHMS for _, name in cfg.runs()):
-            split = {"split": cfg.pairs["split"]} if cfg.pairs.get("split") else {}  # from_task: that split's samples
+            # the training env's settings (its max_new_tokens, reward); from_task: the samples of the pairs' split
+            split = {"split": cfg.pairs["split"]} if cfg.pairs.get("from_task") and cfg.pairs.get("split") else {}
             reward_env = make_vec_env(cfg.env_id, 1, {**kwargs, **split}, tokenizer, self.train_reward)
             try:
                 self.pairs, self.pairs_summary = build_pairs(cfg, tokenizer, int(reward_env.max_new_tokens), reward_env)
