@@ -27,6 +27,9 @@ Protocol (what makes the comparison fair)
   ``algo.evaluate(eval_env, eval_episodes, seed=eval_seed, **eval_kwargs)`` is
   called, so every algorithm and every evaluation sees the same prompts and the
   same sampling noise stream.
+* **Preference pairs**: ``dpo`` / ``ipo`` cells train offline on the ``pairs`` setting and count
+  the completion tokens of the pairs they trained on as their budget
+  (:mod:`textgym.app.compare_pairs`); they are evaluated like every other cell.
 * **Same grid**: evaluations at token 0 (before training) and after each chunk of
   training to the next multiple of ``eval_every`` (default ``budget // 10``), up
   to the budget.  Training runs in chunks of ``learn(total_timesteps=...)``; an
@@ -183,7 +186,26 @@ def _protocol_text(cfg: CompareConfig) -> str:
             "algorithms see the same prompts.  The final score is the last evaluation's mean score; CIs are 95% "
             "percentile-bootstrap intervals of the mean over seeds, IQM is the interquartile mean over seeds "
             "(Agarwal et al. 2021).  Train time counts rollouts and updates only (not evaluations or checkpoints); "
-            "KL to the reference is nats per episode.")
+            "KL to the reference is nats per episode." + _pairs_text(cfg))
+
+
+def _pair_labels(cfg: CompareConfig) -> list[str]:
+    from textgym.app.compare_pairs import PAIR_ALGORITHMS
+
+    return [label for label, name in cfg.runs() if name in PAIR_ALGORITHMS]
+
+
+def _pairs_text(cfg: CompareConfig) -> str:
+    """The protocol of the dpo / ipo cells (:mod:`textgym.app.compare_pairs`), or ``""``."""
+    labels = _pair_labels(cfg)
+    if not labels:
+        return ""
+    return (f"\n\n{', '.join(labels)} generate nothing: they train offline on the preference pairs {cfg.pairs} "
+            "(completions cut to max_new_tokens - 1 tokens, plus EOS), from the same model, evaluated by the same "
+            "protocol.  Their budget unit is the completion tokens (chosen + rejected) of the pairs they took "
+            "optimizer steps on, repeats counted: training stops at the first step reaching the budget, so they see "
+            "about budget / (2 x completion length) pairs (the `pairs` column of points.csv), as many as online DPO "
+            "(group size 2) samples for the same generated tokens.  Their train time counts the optimizer steps.")
 
 
 def _plural(n: int, word: str) -> str:
@@ -206,7 +228,8 @@ def _write_outputs(cfg: CompareConfig, out: Path, runs: list[RunResult]) -> Comp
     write_csv(files["table_csv"], table, TABLE_COLUMNS)
     write_text(files["table_md"], table_markdown(table, cfg.confidence))
     if curves:
-        plot_learning_curves(curves, files["curves"], xlabel="generated tokens", ylabel="eval score (mean over seeds)",
+        xlabel = "generated tokens" + (" (dpo/ipo: pair completion tokens trained on)" if _pair_labels(cfg) else "")
+        plot_learning_curves(curves, files["curves"], xlabel=xlabel, ylabel="eval score (mean over seeds)",
                              title=f"{cfg.env_id}, {_plural(len(cfg.seed_list()), 'seed')}, "
                                    f"{cfg.confidence * 100:g}% CI")
     else:
@@ -214,7 +237,10 @@ def _write_outputs(cfg: CompareConfig, out: Path, runs: list[RunResult]) -> Comp
     env_kw = f" with {cfg.to_dict()['env_kwargs']}" if cfg.env_kwargs else ""
     setup = [("env", f"`{cfg.env_id}`{env_kw}"), ("model", f"`{cfg.model}`"),
              ("algorithms", ", ".join(f"{lab} = `{name}`" for lab, name in cfg.runs())),
-             ("seeds", str(cfg.seed_list())), ("budget", f"{cfg.budget:,} generated tokens per run"),
+             ("seeds", str(cfg.seed_list())),
+             ("budget", f"{cfg.budget:,} generated tokens per run" + (
+                 f" ({', '.join(_pair_labels(cfg))}: completion tokens of the pairs trained on)"
+                 if _pair_labels(cfg) else "")),
              ("evaluation", f"{cfg.eval_episodes} episodes every {cfg.interval():,} tokens, eval env kwargs "
                             f"{cfg.eval_env_kwargs}, seed {cfg.eval_seed}"),
              ("overrides", json.dumps(cfg.to_dict()["algo_overrides"]) if cfg.algo_overrides else "none")]
@@ -335,6 +361,8 @@ def _set_path(key: str) -> str:
             raise ConfigError("algorithm settings are algo.<label or *>.<field>=VALUE "
                               "(e.g. algo.ppo.learning_rate=1e-4)", key)
         return f"algo_overrides.{rest}"
+    if head == "pairs" and rest:
+        return key
     if head in ("env", "eval_env", "eval") and rest:
         return {"env": "env_kwargs", "eval_env": "eval_env_kwargs", "eval": "eval_kwargs"}[head] + "." + rest
     if not rest and head in names:
