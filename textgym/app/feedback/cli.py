@@ -53,7 +53,7 @@ def _link(url: str, token: str) -> str:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    from textgym.app.feedback.db import Project, ProjectError, read_jsonl_items
+    from textgym.app.feedback.db import ProjectError, read_jsonl_items
 
     sources = [s for s in (args.model, args.run, args.from_jsonl) if s]
     if len(sources) != 1:
@@ -93,13 +93,12 @@ def cmd_new(args: argparse.Namespace) -> int:
         except (ValueError, KeyError, OSError) as exc:
             raise UsageError(f"cannot sample from {model} on {args.env}: {exc}") from None
         origin = model
+    from textgym.app.feedback.generate import create_project
+
     try:
-        project = Project(args.project, create=True, judgments_per_item=args.judgments_per_item)
-        n = project.add_items(rows, origin=origin)
+        n, token = create_project(args.project, rows, origin=origin, judgments_per_item=args.judgments_per_item)
     except ProjectError as exc:
-        Path(args.project).unlink(missing_ok=True)
         raise UsageError(str(exc)) from None
-    token = project.add_annotator("admin", role="admin")
     print(f"created {args.project}: {n} items, {args.judgments_per_item} judgments per item")
     print(f"admin login (status, export; keep it secret): {_link(args.url, token)}")
     print(f"next: textgym feedback add-annotator {args.project} NAME; textgym feedback serve {args.project}")
