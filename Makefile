@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test,feedback,reasoning-gym,textarena,trackers,ray]"
+	$(BIN)/python -m pip install -q -e ".[test,feedback,reasoning-gym,textarena,trackers,ray,sb3]"
 	# Debian's chromium for the feedback app's browser tests (Playwright cannot download its own here);
 	# without it (no root, no apt) those tests skip with the reason
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \

@@ -49,6 +49,10 @@ _EXPORTS = {
     "SB3PPOConfig": ("textgym.agents.algorithms.sb3_algos", "SB3PPOConfig"),
     "SB3A2C": ("textgym.agents.algorithms.sb3_algos", "SB3A2C"),
     "SB3A2CConfig": ("textgym.agents.algorithms.sb3_algos", "SB3A2CConfig"),
+    # sb3-contrib's MaskablePPO (the optional extra `sb3`) on envs with allowed_token_ids
+    "MaskableTextGymLMPolicy": ("textgym.agents.algorithms.sb3_maskable_policy", "MaskableTextGymLMPolicy"),
+    "SB3MaskablePPO": ("textgym.agents.algorithms.sb3_maskable_ppo", "SB3MaskablePPO"),
+    "SB3MaskablePPOConfig": ("textgym.agents.algorithms.sb3_maskable_ppo", "SB3MaskablePPOConfig"),
     # supervised stages: SFT warm start, reward model, sentiment classifier
     "SFTTrainer": ("textgym.agents.trainers.sft", "SFTTrainer"),
     "SFTConfig": ("textgym.agents.trainers.sft", "SFTConfig"),

@@ -13,8 +13,11 @@ and reports its own peak resident set size, ``resource.getrusage(RUSAGE_SELF).ru
 * ``inference`` (c): the model alone, ``model.generate`` of the same batch (``--batch`` prompts, exactly
   ``--new-tokens`` sampled tokens) under ``torch.no_grad``;
 * ``ppo-lora`` (a): one PPO iteration (rollout with the KV cache + scoring pass + ``n_epochs`` update epochs)
-  with a LoRA adapter (r = 16, all linear layers); the reference model is the same weights with the adapter
-  disabled, so no second copy;
+  with a LoRA adapter (r = 16, all linear layers) and PPO's defaults otherwise (``micro_batch_size="auto"``:
+  as many episodes per forward/backward as fit ``micro_batch_memory_mb``); the reference model is the same
+  weights with the adapter disabled, so no second copy;
+* ``ppo-lora-whole`` (a''): (a) with ``micro_batch_size=None``: the whole batch in one forward/backward (the
+  default before ``"auto"``);
 * ``ppo-full`` (b): the same iteration with full fine-tuning: a frozen deep copy of the model as reference, AdamW
   moments for every weight;
 * ``ppo-lora-micro`` (a'): (a) with ``micro_batch_size=1``: the update runs one episode per forward/backward and
@@ -36,7 +39,8 @@ from pathlib import Path
 CASES = {
     "baseline": "imports + env, no model",
     "inference": "(c) model.generate, no grad",
-    "ppo-lora": "(a) PPO iteration, LoRA r=16, reference = adapter disabled",
+    "ppo-lora": "(a) PPO iteration, LoRA r=16, reference = adapter disabled, defaults (micro_batch_size='auto')",
+    "ppo-lora-whole": "(a'') as (a), micro_batch_size=None (whole batch per forward/backward)",
     "ppo-full": "(b) PPO iteration, full fine-tuning + frozen reference copy",
     "ppo-lora-micro": "(a') as (a), micro_batch_size=1 (gradient accumulation)",
 }
@@ -94,14 +98,16 @@ def run_case(args: argparse.Namespace) -> dict:
 
         policy = LMActorCritic.from_pretrained(args.model, lora=True if args.case.startswith("ppo-lora") else None)
         env = make_env(policy.action_size)
-        micro = 1 if args.case == "ppo-lora-micro" else args.micro_batch
-        cfg = PPOConfig(learning_rate=1e-5, n_epochs=args.epochs, micro_batch_size=micro,
-                        progress_bar=False, tensorboard=False, run_dir=None, log_samples=0)
+        micro = {"ppo-lora-micro": {"micro_batch_size": 1}, "ppo-lora-whole": {"micro_batch_size": None}}.get(
+            args.case, {"micro_batch_size": args.micro_batch} if args.micro_batch else {})  # else the default
+        cfg = PPOConfig(learning_rate=1e-5, n_epochs=args.epochs, progress_bar=False, tensorboard=False,
+                        run_dir=None, log_samples=0, **micro)
         algo = PPO(policy, env, cfg)
         metrics = algo.train_step()
         info["generated"] = int(metrics["train/timesteps"])
         info["trainable_params"] = sum(p.numel() for p in policy.trainable_parameters())
         info["has_ref_copy"] = policy.ref_model is not None
+        info["micro_batch_size"] = algo.micro_batch_size
     return {"case": args.case, "peak_rss_mib": peak_rss_mib(), "seconds": time.perf_counter() - t0, **info}
 
 
@@ -112,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prompt-length", type=int, default=64, help="P")
     ap.add_argument("--new-tokens", type=int, default=32, help="T (exact: no stop token)")
     ap.add_argument("--epochs", type=int, default=4, help="PPO epochs over the batch")
-    ap.add_argument("--micro-batch", type=int, default=None, help="PPO episodes per forward/backward (default all)")
+    ap.add_argument("--micro-batch", type=int, default=None,
+                    help="PPO episodes per forward/backward in (a) and (b) (default: PPO's, micro_batch_size='auto')")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # child mode: run one case, print JSON
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"unknown case(s) {unknown}; choose from {', '.join(CASES)}")
     header = (f"### Peak RSS of one PPO iteration vs inference ({args.model}, fp32, CPU)\n\n"
               f"batch {args.batch}, P = {args.prompt_length}, T = {args.new_tokens} (exact), PPO {args.epochs} epochs, "
-              f"micro-batch {args.micro_batch or args.batch}; each case in a fresh process\n"
+              f"micro-batch {args.micro_batch or 'auto (PPO default)'} in (a) and (b); each case in a fresh process\n"
               f"machine: {machine_info()}")
     print(header, flush=True)
     forwarded = ["--model", args.model, "--batch", str(args.batch), "--prompt-length", str(args.prompt_length),
@@ -161,10 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     if "ppo-lora-micro" in results and "inference" in results:
         ratio = results["ppo-lora-micro"]["peak_rss_mib"] / ref
         notes.append(f"With micro_batch_size=1 (a'): {ratio:.2f}x ({'met' if ratio <= 1.3 else 'missed'}).")
-    for case in ("ppo-lora", "ppo-full", "ppo-lora-micro"):
+    for case in ("ppo-lora", "ppo-lora-whole", "ppo-full", "ppo-lora-micro"):
         if case in results:
             notes.append(f"{case}: {results[case]['trainable_params']:,} trainable parameters, "
-                         f"reference copy: {results[case]['has_ref_copy']}, {results[case]['seconds']:.0f} s.")
+                         f"reference copy: {results[case]['has_ref_copy']}, micro-batch "
+                         f"{results[case]['micro_batch_size'] or 'whole batch'}, {results[case]['seconds']:.0f} s.")
     table.emit(header, out_dir=args.out_dir, notes="\n".join(notes))
 
 

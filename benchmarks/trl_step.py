@@ -1,11 +1,15 @@
-"""Update step vs TRL: textgym's GRPO and RLOO against TRL 1.16's GRPOTrainer and RLOOTrainer, with a per-phase breakdown.
+"""Update step vs TRL: textgym's GRPO, RLOO and DPO against TRL 1.16's GRPOTrainer, RLOOTrainer and DPOTrainer, with a per-phase breakdown.
 
 Usage::
 
     python benchmarks/trl_step.py                                  # SmolLM2-135M-Instruct, 4 steps, 1 thread
-    python benchmarks/trl_step.py --steps 6                        # the published table (about 15 minutes)
+    python benchmarks/trl_step.py --steps 6                        # the published table (about 20 minutes)
     python benchmarks/trl_step.py --model tiny-llama --steps 3     # quick check (about a minute)
     python benchmarks/trl_step.py --algorithms grpo --steps 6
+    python benchmarks/trl_step.py --algorithms dpo --steps 6       # the DPO step alone (benchmarks/_trl_dpo.py)
+
+GRPO and RLOO (below) write ``results/trl_step.md``; DPO, whose settings and
+phases are in ``benchmarks/_trl_dpo.py``, writes ``results/trl_step-dpo.md``.
 
 Equal settings on both sides: the same model weights (``textgym.models.load(--model)``,
 saved once to a local folder that TRL loads; never a Hub id), float32, the same
@@ -67,6 +71,7 @@ import time
 from typing import Any
 
 import torch
+from _trl_dpo import dpo_report
 from _common import (
     PhaseTimer,
     Table,
@@ -350,7 +355,7 @@ def prompt_length(model_dir: str, prompts: list[str]) -> int:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m-instruct", help="textgym model name or local folder")
-    ap.add_argument("--algorithms", default="grpo,rloo", help="comma-separated: grpo, rloo")
+    ap.add_argument("--algorithms", default="grpo,rloo,dpo", help="comma-separated: grpo, rloo, dpo")
     ap.add_argument("--steps", type=int, default=4, help="steps per side (the first is a warm-up)")
     ap.add_argument("--prompts-per-step", type=int, default=2)
     ap.add_argument("--group-size", type=int, default=4)
@@ -364,22 +369,39 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--variants", default="default,rescore",
                     help="textgym configurations: default (rescore_policy=None), rescore and/or no-rescore "
                          "(reuse the generation-time logprobs: no no-grad policy pass)")
+    ap.add_argument("--pairs-per-step", type=int, default=4, help="DPO: preference pairs per optimizer step")
+    ap.add_argument("--max-length", type=int, default=192,
+                    help="DPO: tokens per sequence (prompt + completion); only pairs that fit are used")
+    ap.add_argument("--dpo-beta", type=float, default=0.1, help="DPO: beta")
     ap.add_argument("--out-dir", default=None, help="where to write the table (default benchmarks/results)")
     args = ap.parse_args(argv)
     if args.steps < 2:
         ap.error("--steps must be >= 2 (the first step is a warm-up)")
     kinds = [k.strip().lower() for k in args.algorithms.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in KL_COEF]
-    if bad:
-        ap.error(f"unknown algorithm(s) {bad}; choose from grpo, rloo")
+    bad = [k for k in kinds if k not in KL_COEF and k != "dpo"]
+    if bad or not kinds:
+        ap.error(f"unknown algorithm(s) {bad or 'none'}; choose from grpo, rloo, dpo")
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in args.variants if v not in VARIANTS]
     if bad or not args.variants:
         ap.error(f"--variants: choose one or more of {', '.join(VARIANTS)}, got {bad or 'none'}")
     quiet()
     trl = check_trl()
-    threads = set_threads(args.threads)
+    set_threads(args.threads)
     args.model_dir = export_model(args.model)
+    undo = patch_globals()
+    try:
+        if "dpo" in kinds:
+            dpo_report(args, trl.__version__, Active)
+        if any(k in KL_COEF for k in kinds):
+            rl_report(args, [k for k in kinds if k in KL_COEF], trl)
+    finally:
+        for owner, attr, original in undo:
+            setattr(owner, attr, original)
+
+
+def rl_report(args: argparse.Namespace, kinds: list[str], trl: Any) -> None:
+    """Run the GRPO / RLOO comparison and write ``results/trl_step.md`` (every step: ``trl_step-steps.csv``)."""
     prompts = imdb_prompts(args.steps * args.prompts_per_step, args.prompt_words)
     longest = prompt_length(args.model_dir, prompts)
     if args.max_prompt_length is None:
@@ -391,34 +413,29 @@ def main(argv: list[str] | None = None) -> None:
               f"{args.max_prompt_length}), AdamW lr {args.lr:g}, {args.steps} steps per side interleaved, "
               f"first excluded\nmachine: {machine_info()}")
     print(header, flush=True)
-    undo = patch_globals()
     table = Table("trl_step", ["algorithm", "library", "s/step", "tokens/s", "speedup vs TRL", *PHASES],
                   {"tokens/s": 1})
     steps_table = Table("trl_step-steps", STEP_COLUMNS)
     notes = []
-    try:
-        for kind in kinds:
-            trl_steps, tg_steps, info = run_group(kind, args, prompts)
-            add_steps(steps_table, kind, trl.__version__, trl_steps, tg_steps)
-            a = summarize(trl_steps, 1)
-            table.add(kind.upper(), f"TRL {trl.__version__}", a["step"], a["tokens_per_s"], 1.0,
-                      *(a[p] for p in PHASES))
-            for variant, steps in tg_steps.items():
-                b = summarize(steps, 1)
-                pairs = [x["step"] / y["step"] for x, y in zip(trl_steps[1:], steps[1:])]
-                mean_ratio = statistics.fmean(x["step"] for x in trl_steps[1:]) / statistics.fmean(
-                    y["step"] for y in steps[1:])
-                table.add(kind.upper(), VARIANTS[variant], b["step"], b["tokens_per_s"], statistics.median(pairs),
-                          *(b[p] for p in PHASES))
-                notes.append(f"{kind.upper()}, {VARIANTS[variant]}: speedup per step "
-                             f"{', '.join(f'{r:.2f}' for r in pairs)}; ratio of mean step times {mean_ratio:.2f}; "
-                             f"tokens per step {b['tokens']:.0f} (TRL {a['tokens']:.0f})")
-            notes.append(f"{kind.upper()}: {a['n']} measured steps per side; optimizers {info['trl_optimizer']} "
-                         f"(TRL) / {info['textgym_optimizer']} (textgym); TRL reference model loaded: "
-                         f"{info['trl_ref_model']}")
-    finally:
-        for owner, attr, original in undo:
-            setattr(owner, attr, original)
+    for kind in kinds:
+        trl_steps, tg_steps, info = run_group(kind, args, prompts)
+        add_steps(steps_table, kind, trl.__version__, trl_steps, tg_steps)
+        a = summarize(trl_steps, 1)
+        table.add(kind.upper(), f"TRL {trl.__version__}", a["step"], a["tokens_per_s"], 1.0,
+                  *(a[p] for p in PHASES))
+        for variant, steps in tg_steps.items():
+            b = summarize(steps, 1)
+            pairs = [x["step"] / y["step"] for x, y in zip(trl_steps[1:], steps[1:])]
+            mean_ratio = statistics.fmean(x["step"] for x in trl_steps[1:]) / statistics.fmean(
+                y["step"] for y in steps[1:])
+            table.add(kind.upper(), VARIANTS[variant], b["step"], b["tokens_per_s"], statistics.median(pairs),
+                      *(b[p] for p in PHASES))
+            notes.append(f"{kind.upper()}, {VARIANTS[variant]}: speedup per step "
+                         f"{', '.join(f'{r:.2f}' for r in pairs)}; ratio of mean step times {mean_ratio:.2f}; "
+                         f"tokens per step {b['tokens']:.0f} (TRL {a['tokens']:.0f})")
+        notes.append(f"{kind.upper()}: {a['n']} measured steps per side; optimizers {info['trl_optimizer']} "
+                     f"(TRL) / {info['textgym_optimizer']} (textgym); TRL reference model loaded: "
+                     f"{info['trl_ref_model']}")
     steps_table.write(out_dir=args.out_dir)
     table.emit(header, out_dir=args.out_dir,
                notes="s/step and phase columns: medians over the measured steps, in seconds (phases are exclusive; "

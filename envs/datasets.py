@@ -95,9 +95,11 @@ that near-duplicates cannot straddle splits:
 Your own data
 -------------
 ``load(path_or_dataset, split=...)`` also takes a ``.jsonl`` / ``.jsonl.gz``
-path or a :class:`datasets.Dataset`. Without ``like=`` the generic 80/10/10
-hash rule keys on ``id`` (else ``task_id``, else ``question_id``, else the
-whole row as canonical JSON) and column types are inferred. With
+path or a :class:`datasets.Dataset`. Without ``like=``, data with a ``split``
+column is split by it (every row needs a value; the splits are the values it
+holds); otherwise the generic 80/10/10 hash rule keys on ``id`` (else
+``task_id``, else ``question_id``, else the whole row as canonical JSON).
+Column types are inferred. With
 ``like="<name>"`` the rows must have that set's columns, get its types, and
 are split with its rule (a row equal to a vendored one lands in the same
 split).
@@ -248,9 +250,10 @@ def load_jsonl(path: Union[str, "os.PathLike[str]"], split: str = "all", *,
     """A user's JSON Lines file (``.jsonl`` or ``.jsonl.gz``) as a Dataset.
 
     ``split="all"`` (default) keeps every row. Other splits use ``like``'s rule
-    and column types when ``like`` names a vendored set; otherwise the generic
-    80/10/10 hash rule (key: ``id``, else ``task_id``, else ``question_id``,
-    else the whole row) with splits train / validation / test.
+    and column types when ``like`` names a vendored set; otherwise the file's
+    ``split`` column when it has one, else the generic 80/10/10 hash rule (key:
+    ``id``, else ``task_id``, else ``question_id``, else the whole row) with
+    splits train / validation / test.
     """
     rows = read_jsonl(path)
     if like is not None:
@@ -259,8 +262,23 @@ def load_jsonl(path: Union[str, "os.PathLike[str]"], split: str = "all", *,
                        list(_REGISTRY[like]["fields"]), like)
         _check_split(split, tuple(_REGISTRY[like]["splits"]), f"data like {like!r}")
         return _build(_select_rows(rows, _REGISTRY[like]["rule"], split), features(like))
-    _check_split(split, _GENERIC_SPLITS, f"file {str(path)!r}")
-    return _build(_select_rows(rows, _GENERIC_RULE, split), None)
+    return _build(_generic_rows(rows, split, f"file {str(path)!r}"), None)
+
+
+def _generic_rows(rows: Sequence[Mapping[str, Any]], split: str, what: str) -> list[Mapping[str, Any]]:
+    """The rows of ``split`` of your own data without ``like=``: by its ``split`` column when it has one
+    (every row must then have a value; the splits are the values it holds), else by the 80/10/10 hash rule."""
+    if split == "all":
+        return list(rows)
+    if not any("split" in row for row in rows):
+        _check_split(split, _GENERIC_SPLITS, what)
+        return _select_rows(rows, _GENERIC_RULE, split)
+    missing = [i for i, row in enumerate(rows) if row.get("split") is None]
+    if missing:
+        raise ValueError(f"{what} has a 'split' column but row(s) {missing[:5]} have no value in it: give every "
+                         "row a split (train / validation / test) or drop the column for the hash rule")
+    _check_split(split, sorted({str(row["split"]) for row in rows}), f"{what} (its 'split' column)")
+    return _select_rows(rows, lambda row: str(row["split"]), split)
 
 
 def load(name: PathOrData, split: str = "train", *, like: str | None = None) -> hf_datasets.Dataset:
@@ -315,6 +333,10 @@ def _load_dataset_object(data: hf_datasets.Dataset, split: str, like: str | None
         like = resolve_name(like)
         _check_columns(data.column_names, like)
         rule, valid = _REGISTRY[like]["rule"], tuple(_REGISTRY[like]["splits"])
+    elif split != "all" and "split" in data.column_names:  # its 'split' column decides (_generic_rows)
+        marks = [{"split": None if v is None else str(v)} for v in data["split"]]
+        _generic_rows(marks, split, "the given Dataset")
+        return data.select([i for i, m in enumerate(marks) if m["split"] == split], keep_in_memory=True)
     else:
         rule, valid = _GENERIC_RULE, _GENERIC_SPLITS
     _check_split(split, valid, "the given Dataset" + (f" (like {like!r})" if like else ""))

@@ -31,6 +31,12 @@ has a known optimum, for testing agents in seconds.
   ``(0, 1]`` for ``n`` generated (non-special) tokens (:class:`TokenCountReward`).
   A uniformly random policy scores about 0.01 (Copy, Reverse, Sort,
   Addition) and 0.12 (TokenCount) on average.
+* **Action mask** (optional): ``answer_alphabet_only=True`` (Copy, Reverse,
+  Sort, Addition) builds the env with ``allowed_token_ids`` = the tokens of
+  the answers' alphabet (``a-z0-9`` for Copy/Reverse, the digits for
+  Sort/Addition) and EOS, so ``action_masks()`` lets a maskable agent
+  (``sb3-maskable-ppo``) sample only those; any other token ends the episode
+  with the score ``invalid_action_penalty`` (-1.0; :mod:`textgym.action_mask`).
 * **Episode end**: EOS (terminated) or ``max_new_tokens`` (truncated).
   Defaults: ``max_new_tokens`` = longest answer + 2, ``max_prompt_length`` =
   longest prompt in characters + 2.
@@ -47,6 +53,7 @@ has a known optimum, for testing agents in seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import string
 from collections.abc import Callable
@@ -54,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from textgym.action_mask import token_ids_of
 from textgym.envs._task import check_split, task_settings
 from textgym.envs.common import resolve_tokenizer
 from textgym.rewards.answer import CharMatchReward, TokenCountReward  # re-exported here
@@ -77,6 +85,8 @@ DEFAULT_NUM_SAMPLES = {"train": 2000, "test": 200}
 _ALNUM = string.ascii_lowercase + string.digits
 _TASK_CODES = {"copy": 1, "reverse": 2, "sort": 3, "addition": 4, "token-count": 5}
 _PREFIX = {"copy": "copy:", "reverse": "reverse:", "sort": "sort:"}
+#: the characters of each task's answers (``answer_alphabet_only``)
+_ANSWER_ALPHABET = {"copy": _ALNUM, "reverse": _ALNUM, "sort": string.digits, "addition": string.digits}
 
 
 def _split_of(task: str, prompt: str) -> str:
@@ -173,7 +183,7 @@ def synthetic_samples(
 
 
 def _make(task: str, tokenizer: Any, reward: Any, split: str, samples: Any, kwargs: dict[str, Any],
-          gen: dict[str, Any], prompt_chars: int, answer_chars: int, dense: bool):
+          gen: dict[str, Any], prompt_chars: int, answer_chars: int, dense: bool, answer_alphabet_only: bool = False):
     task_id = {"copy": "Copy", "reverse": "Reverse", "sort": "Sort", "addition": "Addition",
                "token-count": "TokenCount"}[task]
     task_id = f"textgym/{task_id}-v0"
@@ -189,6 +199,10 @@ def _make(task: str, tokenizer: Any, reward: Any, split: str, samples: Any, kwar
         tok = char_tokenizer()
     else:
         tok = resolve_tokenizer(tokenizer)
+    if answer_alphabet_only:
+        if settings.allowed_token_ids is not None:
+            raise ValueError(f"{task_id}: give answer_alphabet_only=True or allowed_token_ids, not both")
+        settings = dataclasses.replace(settings, allowed_token_ids=token_ids_of(tok, _ANSWER_ALPHABET[task]))
     if samples is None:
         samples = synthetic_samples(task, split, **gen)
     if reward is None:  # the task's default, built with the task's tokenizer and `dense`
@@ -202,7 +216,7 @@ def _make(task: str, tokenizer: Any, reward: Any, split: str, samples: Any, kwar
 
 def make_copy(tokenizer: Any = "tiny-char", reward: Any = None, split: str = "train", samples: Any = None, *,
               num_samples: int | None = None, seed: int = 0, min_length: int = 3, max_length: int = 6,
-              dense: bool = False, **kwargs: Any):
+              dense: bool = False, answer_alphabet_only: bool = False, **kwargs: Any):
     """Factory of ``textgym/Copy-v0``; keyword arguments are ``gym.make`` overrides.
 
     Args:
@@ -212,6 +226,8 @@ def make_copy(tokenizer: Any = "tiny-char", reward: Any = None, split: str = "tr
         samples: your own samples instead of generated ones.
         num_samples, seed, min_length, max_length: see :func:`synthetic_samples`.
         dense: per-step reward increments (:class:`CharMatchReward`).
+        answer_alphabet_only: allow only the answer alphabet's tokens and EOS (``allowed_token_ids``;
+            see the module docstring).
         **kwargs: env arguments (``max_new_tokens`` default ``max_length + 2``,
             ``max_prompt_length`` default ``max_length + 8``, ...).
 
@@ -222,35 +238,38 @@ def make_copy(tokenizer: Any = "tiny-char", reward: Any = None, split: str = "tr
         ValueError: bad split or sizes.  TypeError: unknown argument.
     """
     gen = dict(num_samples=num_samples, seed=seed, min_length=min_length, max_length=max_length)
-    return _make("copy", tokenizer, reward, split, samples, kwargs, gen, len("copy:=") + max_length, max_length, dense)
+    return _make("copy", tokenizer, reward, split, samples, kwargs, gen, len("copy:=") + max_length, max_length, dense,
+                 answer_alphabet_only)
 
 
 def make_reverse(tokenizer: Any = "tiny-char", reward: Any = None, split: str = "train", samples: Any = None, *,
                  num_samples: int | None = None, seed: int = 0, min_length: int = 3, max_length: int = 6,
-                 dense: bool = False, **kwargs: Any):
+                 dense: bool = False, answer_alphabet_only: bool = False, **kwargs: Any):
     """Factory of ``textgym/Reverse-v0``: as :func:`make_copy`, the answer is the input reversed."""
     gen = dict(num_samples=num_samples, seed=seed, min_length=min_length, max_length=max_length)
     return _make("reverse", tokenizer, reward, split, samples, kwargs, gen, len("reverse:=") + max_length,
-                 max_length, dense)
+                 max_length, dense, answer_alphabet_only)
 
 
 def make_sort(tokenizer: Any = "tiny-char", reward: Any = None, split: str = "train", samples: Any = None, *,
               num_samples: int | None = None, seed: int = 0, min_length: int = 3, max_length: int = 6,
-              dense: bool = False, **kwargs: Any):
+              dense: bool = False, answer_alphabet_only: bool = False, **kwargs: Any):
     """Factory of ``textgym/Sort-v0``: as :func:`make_copy` on digit strings, the answer sorted ascending."""
     gen = dict(num_samples=num_samples, seed=seed, min_length=min_length, max_length=max_length)
-    return _make("sort", tokenizer, reward, split, samples, kwargs, gen, len("sort:=") + max_length, max_length, dense)
+    return _make("sort", tokenizer, reward, split, samples, kwargs, gen, len("sort:=") + max_length, max_length, dense,
+                 answer_alphabet_only)
 
 
 def make_addition(tokenizer: Any = "tiny-char", reward: Any = None, split: str = "train", samples: Any = None, *,
                   num_samples: int | None = None, seed: int = 0, digits: int = 2, dense: bool = False,
-                  **kwargs: Any):
+                  answer_alphabet_only: bool = False, **kwargs: Any):
     """Factory of ``textgym/Addition-v0``: ``"a+b="`` -> ``str(a + b)`` with ``a, b < 10 ** digits``.
 
     Other arguments as :func:`make_copy`; ``max_new_tokens`` defaults to ``digits + 3``.
     """
     gen = dict(num_samples=num_samples, seed=seed, digits=digits)
-    return _make("addition", tokenizer, reward, split, samples, kwargs, gen, 2 * digits + 2, digits + 1, dense)
+    return _make("addition", tokenizer, reward, split, samples, kwargs, gen, 2 * digits + 2, digits + 1, dense,
+                 answer_alphabet_only)
 
 
 def make_token_count(tokenizer: Any = "tiny-char", reward: Any = None, split: str = "train", samples: Any = None, *,

@@ -9,8 +9,13 @@ One episode is one completion of one prompt.
   tokens get the same logprobs whatever the padding.
 * **Action** ``Discrete(V)``: the next token id; ``V = len(tokenizer)`` unless
   given.  An out-of-range action raises ``ValueError`` (never clipped).
+* **Action mask** (optional): with ``allowed_token_ids=[...]`` only those ids
+  are valid; ``action_masks()`` returns the ``(V,)`` bool mask (all ``True``
+  when unrestricted) for maskable agents (sb3-contrib's ``MaskablePPO``).  A
+  disallowed id taken anyway ends the episode with the score
+  ``invalid_action_penalty`` (see :mod:`textgym.action_mask`).
 * **Episode end**: ``terminated`` when the action is a stop token (EOS by
-  default); ``truncated`` after ``T = max_new_tokens`` tokens without one.
+  default) or a disallowed one; ``truncated`` after ``T = max_new_tokens`` tokens without one.
   The env pays the episode's score on the truncating step too, so textgym's
   agents do not bootstrap from the value on truncation by default
   (``bootstrap_truncated=False``; ``True`` adds ``V(s_T)`` there).
@@ -32,6 +37,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from textgym.action_mask import allowed_token_mask
 from textgym.env_settings import EnvSettings
 from textgym.prompts import SampleOrder, TaskData, decode_completion
 from textgym.reward_api import RewardFunction, as_reward_function, call_reward
@@ -104,13 +110,16 @@ def init_task_attributes(env: Any, tokenizer: Any, samples: Any, reward_fn: Any,
 
     ``settings``, ``tokenizer``, ``data`` (a :class:`TaskData`, encoded up front when it can be),
     ``reward_fn``, ``max_prompt_length``, ``max_new_tokens``, ``vocab_size``, ``stop_token_ids``,
-    ``reward_on_error``, ``skip_special_tokens``, ``render_mode``.
+    ``reward_on_error``, ``skip_special_tokens``, ``render_mode``, ``allowed_tokens`` (``(V,)`` bool or ``None``),
+    ``invalid_action_penalty``.
 
     Raises:
         ValueError: a ``vocab_size`` smaller than the tokenizer (checked before the data is read),
-            an empty dataset, stop ids out of range.
+            an empty dataset, stop ids or allowed ids out of range.
     """
     vocab = settings.action_space_size(tokenizer)
+    env.allowed_tokens = allowed_token_mask(settings.allowed_token_ids, vocab)  # checked before the data is read
+    env.invalid_action_penalty = settings.invalid_action_penalty
     env.settings = settings
     env.tokenizer = tokenizer
     env.data = TaskData(samples, tokenizer, settings.max_prompt_length, prompt_format=settings.prompt_format,
@@ -219,6 +228,9 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         Returns:
             ``(observation, reward, terminated, truncated, info)``; ``reward`` is
             a float (the score on the final step, 0 before; increments for dense rewards).
+            A token outside ``allowed_token_ids`` terminates the episode with the score
+            ``invalid_action_penalty`` (the reward function is not called) and
+            ``info["invalid_action"]`` = its id.
 
         Raises:
             RuntimeError: called before ``reset`` or after the episode ended.
@@ -228,18 +240,23 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         if self._done:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         a = as_token_id(action, self.vocab_size)
+        invalid = self.allowed_tokens is not None and not self.allowed_tokens[a]
         pos = self.max_prompt_length + self._t
         self._ids[pos] = a
         self._mask[pos] = 1
         self._t += 1
-        terminated = bool(np.isin(a, self.stop_token_ids))
+        terminated = bool(np.isin(a, self.stop_token_ids)) or invalid
         truncated = (not terminated) and self._t >= self.max_new_tokens
         self._done = terminated or truncated
         reward = 0.0
         info_extra: dict[str, Any] = {}
         if self._done or self.decode_every_step or self.reward_fn.dense:
-            self._completion = self._decode(terminated)
-        if self.reward_fn.dense or self._done:
+            self._completion = self._decode(terminated and not invalid)
+        if invalid:  # the penalty replaces the reward function's score
+            score = self.invalid_action_penalty
+            reward = score - self._last_dense_score if self.reward_fn.dense else score
+            info_extra = {"score": score, "reward_components": {}, "invalid_action": a}
+        elif self.reward_fn.dense or self._done:
             scores, comps = call_reward(
                 self.reward_fn,
                 [self._raw_prompt],
@@ -282,6 +299,15 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
             "sample_index": self._index,
             "prompt_truncated_tokens": self._truncated_tokens,
         }
+
+    def action_masks(self) -> np.ndarray:
+        """``(V,)`` bool: the valid actions (``allowed_token_ids``; all ``True`` when unrestricted).
+
+        The method sb3-contrib's ``MaskablePPO`` reads.  The mask is the same at every step.
+        """
+        if self.allowed_tokens is None:
+            return np.ones(self.vocab_size, dtype=bool)
+        return self.allowed_tokens.copy()
 
     @property
     def num_generated(self) -> int:

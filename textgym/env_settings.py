@@ -64,6 +64,15 @@ class EnvSettings:
     text the reward scores, so a policy cannot hide tokens from it."""
     decode_every_step: bool = True
     """Single env: put the partial completion in ``info`` on every step (``False``: at the end only)."""
+    allowed_token_ids: Sequence[int] | None = None
+    """Restrict the actions to these token ids (``None``: every id in ``[0, V)``).  The env then
+    exposes the mask in ``action_masks()`` (``(V,)`` bool; the vector env ``(N, V)``), as
+    sb3-contrib's ``MaskablePPO`` reads it.  A disallowed token taken anyway ends the episode at once
+    (``terminated``) with the score ``invalid_action_penalty`` instead of the reward's, and
+    ``info["invalid_action"]`` holds its id (see :mod:`textgym.action_mask`).  Stop ids are not
+    added: include EOS so that episodes can terminate."""
+    invalid_action_penalty: float = -1.0
+    """The score (final reward) of an episode ended by a token outside ``allowed_token_ids``."""
     render_mode: str | None = None
     """``None`` or ``"ansi"`` (the prompt and the completion so far)."""
     autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP
@@ -98,6 +107,16 @@ class EnvSettings:
                              f"got {self.autoreset_mode!r}") from None
         if self.stop_token_ids is not None:
             object.__setattr__(self, "stop_token_ids", tuple(self.stop_token_ids))
+        if self.allowed_token_ids is not None:
+            ids = self.allowed_token_ids
+            if isinstance(ids, (str, bytes)) or not all(_is_int(i) for i in ids) or not len(ids):
+                raise ValueError(f"allowed_token_ids must be a non-empty list of integer token ids, got {ids!r}")
+            object.__setattr__(self, "allowed_token_ids", tuple(sorted(set(int(i) for i in ids))))
+        penalty = self.invalid_action_penalty
+        if isinstance(penalty, (bool, np.bool_)) or not isinstance(penalty, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(penalty):
+            raise ValueError(f"invalid_action_penalty must be a finite number, got {self.invalid_action_penalty!r}")
+        object.__setattr__(self, "invalid_action_penalty", float(self.invalid_action_penalty))
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -18,6 +18,11 @@ Autoreset modes (``gymnasium.vector.AutoresetMode``):
   ``np.all(terminated | truncated)`` tells when a synchronous batch is done.
   This is the mode for episode-synchronous rollouts.
 
+With ``allowed_token_ids`` (:mod:`textgym.action_mask`), ``action_masks()``
+returns the ``(N, V)`` bool mask, and a row that takes a disallowed token ends
+(``terminated``) with the score ``invalid_action_penalty`` and
+``info["invalid_action"]`` = the token id, as in the single env.
+
 Infos follow Gymnasium's vector convention: ``info[key]`` is an array over rows
 and ``info["_" + key]`` a bool mask of the rows that have it.  ``completion``,
 ``references``, ``score`` and ``reward_components`` are set on rows that end;
@@ -218,7 +223,8 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
         Raises:
             RuntimeError: ``step`` before ``reset``.
             ValueError: wrong shape, non-integer actions (bools, complex, ``None``, NaN,
-                +-inf), or an active row's action outside ``[0, V)``.
+                +-inf), or an active row's action outside ``[0, V)``.  (An action outside
+                ``allowed_token_ids`` is no error: it ends its row with the penalty score.)
         """
         if not self._started:
             raise RuntimeError("step() called before reset()")
@@ -256,16 +262,23 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
         self._mask[rows, cols] = 1
         self._t[rows] += 1
 
-        # 2. episode ends
+        # 2. episode ends (a disallowed token terminates its row)
         term = np.zeros(n, dtype=bool)
         trunc = np.zeros(n, dtype=bool)
-        term[rows] = self._is_stop[acts]
+        invalid = np.zeros(n, dtype=bool)
+        if self.allowed_tokens is not None:
+            invalid[rows] = ~self.allowed_tokens[acts]
+        term[rows] = self._is_stop[acts] | invalid[rows]
         trunc[rows] = ~term[rows] & (self._t[rows] >= self.max_new_tokens)
         ended = term | trunc
         ended_rows = np.flatnonzero(ended)
 
-        # 3. rewards: ended rows (or every active row for dense rewards), one batched call
+        # 3. rewards: ended rows (or every active row for dense rewards), one batched call; rows that took a
+        # disallowed token get the penalty instead
         score_rows = rows if self.reward_fn.dense else ended_rows
+        if invalid.any():
+            score_rows = score_rows[~invalid[score_rows]]
+            self._pay_penalty(np.flatnonzero(invalid), rewards, infos)
         if len(score_rows):
             if self.info_completions or getattr(self.reward_fn, "needs_text", True):
                 completions = self._decode(score_rows, term[score_rows])
@@ -287,18 +300,19 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
                 self._last_dense[score_rows] = scores
             else:
                 rewards[score_rows] = scores
-            if len(ended_rows):
-                sel = ended[score_rows]
+            sel = ended[score_rows]
+            scored_ended = score_rows[sel]  # ended_rows, less those that took a disallowed token
+            if len(scored_ended):
                 if self.info_completions:
-                    _put(infos, "completion", ended_rows, [c for c, s in zip(completions, sel) if s], n)
-                    _put(infos, "references", ended_rows, [r for r, s in zip(refs, sel) if s], n)
-                _put(infos, "score", ended_rows, scores[sel], n, np.float64)
+                    _put(infos, "completion", scored_ended, [c for c, s in zip(completions, sel) if s], n)
+                    _put(infos, "references", scored_ended, [r for r, s in zip(refs, sel) if s], n)
+                _put(infos, "score", scored_ended, scores[sel], n, np.float64)
                 comp_info: dict[str, Any] = {}
                 for k, v in comps.items():
-                    _put(comp_info, k, ended_rows, v[sel], n, np.float64)
+                    _put(comp_info, k, scored_ended, v[sel], n, np.float64)
                 if comp_info:
                     infos["reward_components"] = comp_info
-                    infos["_reward_components"] = ended.copy()
+                    infos["_reward_components"] = ended & ~invalid
 
         # 4. bookkeeping per autoreset mode
         if mode == AutoresetMode.NEXT_STEP:
@@ -319,6 +333,26 @@ class TextGenVectorEnv(RowOrders, VectorEnv):
         return self._obs(), rewards, term, trunc, infos
 
     # ------------------------------------------------------------------ helpers
+    def _pay_penalty(self, rows: np.ndarray, rewards: np.ndarray, infos: dict[str, Any]) -> None:
+        """Rows that took a disallowed token: score ``invalid_action_penalty``, ``info["invalid_action"]``."""
+        n, penalty = self.num_envs, self.invalid_action_penalty
+        if self.reward_fn.dense:  # the increments still sum to the episode's score
+            rewards[rows] = penalty - self._last_dense[rows]
+            self._last_dense[rows] = penalty
+        else:
+            rewards[rows] = penalty
+        _put(infos, "score", rows, np.full(len(rows), penalty), n, np.float64)
+        _put(infos, "invalid_action", rows, self._ids[rows, self.max_prompt_length + self._t[rows] - 1], n, np.int64)
+        if self.info_completions:
+            _put(infos, "completion", rows, self._decode(rows, np.zeros(len(rows), dtype=bool)), n)
+            _put(infos, "references", rows, self._row_refs(rows), n)
+
+    def action_masks(self) -> np.ndarray:
+        """``(N, V)`` bool: each row's valid actions (``allowed_token_ids``; all ``True`` when unrestricted)."""
+        if self.allowed_tokens is None:
+            return np.ones((self.num_envs, self.vocab_size), dtype=bool)
+        return np.repeat(self.allowed_tokens[None, :], self.num_envs, axis=0)
+
     def _decode(self, rows: np.ndarray, terminated: np.ndarray) -> list[str]:
         p = self.max_prompt_length
         ends = p + self._t[rows] - terminated.astype(np.int64)

@@ -47,7 +47,8 @@ class A2CConfig(KLPenaltyConfig):
         bootstrap_truncated: bootstrap with ``V(s_T)`` after truncated episodes (see
             :class:`~textgym.agents.algorithms.ppo.PPOConfig`: textgym envs pay the score on the
             truncating step, so the default is ``False``).
-        micro_batch_size: episodes per forward/backward of the single gradient step (``None``: all at once).
+        micro_batch_size: episodes per forward/backward of the single gradient step (``None``: all at once;
+            ``"auto"``, the default: as many as fit ``micro_batch_memory_mb``).
     """
 
     gamma: float = 1.0
@@ -57,7 +58,7 @@ class A2CConfig(KLPenaltyConfig):
     ent_coef: float = 0.0
     normalize_advantage: bool = False
     bootstrap_truncated: bool = False
-    micro_batch_size: int | None = None
+    micro_batch_size: int | str | None = "auto"
 
     size_fields = ("n_steps", "micro_batch_size")
     unit_fields = ("gamma", "lam")

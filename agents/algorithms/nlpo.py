@@ -226,6 +226,8 @@ class NLPO(PPO):
         TypeError: the policy is not an :class:`LMActorCritic`.
     """
 
+    supports_fsdp = False  # the masking policy is a copy of the LM, which FSDP's sharded modules cannot make
+
     config_class = NLPOConfig
     config: NLPOConfig
 

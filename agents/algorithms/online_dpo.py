@@ -95,6 +95,7 @@ class OnlineDPO(GroupedAlgorithm):
 
     config: OnlineDPOConfig
     config_class = OnlineDPOConfig
+    micro_batch_unit_rows = 2  # the update's micro-batches count pairs: two sequences each
 
     def update(self, batch: RolloutBatch) -> dict[str, Any]:
         """DPO on the best-vs-worst pair of each of the batch's ``N / k`` groups; returns metrics."""

@@ -40,7 +40,8 @@ class PPOConfig(KLPenaltyConfig):
         n_epochs: passes over each rollout batch.
         minibatch_size: episodes per optimizer step (``None``: the whole batch).
         micro_batch_size: episodes per forward/backward; gradients are accumulated
-            over a minibatch's micro-batches (``None``: the whole minibatch at once).
+            over a minibatch's micro-batches (``None``: the whole minibatch at once; ``"auto"``, the
+            default: as many as fit ``micro_batch_memory_mb``, see :mod:`textgym.agents.common.micro_batch`).
         gamma: discount per token.
         lam: GAE lambda.
         clip_range: PPO ratio clip ``eps``.
@@ -57,7 +58,7 @@ class PPOConfig(KLPenaltyConfig):
 
     n_epochs: int = 4
     minibatch_size: int | None = None
-    micro_batch_size: int | None = None
+    micro_batch_size: int | str | None = "auto"
     gamma: float = 1.0
     lam: float = 0.95
     clip_range: float = 0.2

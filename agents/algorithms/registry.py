@@ -12,7 +12,7 @@ import difflib
 import importlib
 from typing import Any
 
-__all__ = ["ALGORITHMS", "list_algorithms", "get_algorithm", "get_config_class"]
+__all__ = ["ALGORITHMS", "EXTRAS", "MissingExtra", "list_algorithms", "get_algorithm", "get_config_class"]
 
 # name -> (module, algorithm class); the config class is the algorithm's ``config_class``
 ALGORITHMS: dict[str, tuple[str, str]] = {
@@ -29,7 +29,20 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "online-dpo": ("textgym.agents.algorithms.online_dpo", "OnlineDPO"),
     "sb3-ppo": ("textgym.agents.algorithms.sb3_algos", "SB3PPO"),
     "sb3-a2c": ("textgym.agents.algorithms.sb3_algos", "SB3A2C"),
+    # needs the optional extra `sb3` (sb3-contrib; see EXTRAS)
+    "sb3-maskable-ppo": ("textgym.agents.algorithms.sb3_maskable_ppo", "SB3MaskablePPO"),
 }
+
+
+#: algorithms that need an optional extra of textgym (``pip install 'textgym[EXTRA]'``)
+EXTRAS: dict[str, str] = {"sb3-maskable-ppo": "sb3"}
+
+
+class MissingExtra(ImportError, ValueError):
+    """A registered algorithm whose optional extra is not installed; the message says what to install.
+
+    A ``ValueError`` too, so the CLIs report it as bad input (one line, exit 2).
+    """
 
 
 def list_algorithms() -> list[str]:
@@ -51,9 +64,17 @@ def get_algorithm(name: str) -> type[Any]:
 
     Raises:
         KeyError: unknown name (the message lists the registered ones and a close match).
+        MissingExtra: the algorithm's optional extra (:data:`EXTRAS`) is not installed.
     """
-    module, attr = ALGORITHMS[_check(name)]
-    return getattr(importlib.import_module(module), attr)
+    key = _check(name)
+    module, attr = ALGORITHMS[key]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        if key not in EXTRAS:
+            raise
+        raise MissingExtra(f"{key} needs the optional extra {EXTRAS[key]!r}: {e}") from e
+    return getattr(mod, attr)
 
 
 def get_config_class(name: str) -> type[Any]:

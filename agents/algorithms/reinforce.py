@@ -52,7 +52,8 @@ class REINFORCEConfig(KLPenaltyConfig):
             ``ema <- m * ema + (1 - m) * mean(G_0)``.
         vf_coef: weight of the value loss (``baseline="value"``).
         ent_coef: weight of the entropy bonus.
-        micro_batch_size: episodes per forward/backward of the single gradient step (``None``: all at once).
+        micro_batch_size: episodes per forward/backward of the single gradient step (``None``: all at once;
+            ``"auto"``, the default: as many as fit ``micro_batch_memory_mb``).
     """
 
     gamma: float = 1.0
@@ -60,7 +61,7 @@ class REINFORCEConfig(KLPenaltyConfig):
     baseline_momentum: float = 0.9
     vf_coef: float = 0.1
     ent_coef: float = 0.0
-    micro_batch_size: int | None = None
+    micro_batch_size: int | str | None = "auto"
 
     size_fields = ("micro_batch_size",)
     unit_fields = ("gamma",)

@@ -209,7 +209,7 @@ def make_sb3_vec_env(env: Any, *, bootstrap_truncated: bool = False) -> DummyVec
 
     Each row is a :class:`textgym.TextGenEnv` on the same samples, reward
     function and settings (tokenizer, lengths, stop tokens, prompt format,
-    shuffling), wrapped in SB3's ``Monitor`` (episode returns and lengths).
+    shuffling, allowed tokens), wrapped in SB3's ``Monitor`` (episode returns and lengths).
 
     Args:
         env: a :class:`textgym.TextGenVectorEnv` (any autoreset mode).
@@ -233,7 +233,8 @@ def make_sb3_vec_env(env: Any, *, bootstrap_truncated: bool = False) -> DummyVec
                   stop_token_ids=vec.stop_token_ids.tolist(), prompt_format=vec.data.prompt_format,
                   truncation_side=vec.data.truncation_side, shuffle=shuffle, vocab_size=vec.vocab_size,
                   reward_on_error=vec.reward_on_error, skip_special_tokens=vec.skip_special_tokens,
-                  decode_every_step=False)
+                  allowed_token_ids=vec.settings.allowed_token_ids,
+                  invalid_action_penalty=vec.settings.invalid_action_penalty, decode_every_step=False)
 
     def factory() -> gym.Env:
         e: gym.Env = TextGenEnv(vec.tokenizer, vec.data.samples, vec.reward_fn, **kwargs)
@@ -288,6 +289,7 @@ class SB3Algorithm(LearnLoop):
 
     config_class: ClassVar[type[SB3Config]] = SB3Config
     sb3_class: ClassVar[type[BaseAlgorithm]]
+    policy_class: ClassVar[type] = TextGymLMPolicy
     #: ``learn`` does not checkpoint by itself: its caller saves (the Algorithm protocol)
     saves_checkpoints: ClassVar[bool] = False
 
@@ -299,7 +301,7 @@ class SB3Algorithm(LearnLoop):
             device = next(policy.parameters()).device if isinstance(policy, torch.nn.Module) else "cpu"
         policy_kwargs = {"model": str(policy) if isinstance(policy, os.PathLike) else policy, "lora": cfg.lora,
                          "adapter": cfg.adapter, "model_seed": cfg.seed}
-        self.model = self.sb3_class(TextGymLMPolicy, self.vec_env, policy_kwargs=policy_kwargs, seed=cfg.seed,
+        self.model = self.sb3_class(self.policy_class, self.vec_env, policy_kwargs=policy_kwargs, seed=cfg.seed,
                                     device=device, **cfg.sb3_kwargs())
         self._attach_model()
 

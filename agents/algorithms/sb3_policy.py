@@ -56,7 +56,8 @@ from torch import nn
 
 from textgym.agents.common.policy import LMActorCritic
 
-__all__ = ["TextGymLMPolicy", "TokenIdsExtractor", "TokenObservation", "right_align", "check_token_spaces"]
+__all__ = ["TextGymLMPolicy", "LMPolicyMixin", "TokenIdsExtractor", "TokenObservation", "right_align",
+           "check_token_spaces"]
 
 #: float32 holds every integer up to 2**24 exactly, so float-stored token ids up to it round-trip.
 _MAX_FLOAT_EXACT = 2**24
@@ -177,7 +178,108 @@ class TokenIdsExtractor(BaseFeaturesExtractor):
         return TokenObservation(ids, mask)
 
 
-class TextGymLMPolicy(ActorCriticPolicy):
+class LMPolicyMixin:
+    """The causal-LM network of an SB3 actor-critic policy: building it, its parameters, one forward.
+
+    Shared by :class:`TextGymLMPolicy` (on SB3's ``ActorCriticPolicy``) and
+    :class:`~textgym.agents.algorithms.sb3_maskable_policy.MaskableTextGymLMPolicy`
+    (on sb3-contrib's ``MaskableActorCriticPolicy``); put it first among the bases.
+    The arguments are :class:`TextGymLMPolicy`'s.
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
+                 model: str | os.PathLike | nn.Module | None = None, *, tokenizer: Any = None, lora: Any = None,
+                 adapter: str | None = None, model_seed: int = 0, dtype: Any = None, value_head_std: float = 0.01,
+                 use_sde: bool = False, optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
+                 optimizer_kwargs: dict[str, Any] | None = None):
+        check_token_spaces(observation_space, action_space)
+        if use_sde:
+            raise ValueError(f"{type(self).__name__} has discrete (token) actions; use_sde must be False")
+        if model is None:
+            raise ValueError(f"{type(self).__name__} needs a model: pass policy_kwargs={{'model': 'tiny-llama'}} "
+                             "(a textgym.models name, a local path, or a causal LM object)")
+        self._lm_kwargs = dict(model=model, tokenizer=tokenizer, lora=lora, adapter=adapter, model_seed=model_seed,
+                               dtype=dtype, value_head_std=value_head_std)
+        super().__init__(observation_space, action_space, lr_schedule, net_arch=[], ortho_init=False,
+                         features_extractor_class=TokenIdsExtractor, share_features_extractor=True,
+                         optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs)
+        # 1. the LM actor-critic (the SB3 base's __init__ called our _build, which builds nothing)
+        self.lm_policy = self._make_lm_policy(int(action_space.n))
+        # 2. the optimizer over the trainable parameters (LM or LoRA adapter, value head), never the reference
+        self.optimizer = self.optimizer_class(self.trainable_parameters(), lr=lr_schedule(1),
+                                              **self.optimizer_kwargs)
+
+    # ------------------------------------------------------------------ building
+    def _make_lm_policy(self, action_size: int) -> LMActorCritic:
+        kw = self._lm_kwargs
+        model = kw["model"]
+        if isinstance(model, LMActorCritic):
+            if model.action_size != action_size:
+                raise ValueError(f"the LMActorCritic's action_size is {model.action_size}, the env's action space "
+                                 f"has {action_size} tokens")
+            return model
+        if isinstance(model, (str, os.PathLike)):
+            return LMActorCritic.from_pretrained(str(model), lora=kw["lora"], adapter=kw["adapter"],
+                                                 action_size=action_size, dtype=kw["dtype"], seed=kw["model_seed"],
+                                                 value_head_std=kw["value_head_std"])
+        if isinstance(model, nn.Module):
+            return LMActorCritic(model, kw["tokenizer"], lora=kw["lora"], adapter=kw["adapter"],
+                                 action_size=action_size, value_head_std=kw["value_head_std"])
+        raise TypeError(f"model must be a name/path, a causal LM or an LMActorCritic, got {type(model).__name__}")
+
+    @property
+    def tokenizer(self) -> Any:
+        """The LM's tokenizer (``None`` for a model object given without one)."""
+        return self.lm_policy.tokenizer
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the optimizer updates: the LM (or its LoRA adapter) and the value head, never the reference."""
+        return self.lm_policy.trainable_parameters()
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        """Called by the SB3 base's ``__init__``: no MLP, action or value nets (the LM provides them).
+
+        The optimizer is made in ``__init__`` once the LM exists.
+        """
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        """Arguments that rebuild this policy (``BaseModel.save`` / ``load``)."""
+        return dict(observation_space=self.observation_space, action_space=self.action_space,
+                    lr_schedule=self._dummy_schedule, optimizer_class=self.optimizer_class,
+                    optimizer_kwargs=self.optimizer_kwargs, **self._lm_kwargs)
+
+    # ------------------------------------------------------------------ the LM pass
+    def extract_features(self, obs: dict[str, torch.Tensor],  # type: ignore[override]
+                         features_extractor: BaseFeaturesExtractor | None = None) -> TokenObservation:
+        """The raw token ids of ``obs``: SB3's ``preprocess_obs`` (one-hot / float cast) is skipped.
+
+        Args:
+            obs: ``{"input_ids": (B, L), "attention_mask": (B, L)}`` tensors.
+
+        Returns:
+            :class:`TokenObservation`, both ``(B, L)`` int64.
+        """
+        return (features_extractor or self.features_extractor)(obs)
+
+    def logits_and_values(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One LM forward over the observations (with grad): next-token logits and state values.
+
+        Args:
+            obs: ``{"input_ids": (B, L), "attention_mask": (B, L)}``.
+
+        Returns:
+            ``logits (B, V)`` float32 at each row's last real token (cut to the
+            action space) and ``values (B, 1)`` float32.
+
+        Raises:
+            ValueError: malformed observations (see :class:`TokenIdsExtractor`, :func:`right_align`).
+        """
+        ids, mask = right_align(*self.extract_features(obs))
+        out = self.lm_policy.prefill(ids, mask)  # last column = every row's last real token
+        return out.logits.float(), out.values.float()[:, None]
+
+
+class TextGymLMPolicy(LMPolicyMixin, ActorCriticPolicy):
     """SB3 ``ActorCriticPolicy`` on a causal LM: token ids in, LM-head logits and a value head out.
 
     Build it through SB3 (``PPO(TextGymLMPolicy, env, policy_kwargs={...})``);
@@ -221,97 +323,6 @@ class TextGymLMPolicy(ActorCriticPolicy):
           and load its state dict; a model *object* given as ``model`` is pickled
           into the saved ``policy_kwargs``, so prefer a name or path.
     """
-
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
-                 model: str | os.PathLike | nn.Module | None = None, *, tokenizer: Any = None, lora: Any = None,
-                 adapter: str | None = None, model_seed: int = 0, dtype: Any = None, value_head_std: float = 0.01,
-                 use_sde: bool = False, optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
-                 optimizer_kwargs: dict[str, Any] | None = None):
-        check_token_spaces(observation_space, action_space)
-        if use_sde:
-            raise ValueError("TextGymLMPolicy has discrete (token) actions; use_sde must be False")
-        if model is None:
-            raise ValueError("TextGymLMPolicy needs a model: pass policy_kwargs={'model': 'tiny-llama'} "
-                             "(a textgym.models name, a local path, or a causal LM object)")
-        self._lm_kwargs = dict(model=model, tokenizer=tokenizer, lora=lora, adapter=adapter, model_seed=model_seed,
-                               dtype=dtype, value_head_std=value_head_std)
-        super().__init__(observation_space, action_space, lr_schedule, net_arch=[], ortho_init=False,
-                         features_extractor_class=TokenIdsExtractor, share_features_extractor=True,
-                         optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs)
-        # 1. the LM actor-critic (ActorCriticPolicy.__init__ called our _build, which builds nothing)
-        self.lm_policy = self._make_lm_policy(int(action_space.n))
-        # 2. the optimizer over the trainable parameters (LM or LoRA adapter, value head), never the reference
-        self.optimizer = self.optimizer_class(self.trainable_parameters(), lr=lr_schedule(1),
-                                              **self.optimizer_kwargs)
-
-    # ------------------------------------------------------------------ building
-    def _make_lm_policy(self, action_size: int) -> LMActorCritic:
-        kw = self._lm_kwargs
-        model = kw["model"]
-        if isinstance(model, LMActorCritic):
-            if model.action_size != action_size:
-                raise ValueError(f"the LMActorCritic's action_size is {model.action_size}, the env's action space "
-                                 f"has {action_size} tokens")
-            return model
-        if isinstance(model, (str, os.PathLike)):
-            return LMActorCritic.from_pretrained(str(model), lora=kw["lora"], adapter=kw["adapter"],
-                                                 action_size=action_size, dtype=kw["dtype"], seed=kw["model_seed"],
-                                                 value_head_std=kw["value_head_std"])
-        if isinstance(model, nn.Module):
-            return LMActorCritic(model, kw["tokenizer"], lora=kw["lora"], adapter=kw["adapter"],
-                                 action_size=action_size, value_head_std=kw["value_head_std"])
-        raise TypeError(f"model must be a name/path, a causal LM or an LMActorCritic, got {type(model).__name__}")
-
-    @property
-    def tokenizer(self) -> Any:
-        """The LM's tokenizer (``None`` for a model object given without one)."""
-        return self.lm_policy.tokenizer
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """What the optimizer updates: the LM (or its LoRA adapter) and the value head, never the reference."""
-        return self.lm_policy.trainable_parameters()
-
-    def _build(self, lr_schedule: Schedule) -> None:
-        """Called by ``ActorCriticPolicy.__init__``: no MLP, action or value nets (the LM provides them).
-
-        The optimizer is made in ``__init__`` once the LM exists.
-        """
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        """Arguments that rebuild this policy (``BaseModel.save`` / ``load``)."""
-        return dict(observation_space=self.observation_space, action_space=self.action_space,
-                    lr_schedule=self._dummy_schedule, optimizer_class=self.optimizer_class,
-                    optimizer_kwargs=self.optimizer_kwargs, **self._lm_kwargs)
-
-    # ------------------------------------------------------------------ the LM pass
-    def extract_features(self, obs: dict[str, torch.Tensor],  # type: ignore[override]
-                         features_extractor: BaseFeaturesExtractor | None = None) -> TokenObservation:
-        """The raw token ids of ``obs``: SB3's ``preprocess_obs`` (one-hot / float cast) is skipped.
-
-        Args:
-            obs: ``{"input_ids": (B, L), "attention_mask": (B, L)}`` tensors.
-
-        Returns:
-            :class:`TokenObservation`, both ``(B, L)`` int64.
-        """
-        return (features_extractor or self.features_extractor)(obs)
-
-    def logits_and_values(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One LM forward over the observations (with grad): next-token logits and state values.
-
-        Args:
-            obs: ``{"input_ids": (B, L), "attention_mask": (B, L)}``.
-
-        Returns:
-            ``logits (B, V)`` float32 at each row's last real token (cut to the
-            action space) and ``values (B, 1)`` float32.
-
-        Raises:
-            ValueError: malformed observations (see :class:`TokenIdsExtractor`, :func:`right_align`).
-        """
-        ids, mask = right_align(*self.extract_features(obs))
-        out = self.lm_policy.prefill(ids, mask)  # last column = every row's last real token
-        return out.logits.float(), out.values.float()[:, None]
 
     def _distribution(self, logits: torch.Tensor) -> CategoricalDistribution:
         return self.action_dist.proba_distribution(action_logits=logits)

@@ -27,13 +27,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from textgym.agents.common import checkpoint, distributed
+from textgym.agents.common import checkpoint, distributed, fsdp
 from textgym.agents.common.kl_controllers import make_kl_controller
 from textgym.agents.common.learn_loop import LearnLoop, run_learn_loop
 from textgym.agents.common.logger import Logger
+from textgym.agents.common.micro_batch import resolve_micro_batch_size
 from textgym.agents.common.multiturn_rollout import make_collector
 from textgym.agents.common.on_policy_config import KLPenaltyConfig, OnPolicyConfig
 from textgym.agents.common.policy import ActorCriticPolicy, LMActorCritic
+from textgym.agents.common.precision import resolve_precision
 from textgym.agents.common.rollout import LogitsProcessor, RolloutBatch, check_env
 from textgym.agents.common.sampling import SamplingParams
 
@@ -62,8 +64,12 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
     config_class: type[OnPolicyConfig] = OnPolicyConfig
     #: ``learn`` saves ``run_dir/checkpoint`` every ``config.save_every`` iterations (the Algorithm protocol)
     saves_checkpoints: ClassVar[bool] = True
+    #: sequences per unit the update's micro-batches count (online DPO splits pairs: 2), for ``micro_batch_size="auto"``
+    micro_batch_unit_rows: ClassVar[int] = 1
     #: per-minibatch stats of the last update (algorithms with minibatch epochs, see ``updates.optimize_epochs``)
     minibatch_log: list[dict[str, float]]
+    #: whether ``strategy="fsdp"`` can shard this algorithm's policy (NLPO's masking model copies the LM: no)
+    supports_fsdp: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass's own ``__init__`` without a docstring gets this one (``help(REINFORCE.__init__)``)."""
@@ -96,6 +102,12 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
                             f"got {type(self.config).__name__}")
         cfg = self.config
         self.env = check_env(env)
+        self.precision = resolve_precision(cfg.precision)  # bad values fail before any model is loaded
+        self.strategy = fsdp.resolve_strategy(cfg.strategy)
+        if self.strategy == "fsdp" and (cfg.lora is not None or cfg.adapter is not None):
+            raise ValueError("strategy fsdp shards full fine-tuning only; with LoRA (lora / adapter) use strategy ddp")
+        if self.strategy == "fsdp" and not self.supports_fsdp:
+            raise ValueError(f"{type(self).__name__} does not support strategy fsdp; use strategy ddp")
         distributed.init()  # joins the launcher's process group (torchrun / accelerate launch); no-op in one process
         _seed_everything(cfg.seed)  # the same on every rank: identical initial weights
         if isinstance(policy, (str, os.PathLike)):
@@ -104,13 +116,20 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         elif cfg.device is not None:
             policy.to(cfg.device)
         self.policy = policy
+        if hasattr(policy, "precision"):
+            policy.precision = self.precision
         distributed.broadcast_parameters(policy.trainable_parameters())
+        if self.strategy == "fsdp":  # several processes: shard the LM and the reference (no-op in one process)
+            fsdp.shard_policy(policy)
         self.seed = distributed.rank_seed(cfg.seed)  # this rank's env, sampling and shuffling streams
         if self.seed != cfg.seed:
             _seed_everything(self.seed)
         self.collector = make_collector(policy, self.env, cfg.sampling(), seed=self.seed,
                                         score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescores_policy(),
                                         logits_processor=self.make_logits_processor())
+        # rows per forward/backward of the update: an integer or None as configured, or chosen for "auto" (logged)
+        self.micro_batch_size = resolve_micro_batch_size(cfg, getattr(policy, "lm", None), self.env,
+                                                         self.micro_batch_unit_rows)
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         self.kl_ctl = make_kl_controller(getattr(cfg, cfg.kl_field), cfg.target_kl_ref, cfg.kl_horizon)
@@ -125,7 +144,7 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         self.logger = Logger(cfg.run_dir if main else None, tensorboard=cfg.tensorboard,
                              progress=cfg.progress_bar and main, resume=getattr(self, "_resuming", False))
         if cfg.run_dir is not None and main:
-            resolved = {**cfg.to_dict(), "num_processes": distributed.world_size()}
+            resolved = {**cfg.to_dict(), **self._resolved_settings()}
             (Path(cfg.run_dir) / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
 
     # ------------------------------------------------------------------ the algorithm's part
@@ -158,7 +177,8 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         batches, self._conversations = [], []
         for _ in range(self.config.rollouts_per_iteration):
             seed = None if self._env_seeded else self.seed
-            batches.append(self.collector.collect(seed=seed, options=self.reset_options()))
+            with fsdp.gathered(self.policy):  # FSDP: full weights, so ranks may decode different step counts
+                batches.append(self.collector.collect(seed=seed, options=self.reset_options()))
             self._conversations += getattr(self.collector, "last_conversations", [])  # a conversation env's
             self._env_seeded = True
         return batches[0] if len(batches) == 1 else RolloutBatch.cat(batches)
@@ -225,9 +245,11 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         cfg = self.config
         sp = SamplingParams(temperature or cfg.temperature, cfg.top_k if top_k is None else top_k,
                             cfg.top_p if top_p is None else top_p, greedy)
-        return evaluate_episodes(self.policy, env, sp, n_episodes, seed=cfg.seed + 1 if seed is None else seed,
-                                 kl_estimator=cfg.kl_estimator, score_batch_size=cfg.score_batch_size,
-                                 rescore_policy=cfg.rescores_policy(), logits_processor=self.collector.logits_processor)
+        with fsdp.gathered(self.policy):  # FSDP: every rank calls evaluate (the weights are gathered once)
+            return evaluate_episodes(self.policy, env, sp, n_episodes, seed=cfg.seed + 1 if seed is None else seed,
+                                     kl_estimator=cfg.kl_estimator, score_batch_size=cfg.score_batch_size,
+                                     rescore_policy=cfg.rescores_policy(),
+                                     logits_processor=self.collector.logits_processor)
 
     @torch.no_grad()
     def predict(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> tuple[np.ndarray, None]:
@@ -249,7 +271,8 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         if single:
             ids, am = ids[None], am[None]
         ids, am = ids.to(self.policy.device), am.to(self.policy.device)
-        out = self.policy.next_token_logits(ids, am)
+        with fsdp.gathered(self.policy):  # FSDP: every rank calls predict
+            out = self.policy.next_token_logits(ids, am)
         proc = self.collector.logits_processor
         logits = out.logits if proc is None else proc.next_token(out.logits, ids, am)
         if not hasattr(self, "_predict_generator"):  # its own stream: predict never shifts training samples
@@ -282,7 +305,8 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         sp = dataclasses.replace(self.config.sampling(), greedy=greedy)
         col = make_collector(self.policy, tmp, sp, seed=self.config.seed + 2 if seed is None else seed,
                              logits_processor=self.collector.logits_processor)
-        b = col.collect(options={"sample_indices": list(range(len(prompts)))})
+        with fsdp.gathered(self.policy):  # FSDP: every rank calls generate
+            b = col.collect(options={"sample_indices": list(range(len(prompts)))})
         stop = torch.from_numpy(e.stop_token_ids)
         keep = b.mask & ~torch.isin(b.actions, stop)
         return decode_completions(e.tokenizer, [a[k] for a, k in zip(b.actions, keep)])
@@ -292,14 +316,17 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         """Write a checkpoint folder atomically (temp folder + rename); see :meth:`load`.
 
         With several processes every rank calls it (each one's RNG streams, env
-        position and prompt order are gathered), and rank 0 alone writes.
+        position and prompt order are gathered; with FSDP the full weights and
+        optimizer state too), and rank 0 alone writes.
         """
         ranks = distributed.gather_objects(self._rank_state())
+        full = fsdp.full_state(self.policy, self.optimizer) if fsdp.is_sharded(self.policy) else None
         if not distributed.is_main():
             return Path(path)
         state = {
             "config": self.config.to_dict(), "algorithm": type(self).__name__,
-            "optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(),
+            "optimizer": self.optimizer.state_dict() if full is None else full["optimizer"],
+            "optimizer_format": "ids" if full is None else "names", "kl_ctl": self.kl_ctl.state_dict(),
             "collector": self.collector.state_dict(), "update_generator": self.update_generator.get_state(),
             "counters": {"iteration": self.iteration, "num_timesteps": self.num_timesteps,
                          "num_episodes": self.num_episodes, "env_seeded": self._env_seeded},
@@ -307,11 +334,20 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
             "world_size": len(ranks), "rank_states": ranks,
         }
         with checkpoint.atomic_directory(path) as tmp:
-            checkpoint.save_policy(self.policy, tmp)
+            if full is None:
+                checkpoint.save_policy(self.policy, tmp)
+            else:  # FSDP: rank 0 writes the gathered full weights (a plain Hugging Face folder)
+                checkpoint.save_policy(self.policy, tmp, lm_state=full["lm"], reference_state=full["reference"])
             torch.save(state, tmp / "trainer_state.pt")
-            resolved = {**self.config.to_dict(), "num_processes": len(ranks)}
+            resolved = {**self.config.to_dict(), **self._resolved_settings()}
             (tmp / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
         return Path(path)
+
+    def _resolved_settings(self) -> dict[str, Any]:
+        """What the run used where the config left it open: process count, precision, strategy, micro-batch."""
+        return {"num_processes": distributed.world_size(), "precision": self.precision,
+                "strategy": self.strategy if distributed.enabled() else None,
+                "micro_batch_size_resolved": self.micro_batch_size}
 
     def _rank_state(self) -> dict[str, Any]:
         """This rank's own streams: sampling generator, shuffling, RNGs, env position, prompt order."""
@@ -359,7 +395,10 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
         algo = cls.__new__(cls)
         algo._resuming = True
         cls.__init__(algo, policy, env, cls.config_class(**cfg_dict))
-        algo.optimizer.load_state_dict(state["optimizer"])
+        if state.get("optimizer_format", "ids") == "names":  # written by an FSDP run (parameter names)
+            fsdp.load_optimizer_state(algo.policy, algo.optimizer, state["optimizer"])
+        else:
+            algo.optimizer.load_state_dict(state["optimizer"])
         algo.kl_ctl.load_state_dict(state["kl_ctl"])
         c = state["counters"]
         algo.iteration, algo.num_timesteps, algo.num_episodes = c["iteration"], c["num_timesteps"], c["num_episodes"]

@@ -212,8 +212,13 @@ def recover_directory(path: str | os.PathLike, *, legacy_ok: Any = None) -> Path
 
 
 # ---------------------------------------------------------------------------- policy
-def save_policy(policy: Any, directory: str | os.PathLike) -> None:
-    """Write ``policy`` (an :class:`LMActorCritic`) into an existing ``directory`` (see module docstring)."""
+def save_policy(policy: Any, directory: str | os.PathLike, lm_state: dict[str, torch.Tensor] | None = None,
+                reference_state: dict[str, torch.Tensor] | None = None) -> None:
+    """Write ``policy`` (an :class:`LMActorCritic`) into an existing ``directory`` (see module docstring).
+
+    ``lm_state`` / ``reference_state``: full state dicts to write instead of the modules' own (an
+    FSDP-sharded policy's, gathered by :func:`textgym.agents.common.fsdp.full_state`).
+    """
     from safetensors.torch import save_file
     from textgym.agents.common.policy import REFERENCE_ADAPTER
 
@@ -233,9 +238,9 @@ def save_policy(policy: Any, directory: str | os.PathLike) -> None:
             save_file(_untie(base), str(d / "base.safetensors"))
             policy.lm.config.save_pretrained(d / "base_config")
     else:
-        policy.lm.save_pretrained(d / "policy")
+        policy.lm.save_pretrained(d / "policy", state_dict=lm_state)
         if policy.source is None:
-            policy.ref_model.save_pretrained(d / "reference")
+            policy.ref_model.save_pretrained(d / "reference", state_dict=reference_state)
     if policy.tokenizer is not None:
         policy.tokenizer.save_pretrained(d / "policy")
     save_file({k: v.contiguous() for k, v in policy.value_head.state_dict().items()}, str(d / "value_head.safetensors"))

@@ -194,7 +194,7 @@ def _completion_texts(env: Any, batch: RolloutBatch) -> list[str]:
 def evaluate_policy(policy: Any, env: Any, *, n_episodes: int = 64, seed: int = 0, greedy: bool = False,
                     temperature: float | None = None, top_k: int | None = None, top_p: float = 1.0,
                     perplexity_texts: Sequence[str] | None = None, max_length: int = 128, num_samples: int = 8,
-                    reference: bool = True) -> EvalResult:
+                    reference: bool = True, logits_processor: Any = None) -> EvalResult:
     """Roll out ``n_episodes`` episodes on fixed prompts (no learning) and summarise them.
 
     The prompts are data samples ``eval_sample_indices(len(env.data), n_episodes, seed)``
@@ -218,6 +218,8 @@ def evaluate_policy(policy: Any, env: Any, *, n_episodes: int = 64, seed: int = 
         num_samples: episodes returned in ``samples`` (the first ones).
         reference: report the KL to the policy's reference model; ``False`` leaves
             ``kl_ref`` / ``kl_ref_k3`` out (e.g. for a policy whose reference is itself).
+        logits_processor: a :class:`~textgym.agents.common.rollout.LogitsProcessor` on the policy's
+            logits (e.g. the allowed-token mask of a maskable algorithm; ``None``: none).
 
     Returns:
         :class:`EvalResult` whose ``metrics`` are
@@ -249,7 +251,7 @@ def evaluate_policy(policy: Any, env: Any, *, n_episodes: int = 64, seed: int = 
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")
     inner = check_env(env)
     sp = SamplingParams(1.0 if temperature is None else temperature, top_k, top_p, greedy)
-    collector = make_collector(policy, inner, sp, seed=seed)
+    collector = make_collector(policy, inner, sp, seed=seed, logits_processor=logits_processor)
     multiturn = isinstance(collector, MultiTurnRolloutCollector)
     n_env = inner.num_envs
 

@@ -40,7 +40,8 @@ class GroupConfig(OnPolicyConfig):
         group_size: samples per prompt ``k >= 2``; ``env.num_envs`` must be a multiple of it.
         n_epochs: passes over each rollout batch.
         minibatch_size: episodes per optimizer step (``None``: the whole batch).
-        micro_batch_size: episodes per forward/backward (gradients accumulated; ``None``: the whole minibatch).
+        micro_batch_size: episodes per forward/backward (gradients accumulated; ``None``: the whole minibatch;
+            ``"auto"``, the default: as many as fit ``micro_batch_memory_mb``).
         clip_range: ratio clip ``eps`` (``None``: no clipping).
         target_kl: stop the epochs early once a minibatch's ``approx_kl`` exceeds it (``None``: never).
     """
@@ -48,7 +49,7 @@ class GroupConfig(OnPolicyConfig):
     group_size: int = 4
     n_epochs: int = 1
     minibatch_size: int | None = None
-    micro_batch_size: int | None = None
+    micro_batch_size: int | str | None = "auto"
     clip_range: float | None = 0.2
     target_kl: float | None = None
 

@@ -20,6 +20,9 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from textgym.agents.common.fsdp import check_strategy
+from textgym.agents.common.micro_batch import AUTO
+from textgym.agents.common.precision import check_precision
 from textgym.agents.common.run_settings import OnPolicyRunSettings
 from textgym.agents.common.sampling import SamplingParams
 from textgym.agents.functional import KL_ESTIMATORS
@@ -43,6 +46,13 @@ class OnPolicyHyperparameters:
         top_p: nucleus sampling mass in ``(0, 1]``.
         rollouts_per_iteration: env batches (of ``env.num_envs`` episodes) collected per update.
         score_batch_size: rows per forward in the post-rollout scoring pass (bounds ``rows x T x V`` memory).
+        micro_batch_memory_mb: the activation-memory budget, in MiB, of one forward/backward of the update
+            when the algorithm's ``micro_batch_size`` is ``"auto"`` (its default): the update takes as many
+            episodes per forward/backward as fit it by :func:`~textgym.agents.common.micro_batch.activation_bytes_per_row`'s
+            estimate (at least one) and accumulates gradients over them (the same update).  The default
+            256 MiB keeps one PPO iteration of SmolLM2-135M with LoRA within 1.3x the memory of inference
+            (``benchmarks/memory.py``: one 96-token episode per forward/backward) and lets the tiny test
+            models take a whole batch; raise it on a large GPU (fewer, larger passes: faster).
         rescore_policy: recompute policy logprobs/values in the scoring pass (exact ratio 1 and KL 0 at the
             start); ``False`` reuses the generation-time ones (equal up to the KV cache's float noise,
             ~1e-6) and saves one batched forward per rollout (see :class:`RolloutCollector`).  ``None``
@@ -72,6 +82,7 @@ class OnPolicyHyperparameters:
     top_p: float = 1.0
     rollouts_per_iteration: int = 1
     score_batch_size: int = 16
+    micro_batch_memory_mb: float = 256.0
     rescore_policy: bool | None = None
     target_kl_ref: float | None = None
     kl_horizon: float = 10_000
@@ -100,10 +111,16 @@ class OnPolicyHyperparameters:
         if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr >= 0):
             raise ValueError(f"learning_rate must be a number >= 0 (e.g. 1e-5; 0 freezes the weights), got {lr!r}")
         self.sampling()  # validates temperature / top_k / top_p
+        mb = self.micro_batch_memory_mb
+        if isinstance(mb, bool) or not isinstance(mb, numbers.Real) or not (math.isfinite(mb) and mb > 0):
+            raise ValueError(f"micro_batch_memory_mb must be a number of MiB > 0 (e.g. 256), got {mb!r}")
         for name in self.size_fields:
             v = getattr(self, name)
+            if name == "micro_batch_size" and v == AUTO:
+                continue
             if v is not None and (not isinstance(v, numbers.Integral) or v < 1):
-                raise ValueError(f"{name} must be an integer >= 1 or None, got {v!r}")
+                extra = ", 'auto'" if name == "micro_batch_size" else ""
+                raise ValueError(f"{name} must be an integer >= 1{extra} or None, got {v!r}")
         for name in self.unit_fields:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -132,9 +149,19 @@ class OnPolicyConfig(OnPolicyRunSettings, OnPolicyHyperparameters):
 
     The fields, in order: the hyperparameters (``seed`` ... ``adapter``, see
     :class:`OnPolicyHyperparameters`), then the run settings (``device``, ``run_dir``,
-    ``tensorboard``, ``progress_bar``, ``log_samples``, ``save_every``, see
+    ``tensorboard``, ``progress_bar``, ``log_samples``, ``save_every``, ``precision``, ``strategy``, see
     :class:`~textgym.agents.common.run_settings.OnPolicyRunSettings`), then the algorithm's own.
     """
+
+    def __post_init__(self):
+        """The hyperparameters' checks (:meth:`OnPolicyHyperparameters.__post_init__`), then ``precision`` and ``strategy``.
+
+        Raises:
+            ValueError: naming the field, its value and what it must be.
+        """
+        super().__post_init__()
+        check_precision(self.precision)
+        check_strategy(self.strategy)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

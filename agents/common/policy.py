@@ -52,7 +52,7 @@ class StepOutput(NamedTuple):
     """Output of ``prefill`` / ``decode_step``.
 
     Attributes:
-        logits: ``(N, V)`` float, raw next-token logits (``V`` = action size).
+        logits: ``(N, V)`` float32, raw next-token logits (``V`` = action size).
         values: ``(N,)`` float32, ``V(s)`` of the current state.
         cache: the model's KV cache (opaque), to pass to the next ``decode_step``.
     """
@@ -66,7 +66,7 @@ class ScoreOutput(NamedTuple):
     """Output of ``score``.
 
     Attributes:
-        logits: ``(N, T, V)`` float, raw logits that predicted each of the last ``T`` tokens.
+        logits: ``(N, T, V)`` float32, raw logits that predicted each of the last ``T`` tokens.
         values: ``(N, T + 1)`` float32, ``V(s_0) .. V(s_T)`` (``s_t``: before token ``t``),
             or ``None`` when not requested.
     """
@@ -214,6 +214,7 @@ class LMActorCritic(ActorCriticPolicy):
         self.value_head.to(self.lm.device)
         params = inspect.signature(self.lm.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.? renamed it
+        self.precision = "fp32"  # "bf16": LM forwards under bf16 autocast (textgym.agents.common.precision)
         self.eval()  # dropout off: rollouts and updates must see the same distribution
 
     # ----------------------------------------------------------------- building
@@ -276,9 +277,12 @@ class LMActorCritic(ActorCriticPolicy):
 
         ``cache`` continues a KV cache (:meth:`cache_of` of an earlier output); ``hidden`` returns the hidden states.
         """
+        from textgym.agents.common.precision import autocast
+
         kw = {self._cache_kw: cache} if cache is not None else {}
-        return lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                  use_cache=use_cache, output_hidden_states=hidden, logits_to_keep=keep, **kw)
+        with autocast(self.device, getattr(self, "precision", "fp32")):  # bf16: matmuls in bf16, weights fp32
+            return lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                      use_cache=use_cache, output_hidden_states=hidden, logits_to_keep=keep, **kw)
 
     def _values(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.value_head(hidden.float()).squeeze(-1)
@@ -301,7 +305,7 @@ class LMActorCritic(ActorCriticPolicy):
         """
         out = self.run_lm(self.lm, input_ids, attention_mask, position_ids_from_mask(attention_mask), 1,
                         use_cache=True)
-        logits = out.logits[:, -1, : self.action_size]  # (N, V)
+        logits = out.logits[:, -1, : self.action_size].float()  # (N, V), float32 also under bf16 autocast
         return StepOutput(logits, self._values(out.hidden_states[-1][:, -1]), self.cache_of(out))
 
     def decode_step(self, tokens: torch.Tensor, attention_mask: torch.Tensor, cache: Any) -> StepOutput:
@@ -318,7 +322,7 @@ class LMActorCritic(ActorCriticPolicy):
         """
         pos = (attention_mask.long().sum(-1, keepdim=True) - 1).clamp(min=0)  # (N, 1) = cumsum(mask)[-1] - 1
         out = self.run_lm(self.lm, tokens[:, None], attention_mask, pos, 1, cache=cache, use_cache=True)
-        logits = out.logits[:, -1, : self.action_size]
+        logits = out.logits[:, -1, : self.action_size].float()
         return StepOutput(logits, self._values(out.hidden_states[-1][:, -1]), self.cache_of(out))
 
     def extend(self, tokens: torch.Tensor, attention_mask: torch.Tensor, cache: Any) -> StepOutput:
@@ -338,7 +342,7 @@ class LMActorCritic(ActorCriticPolicy):
         k = tokens.shape[1]
         pos = position_ids_from_mask(attention_mask)[:, -k:]  # (N, k)
         out = self.run_lm(self.lm, tokens, attention_mask, pos, 1, cache=cache, use_cache=True)
-        logits = out.logits[:, -1, : self.action_size]
+        logits = out.logits[:, -1, : self.action_size].float()
         return StepOutput(logits, self._values(out.hidden_states[-1][:, -1]), self.cache_of(out))
 
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_tokens: int,
@@ -356,7 +360,7 @@ class LMActorCritic(ActorCriticPolicy):
         """
         pos = position_ids_from_mask(attention_mask)
         out = self.run_lm(self.lm, input_ids, attention_mask, pos, num_tokens + 1, hidden=with_values)
-        logits = out.logits[:, :-1, : self.action_size]  # (N, T, V): position P-1+t predicts token t
+        logits = out.logits[:, :-1, : self.action_size].float()  # (N, T, V): position P-1+t predicts token t
         values = self._values(out.hidden_states[-1][:, -(num_tokens + 1):]) if with_values else None
         return ScoreOutput(logits, values)
 
@@ -376,7 +380,7 @@ class LMActorCritic(ActorCriticPolicy):
         out = self.run_lm(self.lm, input_ids[:, :end], attention_mask[:, :end],
                         position_ids_from_mask(attention_mask[:, :end]), 0)
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-        logits = out.logits[rows, last, : self.action_size]
+        logits = out.logits[rows, last, : self.action_size].float()
         return StepOutput(logits, self._values(out.hidden_states[-1][rows, last]), None)
 
     @contextmanager
@@ -401,4 +405,4 @@ class LMActorCritic(ActorCriticPolicy):
         with self.reference_mode() as ref:
             out = self.run_lm(ref, input_ids, attention_mask, position_ids_from_mask(attention_mask),
                             num_tokens + 1, hidden=False)
-        return out.logits[:, :-1, : self.action_size]
+        return out.logits[:, :-1, : self.action_size].float()

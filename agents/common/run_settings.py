@@ -44,7 +44,16 @@ class OnPolicyRunSettings(RunSettings):
     Attributes:
         log_samples: completions per iteration appended to ``run_dir/samples.jsonl``.
         save_every: save a checkpoint to ``run_dir/checkpoint`` every this many iterations (``None``: never).
+        precision: ``"fp32"`` or ``"bf16"`` (the LM forwards under bf16 autocast, float32 weights and
+            loss math; see :mod:`~textgym.agents.common.precision`); ``None``: what ``accelerate launch
+            --mixed_precision`` set (``ACCELERATE_MIXED_PRECISION``), else ``"fp32"``.
+        strategy: with several processes, ``"ddp"`` (every rank holds the whole model, gradients
+            all-reduced) or ``"fsdp"`` (full fine-tuning with the LM and its reference sharded over the
+            ranks, see :mod:`~textgym.agents.common.fsdp`); ``None``: ``"fsdp"`` under an accelerate
+            FSDP config (``ACCELERATE_USE_FSDP=true``), else ``"ddp"``.  Ignored in one process.
     """
 
     log_samples: int = 4
     save_every: int | None = None
+    precision: str | None = None
+    strategy: str | None = None

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from textgym.agents.common import distributed
+from textgym.agents.common import distributed, fsdp
 from textgym.agents.functional import kl_penalized_rewards, masked_sum
 from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, trim_to_content
 from textgym.agents.common.sampling import entropy_of, logprobs_of
@@ -171,21 +171,33 @@ def optimize_rows(optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Pa
     sums: dict[str, float] = defaultdict(float)
     why = ""  # why the step is skipped ("": it is not)
     optimizer.zero_grad(set_to_none=True)
+    sharded = any(fsdp.is_sharded_param(p) for p in params)  # FSDP: the backward passes are collectives
+    share = 1.0
+    if sharded:  # each rank's loss as its share of the global minibatch: FSDP's reduce-scatter sums
+        share = float(normalizer) / float(distributed.all_sum(float(normalizer)))
     for chunk in rows.split(micro_batch_size or len(rows)):
         loss, stats = loss_fn(chunk)
-        if not bool(torch.isfinite(loss)):
+        if not bool(torch.isfinite(loss)) and not why:
             why = f"the loss is {float(loss.detach())}"
-            break
-        loss.backward()
-        for k, v in stats.items():
-            sums[k] = max(sums[k], v) if k in MAX_STATS else sums[k] + v
+            if not sharded:
+                break
+        if sharded:  # every rank runs every backward (a skipped one would hang the others); a bad step is dropped
+            (loss * share).backward()
+        elif not why:
+            loss.backward()
+        if not why:
+            for k, v in stats.items():
+                sums[k] = max(sums[k], v) if k in MAX_STATS else sums[k] + v
     w = float(normalizer)
     if distributed.enabled():  # several processes: the global minibatch's gradient and statistics
         if bool(distributed.all_max(1.0 if why else 0.0)) and not why:
             why = "a non-finite loss on another rank"
         if not why:
             w = float(distributed.all_sum(w))
-            distributed.reduce_gradients(params, float(normalizer), w)
+            if sharded:  # FSDP summed the shards' gradients; the replicated ones (value head) are summed here
+                distributed.reduce_gradients(fsdp.replicated(params), 1.0, 1.0)
+            else:
+                distributed.reduce_gradients(params, float(normalizer), w)
             keys = sorted(sums)
             total = distributed.all_sum(torch.tensor([0.0 if k in MAX_STATS else sums[k] for k in keys]))
             top = distributed.all_max(torch.tensor([sums[k] if k in MAX_STATS else -torch.inf for k in keys]))
@@ -193,7 +205,10 @@ def optimize_rows(optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Pa
     grad_norm = float("nan")
     if not why:
         max_norm = max_grad_norm if max_grad_norm is not None else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        if sharded:  # the global norm over every rank's shards
+            grad_norm = fsdp.clip_grad_norm_(params, max_norm)
+        else:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
         if not math.isfinite(grad_norm):
             why = f"the gradient norm is {grad_norm}"
     finite = not why
@@ -349,10 +364,11 @@ def penalized_rewards(algo: Any, batch: RolloutBatch) -> tuple[torch.Tensor, tor
 
 def optimizer_step(algo: Any, rows: torch.Tensor, loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict]],
                    normalizer: float | torch.Tensor) -> dict[str, float]:
-    """:func:`optimize_rows` with the algorithm's optimizer, trainable parameters, ``config.micro_batch_size``
-    and ``config.max_grad_norm``: one clipped optimizer step on ``rows`` (skipped, with a warning, when not finite)."""
+    """:func:`optimize_rows` with the algorithm's optimizer, trainable parameters, micro-batch size (``algo.micro_batch_size``:
+    ``config.micro_batch_size`` resolved, see :mod:`~textgym.agents.common.micro_batch`) and ``config.max_grad_norm``:
+    one clipped optimizer step on ``rows`` (skipped, with a warning, when not finite)."""
     cfg = algo.config
-    return optimize_rows(algo.optimizer, algo.policy.trainable_parameters(), rows, cfg.micro_batch_size, loss_fn,
+    return optimize_rows(algo.optimizer, algo.policy.trainable_parameters(), rows, algo.micro_batch_size, loss_fn,
                          normalizer, cfg.max_grad_norm)
 
 

@@ -76,6 +76,9 @@ class PreferenceConfig(SFTConfig):
     label_key: str = "label"
     add_eos: bool = True
 
+    #: fields a per-model starting preset of ``textgym compare`` must leave alone (``beta`` is DPO's temperature)
+    preset_exempt = ("beta",)
+
     def check(self) -> None:
         super().check()
         if self.loss_type not in PREFERENCE_LOSSES:

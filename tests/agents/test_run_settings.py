@@ -13,7 +13,10 @@ RUN_FIELDS = ["device", "run_dir", "tensorboard", "progress_bar"]
 
 @pytest.mark.parametrize("name", registry.list_algorithms())
 def test_every_algorithm_config_has_the_shared_run_settings_after_the_common_hyperparameters(name):
-    cls = registry.get_config_class(name)
+    try:
+        cls = registry.get_config_class(name)
+    except ImportError as e:  # an optional extra is missing (sb3-maskable-ppo needs sb3-contrib)
+        pytest.skip(str(e))
     assert issubclass(cls, RunSettings)
     names = [f.name for f in dataclasses.fields(cls)]
     start = names.index("device")

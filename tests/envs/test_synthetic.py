@@ -184,3 +184,13 @@ def test_the_task_rewards_are_registered_and_usable_by_name():
     root = Path(__file__).resolve().parents[2]
     cfg = load_config(root / "examples" / "configs" / "synthetic_ppo.yaml", ["env.kwargs.reward=token-count"])
     assert cfg.env.kwargs["reward"] == "token-count"
+
+
+def test_answer_alphabet_only_masks_the_actions_to_the_answer_tokens_and_eos():
+    add = gym.make("textgym/Addition-v0", answer_alphabet_only=True).unwrapped
+    assert np.flatnonzero(add.action_masks()).tolist() == [1] + list(range(3, 13))  # EOS, '0'..'9' (tiny-char)
+    copy = gym.make("textgym/Copy-v0", answer_alphabet_only=True).unwrapped
+    assert copy.tokenizer.decode(np.flatnonzero(copy.action_masks())[1:]) == "0123456789abcdefghijklmnopqrstuvwxyz"
+    assert gym.make("textgym/Sort-v0").unwrapped.allowed_tokens is None  # off by default
+    with pytest.raises(ValueError, match="answer_alphabet_only=True or allowed_token_ids, not both"):
+        gym.make("textgym/Sort-v0", answer_alphabet_only=True, allowed_token_ids=[1])

@@ -27,6 +27,9 @@ Protocol (what makes the comparison fair)
   ``algo.evaluate(eval_env, eval_episodes, seed=eval_seed, **eval_kwargs)`` is
   called, so every algorithm and every evaluation sees the same prompts and the
   same sampling noise stream.
+* **Preference pairs**: ``dpo`` / ``ipo`` cells train offline on the ``pairs`` setting and count
+  the completion tokens of the pairs they trained on as their budget
+  (:mod:`textgym.app.compare_pairs`); they are evaluated like every other cell.
 * **Same grid**: evaluations at token 0 (before training) and after each chunk of
   training to the next multiple of ``eval_every`` (default ``budget // 10``), up
   to the budget.  Training runs in chunks of ``learn(total_timesteps=...)``; an
@@ -81,6 +84,7 @@ from textgym.app.compare_config import (
     CompareConfig,
     algorithm_config,
     check_algorithms,
+    check_envs,
 )
 from textgym.app.compare_report import (
     POINT_COLUMNS,
@@ -95,7 +99,7 @@ from textgym.app.compare_report import (
     write_text,
 )
 
-__all__ = ["CompareConfig", "ComparisonResult", "compare", "main", "build_parser", "algorithm_config",
+__all__ = ["CompareConfig", "ComparisonResult", "ComparisonExists", "compare", "main", "build_parser", "algorithm_config",
            "HARNESS_FIELDS", "ALGO_DEFAULTS"]
 
 N_RESAMPLES = 10_000
@@ -147,12 +151,27 @@ def _run(cfg: CompareConfig, r: RunResult, out: Path, shared: Any, progress: Any
 
 
 # ---------------------------------------------------------------------------------------------- the comparison
-def _prepare_out(out: Path, cfg: CompareConfig, resume: bool) -> None:
+class ComparisonExists(FileExistsError):
+    """``out_dir`` already holds a comparison and ``resume`` is false (``out``: that folder)."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        super().__init__(f"{out} already holds a comparison; pass resume=True to continue it, or choose another "
+                         "out_dir")
+
+    def cli_message(self) -> str:
+        """The same in the command line's words."""
+        return f"{self.out} already holds a comparison; pass --resume to continue it, or choose another --out"
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    if not resume and ((out / "compare_config.yaml").exists() or any(out.glob("*/seed*/run_state.json"))):
+        raise ComparisonExists(out)
+
+
+def _write_config(out: Path, cfg: CompareConfig) -> None:
     import yaml
 
-    if not resume and ((out / "compare_config.yaml").exists() or any(out.glob("*/seed*/run_state.json"))):
-        raise FileExistsError(f"{out} already holds a comparison; pass resume=True (--resume) to continue it, "
-                              "or choose another out_dir (--out)")
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "compare_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
@@ -167,7 +186,26 @@ def _protocol_text(cfg: CompareConfig) -> str:
             "algorithms see the same prompts.  The final score is the last evaluation's mean score; CIs are 95% "
             "percentile-bootstrap intervals of the mean over seeds, IQM is the interquartile mean over seeds "
             "(Agarwal et al. 2021).  Train time counts rollouts and updates only (not evaluations or checkpoints); "
-            "KL to the reference is nats per episode.")
+            "KL to the reference is nats per episode." + _pairs_text(cfg))
+
+
+def _pair_labels(cfg: CompareConfig) -> list[str]:
+    from textgym.app.compare_pairs import PAIR_ALGORITHMS
+
+    return [label for label, name in cfg.runs() if name in PAIR_ALGORITHMS]
+
+
+def _pairs_text(cfg: CompareConfig) -> str:
+    """The protocol of the dpo / ipo cells (:mod:`textgym.app.compare_pairs`), or ``""``."""
+    labels = _pair_labels(cfg)
+    if not labels:
+        return ""
+    return (f"\n\n{', '.join(labels)} generate nothing: they train offline on the preference pairs {cfg.pairs} "
+            "(completions cut to max_new_tokens - 1 tokens, plus EOS), from the same model, evaluated by the same "
+            "protocol.  Their budget unit is the completion tokens (chosen + rejected) of the pairs they took "
+            "optimizer steps on, repeats counted: training stops at the first step reaching the budget, so they see "
+            "about budget / (2 x completion length) pairs (the `pairs` column of points.csv), as many as online DPO "
+            "(group size 2) samples for the same generated tokens.  Their train time counts the optimizer steps.")
 
 
 def _plural(n: int, word: str) -> str:
@@ -190,7 +228,8 @@ def _write_outputs(cfg: CompareConfig, out: Path, runs: list[RunResult]) -> Comp
     write_csv(files["table_csv"], table, TABLE_COLUMNS)
     write_text(files["table_md"], table_markdown(table, cfg.confidence))
     if curves:
-        plot_learning_curves(curves, files["curves"], xlabel="generated tokens", ylabel="eval score (mean over seeds)",
+        xlabel = "generated tokens" + (" (dpo/ipo: pair completion tokens trained on)" if _pair_labels(cfg) else "")
+        plot_learning_curves(curves, files["curves"], xlabel=xlabel, ylabel="eval score (mean over seeds)",
                              title=f"{cfg.env_id}, {_plural(len(cfg.seed_list()), 'seed')}, "
                                    f"{cfg.confidence * 100:g}% CI")
     else:
@@ -198,7 +237,10 @@ def _write_outputs(cfg: CompareConfig, out: Path, runs: list[RunResult]) -> Comp
     env_kw = f" with {cfg.to_dict()['env_kwargs']}" if cfg.env_kwargs else ""
     setup = [("env", f"`{cfg.env_id}`{env_kw}"), ("model", f"`{cfg.model}`"),
              ("algorithms", ", ".join(f"{lab} = `{name}`" for lab, name in cfg.runs())),
-             ("seeds", str(cfg.seed_list())), ("budget", f"{cfg.budget:,} generated tokens per run"),
+             ("seeds", str(cfg.seed_list())),
+             ("budget", f"{cfg.budget:,} generated tokens per run" + (
+                 f" ({', '.join(_pair_labels(cfg))}: completion tokens of the pairs trained on)"
+                 if _pair_labels(cfg) else "")),
              ("evaluation", f"{cfg.eval_episodes} episodes every {cfg.interval():,} tokens, eval env kwargs "
                             f"{cfg.eval_env_kwargs}, seed {cfg.eval_seed}"),
              ("overrides", json.dumps(cfg.to_dict()["algo_overrides"]) if cfg.algo_overrides else "none")]
@@ -235,20 +277,30 @@ def compare(config: CompareConfig | None = None, /, *, resume: bool = False, pro
         :class:`ComparisonResult` (table, curves, runs and the paths of the written files).
 
     Raises:
-        FileExistsError: ``out_dir`` holds a comparison and ``resume`` is false.
-        ValueError: invalid settings, or a run folder made with other settings.
+        FileExistsError: ``out_dir`` holds a comparison and ``resume`` is false (:class:`ComparisonExists`).
+        ValueError: invalid settings (an unknown reward, an ``imports`` module not found, ...), or a run folder
+            made with other settings.  Nothing is written to ``out_dir`` before the settings, the data and the
+            rewards have been checked.
         KeyError: an unknown algorithm.
         FloatingPointError: an evaluation gave a non-finite score.
     """
     cfg = dataclasses.replace(config, **fields) if config is not None else CompareConfig(**fields)
     out = cfg.output_dir()
+    # 1. validate everything (settings, names, then the data and rewards by building the eval env) before
+    #    writing anything, so a failed start leaves out_dir as it was
     check_algorithms(cfg, out)
-    _prepare_out(out, cfg, resume)
+    check_envs(cfg)
+    _check_out(out, resume)
     seeds = cfg.seed_list()
     from textgym.app.compare_cell import Progress, SharedEnvs
 
     runs = [RunResult(label, name, s) for label, name in cfg.runs() for s in seeds]
     shared = SharedEnvs(cfg)
+    try:
+        _write_config(out, cfg)
+    except BaseException:
+        shared.close()
+        raise
     bar = Progress(len(runs) * cfg.budget, progress)
 
     def on_point():
@@ -284,6 +336,10 @@ def build_parser(prog: str = "textgym compare") -> argparse.ArgumentParser:
                    help="algo.<label|*>.<field>=V, env.<kwarg>=V, eval_env.<kwarg>=V, eval.<kwarg>=V, or <setting>=V")
     p.add_argument("--config", help="YAML file of compare settings (e.g. a previous run's compare_config.yaml)")
     p.add_argument("--resume", action="store_true", help="continue the comparison in --out")
+    p.add_argument("--import", dest="import_modules", action="append", default=[], metavar="MODULE",
+                   help="import your own module first, e.g. one that registers a reward (a module name or a .py "
+                   "path, looked for next to --config, then in the working directory, then among installed "
+                   "modules; repeatable; recorded in compare_config.yaml, so --resume imports it again)")
     from textgym.app.output import add_output_flags
 
     return add_output_flags(p)
@@ -305,6 +361,8 @@ def _set_path(key: str) -> str:
             raise ConfigError("algorithm settings are algo.<label or *>.<field>=VALUE "
                               "(e.g. algo.ppo.learning_rate=1e-4)", key)
         return f"algo_overrides.{rest}"
+    if head == "pairs" and rest:
+        return key
     if head in ("env", "eval_env", "eval") and rest:
         return {"env": "env_kwargs", "eval_env": "eval_env_kwargs", "eval": "eval_kwargs"}[head] + "." + rest
     if not rest and head in names:
@@ -338,6 +396,18 @@ def _raw_config(args: argparse.Namespace) -> dict[str, Any]:
                               "seeds") from None
         raw["seeds"] = parts if "," in args.seeds else parts[0]
     apply_overrides(raw, [(_set_path(key), value) for key, value in parse_overrides(args.overrides)])
+    imports = raw.get("imports") or []
+    imports = [imports] if isinstance(imports, str) else imports
+    if not isinstance(imports, list):
+        raise ConfigError(f"imports is a list of module names or .py paths, got {imports!r}", "imports")
+    if imports or args.import_modules:  # found next to the --config file first, as `textgym train` does
+        from textgym.app.imports import ImportNotFound, resolve_imports
+
+        try:
+            raw["imports"] = list(dict.fromkeys(resolve_imports([*imports, *args.import_modules],
+                                                                Path(args.config).parent if args.config else None)))
+        except ImportNotFound as exc:
+            raise ConfigError(str(exc), "imports") from None
     if isinstance(raw.get("algos"), str):  # "ppo,grpo" from the flag, a file or --set
         raw["algos"] = [a.strip() for a in raw["algos"].split(",") if a.strip()]
     return raw
@@ -357,7 +427,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         apply_output_flags(args)
         cfg = build_dataclass(CompareConfig, _raw_config(args), "", label="compare settings")
         result = compare(cfg, resume=args.resume, progress=not (args.no_progress or args.quiet))
-    except (ValueError, KeyError, FileExistsError) as exc:
+    except ComparisonExists as exc:
+        print(f"textgym compare: error: {exc.cli_message()}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, FileExistsError, FileNotFoundError) as exc:
         print(f"textgym compare: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
     print(result.to_markdown())

@@ -56,6 +56,17 @@ class SharedEnvs:
                           "set eval_env_kwargs={'split': 'test'} (or another held-out split)", stacklevel=3)
         self.eval_env = make_vec_env(cfg.env_id, min(cfg.num_envs, cfg.eval_episodes), ev, eval_tokenizer,
                                      eval_reward)
+        self.pairs: list[dict[str, Any]] | None = None  # dpo / ipo cells' pairs, built once (compare_pairs)
+        from textgym.app.compare_pairs import PAIR_ALGORITHMS, build_pairs
+
+        if any(name in PAIR_ALGORITHMS for _, name in cfg.runs()):
+            # the training env's settings (its max_new_tokens, reward); from_task: the samples of the pairs' split
+            split = {"split": cfg.pairs["split"]} if cfg.pairs.get("from_task") and cfg.pairs.get("split") else {}
+            reward_env = make_vec_env(cfg.env_id, 1, {**kwargs, **split}, tokenizer, self.train_reward)
+            try:
+                self.pairs, self.pairs_summary = build_pairs(cfg, tokenizer, int(reward_env.max_new_tokens), reward_env)
+            finally:
+                reward_env.close()
 
     def close(self) -> None:
         self.eval_env.close()
@@ -82,7 +93,10 @@ def cell_config(cfg: CompareConfig, label: str, algorithm: str, seed: int, run_d
 def run_spec(cfg: CompareConfig, label: str, algorithm: str, seed: int, algo_cfg: Any) -> dict[str, Any]:
     """What must not change between a cell and its resume."""
     conf = {k: v for k, v in dataclasses.asdict(algo_cfg).items() if k not in NOT_PROTOCOL}
-    return jsonable({"label": label, "algorithm": algorithm, "seed": seed, "model": cfg.model, "env_id": cfg.env_id,
+    from textgym.app.compare_pairs import PAIR_ALGORITHMS
+
+    pairs = {"pairs": cfg.pairs} if algorithm in PAIR_ALGORITHMS else {}
+    return jsonable({**pairs, "label": label, "algorithm": algorithm, "seed": seed, "model": cfg.model, "env_id": cfg.env_id,
                      "env_kwargs": cfg.env_kwargs, "eval_env_kwargs": cfg.eval_env_kwargs,
                      "eval_kwargs": cfg.eval_kwargs, "num_envs": cfg.num_envs, "budget": cfg.budget,
                      "eval_every": cfg.interval(), "eval_episodes": cfg.eval_episodes, "eval_seed": cfg.eval_seed,
@@ -156,6 +170,7 @@ class CellPipeline(Pipeline):
         self.compare_cfg, self.label, self.seed = cfg, label, seed
         self.progress, self.on_point, self.save = progress, on_point, save
         self._tokenizer, self._eval_env, self._env_reward = shared.tokenizer, shared.eval_env, shared.train_reward
+        self._pairs = shared.pairs
         self._train_env: Any = None
         spec = run_spec(cfg, label, algorithm, seed, self.cfg.algo)
         self.record = self.state.setdefault("compare", {"spec": spec, "points": [], "done": False})
@@ -238,6 +253,11 @@ class CellPipeline(Pipeline):
 
     def stage_rl(self) -> None:
         """Train and evaluate to the budget by the comparison's protocol, checkpointing after each evaluation."""
+        from textgym.app.compare_pairs import PAIR_ALGORITHMS, run_pair_cell
+
+        if self.cfg.algorithm in PAIR_ALGORITHMS:
+            run_pair_cell(self, self._pairs)
+            return
         from textgym.agents.algorithms.registry import get_algorithm
 
         cfg, c = self.cfg, self.compare_cfg

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CompareConfig", "algorithm_config", "check_algorithms", "jsonable", "HARNESS_FIELDS", "ALGO_DEFAULTS",
+__all__ = ["CompareConfig", "algorithm_config", "config_class", "check_algorithms", "check_envs", "jsonable",
+           "HARNESS_FIELDS", "ALGO_DEFAULTS",
            "NOT_PROTOCOL"]
 
 #: Algorithm config fields the harness sets itself, and why.
@@ -20,9 +21,9 @@ HARNESS_FIELDS = {"seed": "seeds come from `seeds` (the same for every algorithm
                   "run_dir": "each run logs to <out>/<label>/seed<s>/train",
                   "save_every": "the harness checkpoints after each evaluation"}
 #: Defaults the harness gives algorithm configs that have these fields (overridable).
-ALGO_DEFAULTS = {"progress_bar": False, "tensorboard": False}
+ALGO_DEFAULTS = {"progress_bar": False, "tensorboard": False, "progress": False}
 #: Algorithm config fields that may change between a run and its resume (where and how it logs).
-NOT_PROTOCOL = ("run_dir", "progress_bar", "tensorboard", "log_samples", "device")
+NOT_PROTOCOL = ("run_dir", "progress_bar", "tensorboard", "log_samples", "device", "progress")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]*$")
 
 
@@ -32,7 +33,8 @@ class CompareConfig:
 
     Attributes:
         env_id: the Gymnasium id of the task (``textgym.list_envs()``).
-        algos: ``["ppo", "grpo", ...]`` (``textgym.agents.algorithms.registry`` names) or ``"label:name"``
+        algos: ``["ppo", "grpo", ...]`` (``textgym.agents.algorithms.registry`` names, or ``dpo`` / ``ipo``:
+            offline preference optimization on ``pairs``, :mod:`textgym.app.compare_pairs`) or ``"label:name"``
             entries; a comma-separated string is split.
         model: the policy's starting model (``textgym.models.load`` name or path).
         seeds: a number of seeds ``n`` (``0..n-1``) or a list of seeds.
@@ -48,6 +50,13 @@ class CompareConfig:
         algo_overrides: ``{label or "*": {config field: value}}``.
         out_dir: the run folder (default ``runs/compare-<env name>``).
         confidence: level of the bootstrap CIs in the table and curves.
+        imports: your own modules to import first (e.g. one that registers a reward with
+            ``@textgym.rewards.register``): module names or ``.py`` paths, looked for as in a run
+            config's ``imports:`` (:mod:`textgym.app.imports`: next to the ``--config`` file, then in
+            the working directory, then among installed modules).  Files found are kept as absolute
+            paths, so ``compare_config.yaml`` re-imports them on ``--resume`` from any directory.
+        pairs: the preference pairs of ``dpo`` / ``ipo`` cells: ``{dataset | path | feedback: ..., split, max_rows}``
+            or ``{from_task: true, split, max_rows}`` (:mod:`textgym.app.compare_pairs`).
 
     Raises:
         ValueError: an invalid setting (the message says which and how to fix it).
@@ -68,8 +77,11 @@ class CompareConfig:
     algo_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     out_dir: str | None = None
     confidence: float = 0.95
+    imports: list[str] = field(default_factory=list)
+    pairs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        self.import_modules()
         if isinstance(self.algos, str):
             self.algos = [a.strip() for a in self.algos.split(",") if a.strip()]
         self.algos = list(self.algos)
@@ -101,7 +113,7 @@ class CompareConfig:
             raise ValueError(f"seeds must be a count >= 1 or a list of distinct integers, got {self.seeds!r}")
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
-        for name in ("env_kwargs", "eval_env_kwargs", "eval_kwargs", "algo_overrides"):
+        for name in ("env_kwargs", "eval_env_kwargs", "eval_kwargs", "algo_overrides", "pairs"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict, got {getattr(self, name)!r}")
         for key in ("num_envs", "autoreset_mode"):
@@ -118,6 +130,33 @@ class CompareConfig:
                 if key in HARNESS_FIELDS:
                     raise ValueError(f"algo_overrides[{label!r}] sets {key!r}, which the harness owns: "
                                      f"{HARNESS_FIELDS[key]}")
+        from textgym.app.compare_pairs import PAIR_ALGORITHMS, check_pairs
+
+        check_pairs(self.pairs, [label for label, name in self.runs() if name in PAIR_ALGORITHMS])
+
+    def import_modules(self) -> None:
+        """Import :attr:`imports` (before the names they may register are checked); entries found as files
+        become absolute paths.
+
+        Raises:
+            ValueError: an entry that is no file and no installed module (the message lists where it looked),
+                or a module that fails to import for want of another module.
+        """
+        from textgym.app.imports import import_entry, resolve_imports
+
+        if isinstance(self.imports, str):
+            self.imports = [self.imports]
+        if not isinstance(self.imports, (list, tuple)) or not all(isinstance(m, str) for m in self.imports):
+            raise ValueError(f"imports must be a list of module names or .py paths, got {self.imports!r}")
+        try:
+            self.imports = resolve_imports(list(self.imports), None)
+        except ImportError as exc:
+            raise ValueError(f"imports: {exc}") from None
+        for module in self.imports:
+            try:
+                import_entry(module)
+            except ImportError as exc:
+                raise ValueError(f"imports: cannot import {module!r}: {exc}") from None
 
     def runs(self) -> list[tuple[str, str]]:
         """``[(label, registry name), ...]`` from :attr:`algos`.
@@ -157,8 +196,12 @@ class CompareConfig:
         return Path("runs") / f"compare-{self.env_id.split('/')[-1]}"
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as YAML/JSON-safe data (objects in kwargs appear as ``<module.Class>``)."""
-        return jsonable(dataclasses.asdict(self))
+        """The config as YAML/JSON-safe data (objects in kwargs appear as ``<module.Class>``; no ``pairs`` when
+        empty)."""
+        data = jsonable(dataclasses.asdict(self))
+        if not data["pairs"]:
+            del data["pairs"]
+        return data
 
 
 def jsonable(x: Any) -> Any:
@@ -183,10 +226,9 @@ def algorithm_config(cfg: CompareConfig, label: str, algorithm: str, seed: int, 
         textgym.app.config.ConfigError: a field the algorithm's config does not have, or a value of the wrong type.
         ValueError: the algorithm's config has no ``seed`` field (it cannot be compared fairly).
     """
-    from textgym.agents.algorithms.registry import get_config_class
     from textgym.app.config import build_dataclass
 
-    cls = get_config_class(algorithm)
+    cls = config_class(algorithm)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     if "seed" not in names:
         raise ValueError(f"{algorithm}'s config ({cls.__name__}) has no `seed` field: the harness cannot seed it")
@@ -197,21 +239,75 @@ def algorithm_config(cfg: CompareConfig, label: str, algorithm: str, seed: int, 
     data.update({k: v for k, v in cfg.algo_overrides.get("*", {}).items() if k in names})
     data.update(cfg.algo_overrides.get(label, {}))
     data["seed"] = seed
+    if cls.__name__ == "PreferenceConfig":  # a pair cell: the name is the loss; the harness builds no LoRA
+        given = cfg.algo_overrides.get(label, {}).get("loss_type", algorithm)
+        if given != algorithm:
+            raise ValueError(f"algo_overrides[{label!r}] sets loss_type {given!r}, but the algorithm name "
+                             f"{algorithm!r} is the loss; use {given}" + (f" ({label}:{given})" if label != algorithm
+                                                                          else ""))
+        data["loss_type"] = algorithm
     if "run_dir" in names:
         data["run_dir"] = str(Path(run_dir) / "train")
     if "save_every" in names:
         data["save_every"] = None
-    return build_dataclass(cls, data, f"algo_overrides.{label}", label=f"{algorithm} config")
+    conf = build_dataclass(cls, data, f"algo_overrides.{label}", label=f"{algorithm} config")
+    if cls.__name__ == "PreferenceConfig":
+        conf.check()
+        if conf.lora:
+            raise ValueError(f"{label}: lora is not supported for {algorithm} cells in textgym compare (the trained "
+                             "model is evaluated in place); remove lora from its overrides")
+    return conf
+
+
+def config_class(algorithm: str) -> type:
+    """The config class of a compare algorithm name (a registry name, or ``dpo`` / ``ipo``: ``PreferenceConfig``).
+
+    Raises:
+        KeyError: unknown algorithm.
+    """
+    from textgym.app.compare_pairs import PAIR_ALGORITHMS
+
+    if algorithm in PAIR_ALGORITHMS:
+        from textgym.agents.trainers.preference import PreferenceConfig
+
+        return PreferenceConfig
+    from textgym.agents.algorithms.registry import get_config_class
+
+    return get_config_class(algorithm)
 
 
 def check_algorithms(cfg: CompareConfig, out: Path) -> None:
     """Build every label's config once (seed 0) so unknown names and bad overrides fail before any work."""
-    from textgym.agents.algorithms.registry import get_config_class
-
     known: set[str] = set()
     for label, name in cfg.runs():
-        known |= {f.name for f in dataclasses.fields(get_config_class(name))}
+        known |= {f.name for f in dataclasses.fields(config_class(name))}
         algorithm_config(cfg, label, name, 0, out / label / "seed0")
     unknown = sorted(set(cfg.algo_overrides.get("*", {})) - known)
     if unknown:
         raise ValueError(f"algo_overrides['*'] sets {unknown}, a field of none of the algorithms' configs")
+
+
+def check_envs(cfg: CompareConfig) -> None:
+    """Check the training and eval envs' arguments and reward names as a run config's are checked
+    (:func:`textgym.app.config_checks.check_env`), so a typo fails before anything is written.
+
+    Raises:
+        textgym.app.config.ConfigError: at ``env.<kwarg>`` / ``eval_env.<kwarg>`` (the ``--set`` keys).
+    """
+    from collections.abc import Mapping
+
+    from textgym.app.config_checks import check_env
+    from textgym.app.config_errors import ConfigError
+
+    def checkable(kwargs: dict[str, Any]) -> dict[str, Any]:  # objects (a tokenizer, a reward instance) pass
+        out = {k: v for k, v in kwargs.items() if k != "tokenizer"}
+        if "reward" in out and not isinstance(out["reward"], (str, Mapping)):
+            del out["reward"]
+        return out
+
+    for where, kwargs in (("env", cfg.env_kwargs), ("eval_env", {**cfg.env_kwargs, **cfg.eval_env_kwargs})):
+        try:
+            check_env(cfg.env_id, checkable(kwargs), where)
+        except ConfigError as exc:
+            key = exc.key.replace(f"{where}.kwargs.", f"{where}.", 1) if exc.key else exc.key
+            raise ConfigError(exc.detail, key) from None

@@ -15,7 +15,7 @@ from typing import Any
 from textgym.app.config_coerce import coerce_number
 from textgym.app.config_errors import ConfigError, check_choice, suggest
 
-__all__ = ["PIPELINE_ENV_KWARGS", "REWARD_BACKEND_KEYS", "reward_names", "check_reward_spec", "build_reward",
+__all__ = ["PIPELINE_ENV_KWARGS", "REWARD_BACKEND_KEYS", "OWN_REWARD_HINT", "reward_names", "check_reward_spec", "build_reward",
            "is_conversation_env", "check_env", "check_model"]
 
 #: Env kwargs the pipeline sets itself.
@@ -29,6 +29,12 @@ def reward_names() -> list[str]:
     import textgym.rewards
 
     return textgym.rewards.list()
+
+
+#: How to use a reward of your own, appended to an unknown reward name's error (train and compare alike).
+OWN_REWARD_HINT = ("see `textgym list rewards`; for a reward of your own, register it with "
+                   "@textgym.rewards.register('NAME') in a module (e.g. my_reward.py in the working directory) "
+                   "and import it: `imports: [my_reward]` in the config, or `textgym compare --import my_reward`")
 
 
 #: keys of a reward mapping that say where it runs (``backend: local | ray``, ``actors: N``), not what it scores
@@ -71,7 +77,7 @@ def check_reward_spec(spec: Any, path: str) -> None:
     """
     spec = _check_reward_backend(spec, path)
     names = reward_names()
-    hint = "see `textgym list rewards`"
+    hint = OWN_REWARD_HINT
     if isinstance(spec, str):
         check_choice(spec, names, "reward", path, hint)
     elif isinstance(spec, Mapping):

@@ -56,7 +56,10 @@ def parse_algo(algorithm: str, algo_raw: Any, seed: int) -> Any:
 
     check_choice(algorithm, [*registry.list_algorithms(), NO_RL], "algorithm", "algorithm",
                   f"see `textgym list algorithms`; {NO_RL}: no RL")
-    algo_cls = registry.get_config_class(algorithm)
+    try:
+        algo_cls = registry.get_config_class(algorithm)
+    except registry.MissingExtra as e:
+        raise ConfigError(str(e), "algorithm") from None
     algo_raw = dict(algo_raw or {}) if isinstance(algo_raw, Mapping) or algo_raw is None else algo_raw
     if isinstance(algo_raw, dict):
         for key, why in PIPELINE_ALGO_FIELDS.items():

@@ -8,7 +8,7 @@ from typing import Any
 
 from textgym.app.config import NO_RL, ConfigError
 from textgym.app.run_envs import make_vec_env, run_reward
-from textgym.app.run_models import load_trained_policy, policy_for_eval, resolve_model
+from textgym.app.run_models import eval_logits_processor, load_trained_policy, policy_for_eval, resolve_model
 from textgym.app.run_state import RunFolderError
 
 __all__ = ["evaluate_target"]
@@ -94,4 +94,5 @@ def evaluate_target(target: str, *, env_id: str | None = None, split: str | None
                            greedy=e.greedy if greedy is None else greedy,
                            temperature=getattr(cfg.algo, "temperature", None), top_k=getattr(cfg.algo, "top_k", None),
                            top_p=getattr(cfg.algo, "top_p", 1.0), perplexity_texts=texts,
-                           max_length=e.perplexity.max_length if e.perplexity else 128, num_samples=e.num_samples)
+                           max_length=e.perplexity.max_length if e.perplexity else 128, num_samples=e.num_samples,
+                           logits_processor=eval_logits_processor(cfg.algorithm, env) if is_run else None)

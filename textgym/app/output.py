@@ -2,7 +2,9 @@
 
 Every subcommand takes the same four flags (:func:`add_output_flags`):
 
-* ``--no-progress``: no progress bars at all (textgym's and the libraries').
+* ``--no-progress``: no progress bars at all (textgym's and the libraries'); long stages print a
+  short line instead (:func:`progress_lines`: RL prints one at its first and last iteration and
+  at least every :data:`PROGRESS_LINE_EVERY_S` seconds in between).
 * ``-q`` / ``--quiet``: no progress bars and no stage lines; results and errors only.
 * ``-v`` / ``--verbose``: the libraries' own output too: their progress bars ("Loading
   weights", "Writing model shards", dataset builders) and their warnings (transformers'
@@ -24,9 +26,13 @@ import argparse
 import os
 from typing import Any
 
-__all__ = ["add_output_flags", "apply_output_flags", "say", "is_quiet", "HelpFormatter"]
+__all__ = ["add_output_flags", "apply_output_flags", "say", "is_quiet", "progress_lines", "PROGRESS_LINE_EVERY_S",
+           "HelpFormatter"]
 
 _QUIET = False
+_LINES = False
+#: Seconds between the progress lines that replace the bars under ``--no-progress``.
+PROGRESS_LINE_EVERY_S = 30.0
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -58,6 +64,11 @@ def is_quiet() -> bool:
     return _QUIET
 
 
+def progress_lines() -> bool:
+    """``--no-progress`` without ``-q``: long stages print a line now and then instead of a bar."""
+    return _LINES
+
+
 def say(msg: str) -> None:
     """Print a stage line (``[sft] ...``) unless ``-q``."""
     if not _QUIET:
@@ -70,7 +81,7 @@ def apply_output_flags(args: Any) -> None:
     Raises:
         ValueError: ``--threads`` below 1, or ``-q`` together with ``-v``.
     """
-    global _QUIET
+    global _QUIET, _LINES
     quiet, verbose = bool(getattr(args, "quiet", False)), bool(getattr(args, "verbose", False))
     if quiet and verbose:
         raise ValueError("-q and -v contradict each other: give one")
@@ -79,6 +90,7 @@ def apply_output_flags(args: Any) -> None:
         raise ValueError(f"--threads must be >= 1, got {threads}")
     _QUIET = quiet
     no_bars = quiet or bool(getattr(args, "no_progress", False))
+    _LINES = no_bars and not quiet
     env = os.environ
     if not verbose:
         env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from textgym.app.run_folder import EVAL_STAGES, append_csv, read_csv, read_jsonl, rng_preserved, write_csv, write_jsonl
-from textgym.app.run_models import actor_critic, load_trained_policy, policy_for_eval
+from textgym.app.run_models import actor_critic, eval_logits_processor, load_trained_policy, policy_for_eval
 
 __all__ = ["PipelineEval"]
 
@@ -62,7 +62,8 @@ class PipelineEval:
                                   top_k=getattr(cfg.algo, "top_k", None), top_p=getattr(cfg.algo, "top_p", 1.0),
                                   perplexity_texts=self.perplexity_texts,
                                   max_length=e.perplexity.max_length if e.perplexity else 128,
-                                  num_samples=e.num_samples, reference=True)
+                                  num_samples=e.num_samples, reference=True,
+                                  logits_processor=eval_logits_processor(cfg.algorithm, self.eval_env))
         metrics = dict(res.metrics)
         metrics["time/eval_s"] = time.perf_counter() - t0
         eval_csv = self.run_dir / "eval.csv"
@@ -148,7 +149,10 @@ class PipelineEval:
             policy = load_trained_policy(self.run_dir, cfg.algorithm, env)
         it = int(self.state["rl"].get("iteration", 0))
         self._say(f"[eval after] {self.eval_description} ...")
-        metrics = self.evaluate(policy, "after", it)
-        metrics.update(self.probe_bias(policy, "after"))
+        from textgym.agents.common.fsdp import gathered
+
+        with gathered(policy):  # FSDP: the other ranks gather the weights with rank 0 (WorkerPipeline)
+            metrics = self.evaluate(policy, "after", it)
+            metrics.update(self.probe_bias(policy, "after"))
         self.state["results"]["after"] = metrics
         self._mark("eval_after")

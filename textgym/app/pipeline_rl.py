@@ -34,6 +34,13 @@ class RLStage:
         t = self.cfg.train
         return ("iterations", t.iterations) if t.iterations is not None else ("timesteps", t.total_timesteps)
 
+    def _eval_missing(self, iteration: int) -> bool:
+        """Whether the run was interrupted before the in-training evaluation at ``iteration`` was recorded."""
+        every = self.cfg.eval.every
+        fields, rows = read_csv(self.run_dir / "eval.csv")
+        return bool(every) and iteration % every == 0 and not any(
+            r.get("stage") == "train" and float(r["iteration"]) == iteration for r in rows)
+
     def _rl_reached_target(self) -> bool:
         """RL finished for the configured length (a longer ``train`` on resume means it did not); no RL: True."""
         if not self.has_rl:
@@ -62,11 +69,11 @@ class RLStage:
             purge_tensorboard(run_dir, it)
             self._say(f"[rl] resuming from {ckpt} (iteration {it})")
             algo = algo_cls.load(ckpt, env, **overrides)
-            every = cfg.eval.every
-            fields, rows = read_csv(run_dir / "eval.csv")
-            if every and it % every == 0 and not any(r.get("stage") == "train" and float(r["iteration"]) == it
-                                                     for r in rows):
-                self.evaluate(actor_critic(algo), "train", it)  # interrupted before this evaluation finished
+            if self._eval_missing(it):
+                from textgym.agents.common.fsdp import gathered
+
+                with gathered(actor_critic(algo)):  # FSDP: the other ranks gather with rank 0 (WorkerPipeline)
+                    self.evaluate(actor_critic(algo), "train", it)  # interrupted before this evaluation finished
             return algo
         # a fresh start: drop logs of an earlier attempt that never reached a checkpoint
         truncate_run_logs(run_dir, 0)
@@ -92,7 +99,8 @@ class RLStage:
         unit, target = self._rl_target()
         done = algo.iteration if unit == "iterations" else algo.num_timesteps
         self._say(f"[rl] {cfg.algorithm} from {self.rl_start_model}: {unit} {done}/{target}")
-        t0 = time.perf_counter()
+        t0 = self._rl_t0 = time.perf_counter()
+        self._line_at = None  # the --no-progress lines (_progress_line)
         ckpt = self.run_dir / "checkpoint"
         if done < target:
             from textgym.app.graceful import GracefulStop
@@ -144,15 +152,20 @@ class RLStage:
         if every and algo.iteration % every == 0:
             rl["checkpoint_iteration"] = algo.iteration
         self._save_state()
-        # 4. an evaluation every eval.every iterations (the last one is the "after" evaluation)
+        # 4. without a bar (--no-progress): a line at the first and last iteration and every ~30 s between
         e, (unit, target) = self.cfg.eval.every, self._rl_target()
         last = unit == "iterations" and algo.iteration >= target
+        self._progress_line(algo, metrics, unit, target)
+        # 5. an evaluation every eval.every iterations (the last one is the "after" evaluation)
         if e and algo.iteration % e == 0 and not last:
             from tqdm.auto import tqdm
 
-            m = self.evaluate(actor_critic(algo), "train", algo.iteration)
+            from textgym.agents.common.fsdp import gathered
+
+            with gathered(actor_critic(algo)):  # FSDP: every rank gathers the weights, rank 0 evaluates alone
+                m = self.evaluate(actor_critic(algo), "train", algo.iteration)
             tqdm.write(f"[eval] iteration {algo.iteration}: score_mean {m['score_mean']:.4f}")
-        # 5. a Ctrl-C / SIGTERM during this iteration: stop the loop (stage_rl saves and stops)
+        # 6. a Ctrl-C / SIGTERM during this iteration: stop the loop (stage_rl saves and stops)
         stop = getattr(self, "_stop", None)
         return False if stop is not None and stop.requested else None
 
@@ -168,3 +181,21 @@ class RLStage:
                     changed = True
         if changed:
             write_jsonl(path, rows)
+
+    def _progress_line(self, algo: Any, metrics: Mapping[str, Any], unit: str, target: int) -> None:
+        """``[rl] iteration 3/40, 1,536 tokens, mean reward 0.123, 95 s`` under ``--no-progress`` (not ``-q``)."""
+        from textgym.app.output import PROGRESS_LINE_EVERY_S, progress_lines, say
+
+        if not progress_lines():
+            return
+        now, last_line = time.perf_counter(), getattr(self, "_line_at", None)
+        started = getattr(self, "_rl_t0", now)
+        done = algo.iteration if unit == "iterations" else algo.num_timesteps
+        if last_line is None or done >= target or now - last_line >= PROGRESS_LINE_EVERY_S:
+            it = f"iteration {algo.iteration}/{target}" if unit == "iterations" else f"iteration {algo.iteration}"
+            tok = f"{algo.num_timesteps:,}" + (f"/{target:,}" if unit != "iterations" else "")
+            score = metrics.get("reward/score")
+            mean = f", mean reward {float(score):.4g}" if score is not None else ""
+            say(f"[rl] {it}, {tok} tokens{mean}, {now - started:.0f} s")
+            self._line_at = now
+

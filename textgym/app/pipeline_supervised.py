@@ -40,6 +40,20 @@ def preference_rows(data: Any, split: str, limit: int | None = None) -> list[dic
 
 
 
+def pair_split_rule(data: Any) -> str:
+    """How :func:`preference_rows` chose a split's rows (for the stage's log line)."""
+    if getattr(data, "feedback", None) is not None:
+        return "a feedback project's 80/10/10 split by a hash of the item id"
+    if data.path is None:
+        return f"the {data.dataset} set's fixed split"
+    from textgym.envs.datasets import read_jsonl
+
+    if any("split" in row for row in read_jsonl(Path(data.path).expanduser())):
+        return "the file's 'split' column"
+    return ("80/10/10 by a hash of each row's id (else task_id, question_id, the whole row); "
+            "add a 'split' column to choose")
+
+
 class SupervisedStages:
     """Mixin of :class:`textgym.app.pipeline.Pipeline`: the ``sft``, ``preference`` and ``reward_model`` stages."""
 
@@ -128,6 +142,14 @@ class SupervisedStages:
         d = getattr(self.cfg, section).data
         train_rows = preference_rows(d, d.split, d.max_rows)
         eval_rows = preference_rows(d, d.eval_split, d.max_eval_rows) if d.eval_split is not None else None
+
+        def capped(rows: list[Any], cap: int | None, key: str) -> str:
+            return f" (the first {cap}: {key})" if cap is not None and len(rows) == cap else ""
+
+        held = (f", {len(eval_rows)} held-out pairs ({d.eval_split!r}){capped(eval_rows, d.max_eval_rows, 'max_eval_rows')}"
+                if eval_rows is not None else ", no held-out split")
+        self._say(f"[{section.replace('_', ' ')}] {len(train_rows)} training pairs ({d.split!r})"
+                  f"{capped(train_rows, d.max_rows, 'max_rows')}{held}; split by {pair_split_rule(d)}")
         if eval_rows is not None and not eval_rows:
             raise ConfigError(f"split {d.eval_split!r} of {d.path or d.dataset or d.feedback} holds no pair (a small "
                               "file's 80/10/10 hash split can leave one empty): pick another split, or null for no "

@@ -10,7 +10,7 @@ from textgym.app.config import ConfigError
 from textgym.app.run_folder import has_checkpoint
 from textgym.app.run_state import RunFolderError
 
-__all__ = ["actor_critic", "load_trained_policy", "resolve_model", "policy_for_eval"]
+__all__ = ["actor_critic", "load_trained_policy", "resolve_model", "policy_for_eval", "eval_logits_processor"]
 
 
 def actor_critic(algo: Any) -> Any:
@@ -70,3 +70,19 @@ def policy_for_eval(model_path: str, action_size: int, seed: int, reference_path
     model, tok = load(model_path, "causal", seed=seed)
     ref = model if reference_path is None else load(reference_path, "causal", seed=seed)[0]
     return LMActorCritic(model, tok, action_size=action_size, reference=ref)
+
+
+def eval_logits_processor(algorithm: str, env: Any) -> Any:
+    """The logits processor evaluations of a run of ``algorithm`` on ``env`` sample under, or ``None``.
+
+    The algorithm class's ``eval_logits_processor(env)`` if it has one: ``sb3-maskable-ppo`` samples the
+    env's allowed tokens (``allowed_token_ids``), before training too, so before and after compare one
+    distribution.  ``None`` for the other algorithms and for runs without RL.
+    """
+    from textgym.agents.algorithms import registry
+
+    name = str(algorithm).lower()
+    if name not in registry.ALGORITHMS:
+        return None
+    make = getattr(registry.get_algorithm(name), "eval_logits_processor", None)
+    return make(env) if make is not None else None

@@ -7,7 +7,8 @@ ordinary :class:`~textgym.app.pipeline.Pipeline` and alone writes the run folder
 (state, logs, evaluations, checkpoints, report).  The other ranks run a
 :class:`WorkerPipeline`: it reads the folder (a resumed run's state and
 checkpoint, the SFT model rank 0 saved) but never writes it, and it skips the
-evaluations, which rank 0 runs on its own.  ``Pipeline._mark`` ends every stage
+evaluations, which rank 0 runs on its own (with FSDP the other ranks take part in
+gathering the sharded weights for each of rank 0's evaluations of the live policy).  ``Pipeline._mark`` ends every stage
 with a barrier, so a rank never reads what rank 0 has not finished writing.
 """
 
@@ -50,6 +51,12 @@ class WorkerPipeline(Pipeline):
         self._mark("eval_before", "done" if self.cfg.eval.before else "skipped")
 
     def stage_eval_after(self) -> None:
+        if self.algo is not None:  # FSDP: rank 0 evaluates the trained policy on weights gathered with every rank
+            from textgym.agents.common.fsdp import gathered
+            from textgym.app.run_models import actor_critic
+
+            with gathered(actor_critic(self.algo)):
+                pass
         self._mark("eval_after")
 
     def stage_report(self) -> RunResult:
@@ -59,6 +66,13 @@ class WorkerPipeline(Pipeline):
 
     def _on_iteration(self, algo: Any, metrics: Mapping[str, Any]) -> None:
         self.state["rl"].update(iteration=algo.iteration, num_timesteps=algo.num_timesteps)
+        e, (unit, target) = self.cfg.eval.every, self._rl_target()
+        if e and algo.iteration % e == 0 and not (unit == "iterations" and algo.iteration >= target):
+            from textgym.agents.common.fsdp import gathered
+            from textgym.app.run_models import actor_critic
+
+            with gathered(actor_critic(algo)):  # FSDP: rank 0 evaluates on the weights gathered with every rank
+                pass
 
     def _build_algo(self, env: Any) -> Any:
         """The algorithm fresh or from ``checkpoint/`` like rank 0's, without touching the folder's logs."""
@@ -73,7 +87,14 @@ class WorkerPipeline(Pipeline):
         if algo_cls.saves_checkpoints:
             overrides["save_every"] = cfg.train.save_every
         if has_checkpoint(ckpt):
-            return algo_cls.load(ckpt, env, **overrides)
+            algo = algo_cls.load(ckpt, env, **overrides)
+            if self._eval_missing(algo.iteration):  # rank 0 evaluates on weights gathered with every rank (FSDP)
+                from textgym.agents.common.fsdp import gathered
+                from textgym.app.run_models import actor_critic
+
+                with gathered(actor_critic(algo)):
+                    pass
+            return algo
         return algo_cls(self.rl_start_model, env, dataclasses.replace(cfg.algo, **overrides))
 
 
