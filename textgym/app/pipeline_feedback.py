@@ -77,7 +77,7 @@ class FeedbackStage:
         rows = sample_items(model, self.cfg.env.id, prompts=g.prompts, k=g.k, split=g.split,
                             seed=self.cfg.seed if g.seed is None else g.seed, temperature=g.temperature,
                             env_kwargs=kwargs)
-        n, token = create_project(path, rows, origin=str(g.model or self.cfg.model),
+        n, token = create_project(path, rows, origin=str(model),
                                   judgments_per_item=g.judgments_per_item)
         self.state["results"]["feedback_generate"] = {"items": float(n), "time_s": time.perf_counter() - t0}
         self._save_state()
@@ -115,6 +115,11 @@ class FeedbackStage:
             raise RunFolderError(f"the simulated annotators failed: {res.errors[0]} ({len(res.errors)} errors); "
                                  f"resume with: {self.resume_hint()}")
         self._say(f"[feedback] stored {len(res.acks)} judgments ({res.edits} with an edit) in {res.seconds:.0f} s")
+        c = project.counts()
+        if c["items_complete"] < c["items"]:  # e.g. fewer simulated annotators than judgments per item
+            self._say(f"[feedback] note: {c['items'] - c['items_complete']} of {c['items']} items have fewer than "
+                      f"{c['judgments_per_item']} judgments ({s.annotators} simulated annotators); the pair "
+                      "stages use the judgments there are")
 
     def _wait_for_people(self, project: Any) -> None:
         p, c = self.cfg.feedback.people, project.counts()
