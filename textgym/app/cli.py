@@ -17,7 +17,8 @@ Commands:
 Heavy modules (torch, transformers) are imported inside the commands, so
 ``textgym --help`` and ``textgym list`` start fast.  Config mistakes exit
 with status 2 and a one-paragraph message naming the key (no traceback);
-an interrupted ``train`` exits with 130 and can be resumed.
+an interrupted ``train`` exits with 130 and can be resumed; a ``train`` whose ``feedback`` stage waits
+for people's judgments prints how to collect them and exits with 75 (resume it once they are in).
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _fail(f"--nproc must be an integer >= 1 (processes), got {args.nproc}")
     from textgym.app.config import load_config
     from textgym.app.pipeline import RunFolderError, resume, train
+    from textgym.app.pipeline_feedback import EXIT_WAITING, WaitingForFeedback
     from textgym.app.run_lock import RunLockError
     from textgym.reward_api import RewardError
 
@@ -149,6 +151,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _fail(f"{' '.join(str(exc).split())} (the run folder is kept: fix the reward, then resume it)", 1)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except WaitingForFeedback as exc:
+        print(str(exc), flush=True)
+        return EXIT_WAITING
     return 0
 
 

@@ -14,6 +14,8 @@ A run config is a YAML mapping (see ``examples/configs/``)::
     algo: {...the algorithm's Config fields...}
     train: {iterations: 30, save_every: 5}        # or total_timesteps: N
     eval: {n_episodes: 64, every: 10, before: true, perplexity: {data: movie-reviews}, num_samples: 8}
+    feedback: {project: runs/fb.db, generate: {prompts: 400}, simulate: {annotators: 3, rater: sentiment}}
+                                                  # optional: the RLHF loop's collection (textgym.app.config_feedback)
     bias: {bold_per_group: 6}                     # optional: bias probes at every evaluated stage
     plots: true                                   # plots/*.png at the end
     imports: [my_rewards]                         # optional: modules that register custom rewards first
@@ -137,7 +139,7 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
         raise ConfigError(f"a run config is a YAML mapping (key: value), got {type(raw).__name__}")
     raw = dict(raw)
     algo_raw, sft_raw, rm_raw = raw.pop("algo", None), raw.pop("sft", None), raw.pop("reward_model", None)
-    pref_raw = raw.pop("preference", None)
+    pref_raw, fb_raw = raw.pop("preference", None), raw.pop("feedback", None)
     algorithm_given, algorithm_raw = "algorithm" in raw, raw.pop("algorithm", None)
     cfg = build_dataclass(RunConfig, raw, "", label="run config")
     cfg.name = cfg.name or name or "run"
@@ -154,7 +156,7 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
             raise ConfigError(f"cannot import {module!r}: {exc}", f"imports[{i}]") from None
 
     # 2. the algorithm (or none) and its config
-    has_stage = sft_raw is not None or rm_raw is not None or pref_raw is not None
+    has_stage = sft_raw is not None or rm_raw is not None or pref_raw is not None or fb_raw is not None
     cfg.algorithm = resolve_algorithm(algorithm_raw, algorithm_given, cfg.train, has_stage)
     if cfg.algorithm == NO_RL:
         if algo_raw:
@@ -175,7 +177,12 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
         kwargs=eval_env_kwargs(cfg.env, cfg.eval_env))
     check_env(cfg.eval_env.id, cfg.eval_env.kwargs, "eval_env")
 
-    # 4. the SFT and reward-model stages
+    # 4. the feedback, SFT, preference and reward-model stages
+    if fb_raw is not None:
+        from textgym.app.config_feedback import parse_feedback
+
+        cfg.feedback = parse_feedback(fb_raw, check_model)
+        rm_raw, pref_raw = (_default_feedback_source(r, cfg.feedback.project) for r in (rm_raw, pref_raw))
     if sft_raw is not None:
         cfg.sft = parse_sft(sft_raw, cfg)
     if rm_raw is not None:
@@ -205,6 +212,16 @@ def parse_config(raw: Mapping[str, Any], *, name: str | None = None) -> RunConfi
     e.seed = cfg.seed + 1 if e.seed is None else e.seed
     _check_report_to(cfg)
     return cfg
+
+
+def _default_feedback_source(section: Any, project: str) -> Any:
+    """A ``reward_model`` / ``preference`` section whose ``data`` names no source reads the loop's project."""
+    if not isinstance(section, Mapping):
+        return section
+    data = section.get("data")
+    if data is None or (isinstance(data, Mapping) and not any(data.get(k) for k in ("path", "dataset", "feedback"))):
+        return {**section, "data": {**dict(data or {}), "feedback": project}}
+    return section
 
 
 def _check_report_to(cfg: RunConfig) -> None:

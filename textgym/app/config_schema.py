@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textgym.app.bias_report import BiasSettings
+from textgym.app.config_feedback import FeedbackStageConfig
 from textgym.app.config_coerce import coerce_number
 from textgym.app.config_errors import ConfigError
 
@@ -283,6 +284,8 @@ class RunConfig:
         model: model name/path for :func:`textgym.models.load`, or a previous run's folder.
         imports: Python modules imported first (e.g. one that registers a custom reward).
         env, eval_env, sft, reward_model, preference, train, eval: the sections above.
+        feedback: the RLHF loop's collection stage
+            (:class:`textgym.app.config_feedback.FeedbackStageConfig`; ``None``: none).
         bias: the bias probes run at each evaluated stage
             (:class:`textgym.app.bias_report.BiasSettings`; ``None``: none).
         algorithm: registered algorithm name (``textgym list algorithms``), or
@@ -302,6 +305,7 @@ class RunConfig:
     sft: SFTStageConfig | None = None
     reward_model: RewardModelStageConfig | None = None
     preference: PreferenceStageConfig | None = None
+    feedback: FeedbackStageConfig | None = None
     algorithm: str = "ppo"
     algo: Any = None
     train: TrainSettings = field(default_factory=TrainSettings)

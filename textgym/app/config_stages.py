@@ -14,6 +14,7 @@ from typing import Any
 
 from textgym.app.config_checks import check_model, is_conversation_env
 from textgym.app.config_coerce import build_dataclass, coerce
+from textgym.app.config_feedback import same_project
 from textgym.app.config_errors import ConfigError, check_choice, suggest
 from textgym.app.config_schema import (
     DEFAULT_RM_BACKBONE,
@@ -83,6 +84,9 @@ def parse_sft(sft_raw: Any, cfg: RunConfig) -> SFTStageConfig:
     if sum(x is not None for x in (data.task, data.path, data.feedback)) > 1:
         raise ConfigError("give one of sft.data.task, sft.data.path or sft.data.feedback", "sft.data")
     if data.feedback is not None:
+        if cfg.feedback is not None and same_project(data.feedback, cfg.feedback.project):
+            raise ConfigError("the sft stage runs before the feedback stage collects this project's edits: train SFT "
+                              "on another source, or on the project in a later run", "sft.data.feedback")
         if not Path(data.feedback).expanduser().is_file():
             raise ConfigError(f"no such feedback project: {data.feedback!r} (create it with `textgym feedback new`)",
                               "sft.data.feedback")
@@ -179,14 +183,17 @@ def _pair_stage(stage_cls: type, config_cls: type, raw: Mapping[str, Any], cfg: 
         stage.config.check()
     except ValueError as exc:
         raise ConfigError(str(exc), f"{section}.config") from None
-    _check_preference_data(stage.data, stage.config, section)
+    loop_project = cfg.feedback.project if cfg.feedback is not None else None
+    _check_preference_data(stage.data, stage.config, section, loop_project)
     return stage
 
 
-def _check_preference_data(data: RewardModelDataConfig, conf: Any, section: str = "reward_model") -> None:
+def _check_preference_data(data: RewardModelDataConfig, conf: Any, section: str = "reward_model",
+                           loop_project: str | None = None) -> None:
     """Check ``<section>.data``: one source, its pair columns, splits, row limits.
 
-    ``dataset`` is replaced by the set's canonical name.
+    ``dataset`` is replaced by the set's canonical name; ``loop_project`` (the run's ``feedback.project``)
+    need not exist yet: the feedback stage creates it.
     """
     from textgym.envs import datasets
 
@@ -197,9 +204,9 @@ def _check_preference_data(data: RewardModelDataConfig, conf: Any, section: str 
                           "(a `textgym feedback` project)", where)
     needed = [conf.prompt_key, conf.chosen_key, conf.rejected_key]
     if data.feedback is not None:
-        if not Path(data.feedback).expanduser().is_file():
-            raise ConfigError(f"no such feedback project: {data.feedback!r} (create it with `textgym feedback new`)",
-                              f"{where}.feedback")
+        if not same_project(data.feedback, loop_project) and not Path(data.feedback).expanduser().is_file():
+            raise ConfigError(f"no such feedback project: {data.feedback!r} (create it with `textgym feedback new`, "
+                              "or add a `feedback:` section that creates it)", f"{where}.feedback")
         columns, key, splits = ["prompt", "chosen", "rejected"], f"{where}.feedback", FEEDBACK_SPLITS
     elif data.path is not None:
         path = Path(data.path).expanduser()

@@ -1,5 +1,5 @@
-"""The ``textgym train`` pipeline: SFT -> preference -> reward model -> evaluation before -> RL -> evaluation
-after -> report.
+"""The ``textgym train`` pipeline: SFT -> feedback -> preference -> reward model -> evaluation before -> RL ->
+evaluation after -> report.
 
 A :class:`textgym.app.config.RunConfig` describes the run; :func:`train` runs it
 in ``<runs_dir>/<name>/`` and :func:`resume` continues an interrupted one.
@@ -8,6 +8,7 @@ The run folder::
     config.yaml          the resolved config (every default filled); --resume reads it
     run_state.json       which stages are done, the RL position, the stage results
     sft/                 the SFT model (a Hugging Face folder), sft_metrics.csv its loss curve
+                         (feedback: the project is a file of its own, ``feedback.project``, kept outside)
     preference/          the DPO / IPO / KTO model (from sft/ if any; RL starts from it), preference_metrics.csv
     reward_model/        the reward model (reward_model_metrics.csv: its loss / accuracy curve); with
                          reward_model.use_as_reward it scores the training and eval envs
@@ -22,7 +23,8 @@ The run folder::
     summary.md           before/after table and sample table
     plots/*.png          training curves, evaluation curves, before/after bars
 
-Stages run in order (``STAGES``) and each is marked done in ``run_state.json``
+Stages run in order (``STAGES``; with a ``feedback`` section ``FEEDBACK_STAGES``, where the loop's
+collection, :mod:`textgym.app.pipeline_feedback`, follows SFT) and each is marked done in ``run_state.json``
 (``skipped``: not in the config; ``algorithm: none`` skips ``rl`` and ``eval_after``);
 :func:`resume` skips finished stages and continues RL from ``checkpoint/``
 with ``Algo.load`` (exact: RNGs and data position are restored), truncating
@@ -58,6 +60,7 @@ from textgym.agents.common import distributed
 from textgym.app.config import NO_RL, ConfigError, RunConfig, dump_config, load_config
 from textgym.app.eval_target import evaluate_target
 from textgym.app.pipeline_eval import PipelineEval
+from textgym.app.pipeline_feedback import FeedbackStage, WaitingForFeedback
 from textgym.app.pipeline_report import ReportStage, skipped_steps_line
 from textgym.app.pipeline_rl import RLStage
 from textgym.app.pipeline_supervised import SupervisedStages, preference_rows
@@ -76,7 +79,7 @@ _policy_for_eval = policy_for_eval  # the old private name (textgym.app.bias_rep
 # ----------------------------------------------------------------------------- the pipeline
 
 
-class Pipeline(RunState, SupervisedStages, PipelineEval, RLStage, ReportStage):
+class Pipeline(RunState, SupervisedStages, FeedbackStage, PipelineEval, RLStage, ReportStage):
     """Runs the stages of a :class:`RunConfig` in a run folder (see the module docstring).
 
     Args:
@@ -156,6 +159,7 @@ class Pipeline(RunState, SupervisedStages, PipelineEval, RLStage, ReportStage):
         Raises:
             KeyboardInterrupt: Ctrl-C or SIGTERM; the folder stays resumable
                 (``textgym train --resume <run_dir>``).
+            WaitingForFeedback: the ``feedback`` stage needs people's judgments first (resumable too).
         """
         self._write_config()
         stages = self.state["stages"]
@@ -174,6 +178,8 @@ class Pipeline(RunState, SupervisedStages, PipelineEval, RLStage, ReportStage):
             with sigterm_as_interrupt():
                 if self.cfg.sft is not None and not self._done("sft"):
                     self.stage_sft()
+                if self.cfg.feedback is not None and not self._done("feedback"):
+                    self.stage_feedback()
                 if self.cfg.preference is not None and not self._done("preference"):
                     self.stage_preference()
                 if self.cfg.reward_model is not None and not self._done("reward_model"):
@@ -189,6 +195,9 @@ class Pipeline(RunState, SupervisedStages, PipelineEval, RLStage, ReportStage):
         except KeyboardInterrupt:
             self._save_state("interrupted")
             print(f"\ninterrupted; resume with: {self.resume_hint()}", flush=True)
+            raise
+        except WaitingForFeedback:
+            self._save_state("waiting")  # for people's judgments: the message says how to resume
             raise
         except BaseException:
             self._save_state("failed")

@@ -76,6 +76,8 @@ class ReportStage:
             s = self.state["results"]["sft_train"]
             parts.append(f"- SFT: {int(s.get('rows', 0))} rows, train_loss {s.get('train_loss', float('nan')):.4g}, "
                          f"{s.get('time_s', 0.0):.0f} s")
+        if "feedback" in self.state["results"]:
+            parts.append(self._feedback_line(self.state["results"]["feedback"]))
         if "preference_train" in self.state["results"]:
             s, pref = self.state["results"]["preference_train"], self.cfg.preference
             line = (f"- preference ({pref.config.loss_type}, beta {pref.config.beta:g}): "
@@ -97,6 +99,18 @@ class ReportStage:
         if plots:
             parts += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
         return "\n".join(parts)
+
+    def _feedback_line(self, s: Mapping[str, float]) -> str:
+        """The summary line of the feedback stage (items, judgments, who judged, agreement, pairs)."""
+        f = self.cfg.feedback
+        fmt = lambda k: f"{s[k]:.3f}" if k in s else "n/a"  # noqa: E731
+        who = (f"{f.simulate.annotators} simulated annotators (rater `{f.simulate.rater}`, noise {f.simulate.noise:g}, "
+               f"edit rate {f.simulate.edit_rate:g})" if f.simulate is not None else f"{int(s.get('annotators', 0))} people")
+        return (f"- feedback: `{f.project}`: {int(s.get('items', 0))} items, {int(s.get('judgments', 0))} judgments "
+                f"({int(s.get('edits', 0))} edits) by {who}; agreement: Krippendorff's alpha (ordinal) "
+                f"{fmt('agreement/rating_alpha_ordinal')}, rankings {fmt('agreement/ranking_pairwise')}; "
+                f"{int(s.get('pairs', 0))} preference pairs ({int(s.get('pairs/train', 0))} train / "
+                f"{int(s.get('pairs/test', 0))} test); {s.get('time_s', 0.0):.0f} s")
 
     def _reward_model_line(self, s: Mapping[str, float]) -> str:
         """The summary line of the reward-model stage (pairs, loss, held-out accuracy, time)."""

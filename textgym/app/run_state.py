@@ -16,9 +16,11 @@ from pathlib import Path
 from textgym.agents.common import distributed
 from textgym.app.run_folder import write_atomic
 
-__all__ = ["STAGES", "RunFolderError", "RunResult", "RunState", "finished_stages"]
+__all__ = ["STAGES", "FEEDBACK_STAGES", "RunFolderError", "RunResult", "RunState", "finished_stages"]
 
 STAGES = ("sft", "preference", "reward_model", "eval_before", "rl", "eval_after", "report")
+#: The stages of a run with a ``feedback`` section (the loop's collection runs after SFT, before the pair stages).
+FEEDBACK_STAGES = ("sft", "feedback", *STAGES[1:])
 
 
 class RunFolderError(RuntimeError):
@@ -58,12 +60,13 @@ class RunState:
         self.run_dir = Path(run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.run_dir / "run_state.json"
+        names = FEEDBACK_STAGES if getattr(getattr(self, "cfg", None), "feedback", None) is not None else STAGES
         if resume and self.state_path.is_file():
             self.state = json.loads(self.state_path.read_text())
             old = self.state["stages"]  # a folder from before a stage existed: it is pending
-            self.state["stages"] = {s: old.get(s, "pending") for s in STAGES}
+            self.state["stages"] = {s: old.get(s, "pending") for s in names}
         else:
-            self.state = {"version": 1, "stages": {s: "pending" for s in STAGES}, "rl": {}, "results": {}}
+            self.state = {"version": 1, "stages": {s: "pending" for s in names}, "rl": {}, "results": {}}
 
     def _save_state(self, status: str | None = None) -> None:
         if status is not None:

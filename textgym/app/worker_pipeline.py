@@ -44,6 +44,9 @@ class WorkerPipeline(Pipeline):
     def _add_components(self, iteration: int, seen: Mapping[str, Mapping[str, float]]) -> None:
         pass
 
+    def stage_feedback(self) -> None:  # rank 0 generates and collects; the others wait at the stage's barrier
+        self._mark("feedback")
+
     def stage_eval_before(self) -> None:
         self._mark("eval_before", "done" if self.cfg.eval.before else "skipped")
 

@@ -6,7 +6,8 @@
     textgym feedback new PROJECT.db --from-jsonl rows.jsonl         # rows: {"prompt", "completions": [...]}
     textgym feedback add-annotator PROJECT.db NAME [--admin]        # prints a login link with a new token
     textgym feedback serve PROJECT.db [--host 127.0.0.1] [--port 8765]
-    textgym feedback simulate PROJECT.db --annotators 3 --rater sentiment|reward-model:PATH|NAME --noise 0.1
+    textgym feedback simulate PROJECT.db --annotators 3 --rater sentiment|reward-model:PATH|NAME --noise 0.1 \
+        [--edit-rate 0.3]
     textgym feedback status PROJECT.db [--json]
     textgym feedback export PROJECT.db --pairs pairs.jsonl [--sft sft.jsonl] [--aggregate majority|none]
 
@@ -52,7 +53,7 @@ def _link(url: str, token: str) -> str:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    from textgym.app.feedback.db import Project, ProjectError, read_jsonl_items
+    from textgym.app.feedback.db import ProjectError, read_jsonl_items
 
     sources = [s for s in (args.model, args.run, args.from_jsonl) if s]
     if len(sources) != 1:
@@ -92,13 +93,12 @@ def cmd_new(args: argparse.Namespace) -> int:
         except (ValueError, KeyError, OSError) as exc:
             raise UsageError(f"cannot sample from {model} on {args.env}: {exc}") from None
         origin = model
+    from textgym.app.feedback.generate import create_project
+
     try:
-        project = Project(args.project, create=True, judgments_per_item=args.judgments_per_item)
-        n = project.add_items(rows, origin=origin)
+        n, token = create_project(args.project, rows, origin=origin, judgments_per_item=args.judgments_per_item)
     except ProjectError as exc:
-        Path(args.project).unlink(missing_ok=True)
         raise UsageError(str(exc)) from None
-    token = project.add_annotator("admin", role="admin")
     print(f"created {args.project}: {n} items, {args.judgments_per_item} judgments per item")
     print(f"admin login (status, export; keep it secret): {_link(args.url, token)}")
     print(f"next: textgym feedback add-annotator {args.project} NAME; textgym feedback serve {args.project}")
@@ -191,6 +191,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.annotators < 1 or args.noise < 0:
         raise UsageError(f"need --annotators >= 1 and --noise >= 0, got {args.annotators} and {args.noise}")
+    if not 0 <= args.edit_rate <= 1:
+        raise UsageError(f"--edit-rate: a probability from 0 to 1, got {args.edit_rate}")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not tasks or any(t not in TASKS for t in tasks):
         raise UsageError(f"--tasks: a comma-separated subset of {','.join(TASKS)}, got {args.tasks!r}")
@@ -205,13 +207,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         tokens = {n: project.add_annotator(n) for n in names[: args.annotators]}
     except ProjectError as exc:
         raise UsageError(str(exc)) from None
+    kwargs = {"noise": args.noise, "seed": args.seed, "tasks": tasks, "edit_rate": args.edit_rate}
     if args.url:
-        result = run_simulation(args.url, tokens, rater, noise=args.noise, seed=args.seed, tasks=tasks)
+        result = run_simulation(args.url, tokens, rater, **kwargs)
     else:
         with BackgroundServer(project) as url:
-            result = run_simulation(url, tokens, rater, noise=args.noise, seed=args.seed, tasks=tasks)
+            result = run_simulation(url, tokens, rater, **kwargs)
+    edits = f" ({result.edits} with an edit)" if args.edit_rate > 0 else ""
     print(f"{len(tokens)} simulated annotators ({', '.join(tokens)}; rater {args.rater}, noise {args.noise}) "
-          f"stored {len(result.acks)} judgments in {result.seconds:.1f} s")
+          f"stored {len(result.acks)} judgments{edits} in {result.seconds:.1f} s")
     for e in result.errors:
         print(f"  error: {e}", file=sys.stderr)
     print(status_text(project))
@@ -278,6 +282,8 @@ def add_parser(sub: Any) -> None:
                    help="sentiment | reward-model:PATH | a registered reward name (default sentiment)")
     p.add_argument("--noise", type=float, default=0.1, help="std of the noise on standardised scores")
     p.add_argument("--tasks", default="rate,rank,vote", help="what each judgment holds (default rate,rank,vote)")
+    p.add_argument("--edit-rate", type=float, default=0.0,
+                   help="chance that a judgment also rewrites the best completion into one the rater scores higher")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--url", default=None, help="a running server (default: start one on a free local port)")
     p.set_defaults(feedback_func=cmd_simulate)

@@ -267,6 +267,20 @@ class Project:
             raise ProjectError(f"an annotator named {name!r} already exists in {self.path}") from None
         return token
 
+    def reissue_token(self, name: str) -> str:
+        """A new login token for the annotator ``name`` (their old one stops working; their judgments stay).
+
+        Raises:
+            ProjectError: no annotator of that name.
+        """
+        token = secrets.token_urlsafe(32)
+        with self.transaction() as con:
+            changed = con.execute("UPDATE annotators SET token_hash = ? WHERE name = ?",
+                                  (hash_token(token), name)).rowcount
+        if not changed:
+            raise ProjectError(f"no annotator named {name!r} in {self.path}")
+        return token
+
     def authenticate(self, token: str | None) -> Annotator | None:
         """The annotator whose token this is, else ``None``."""
         if not token or len(token) > 256:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["sample_items"]
+__all__ = ["sample_items", "create_project"]
 
 
 def sample_items(model: str, env_id: str, *, prompts: int, k: int, split: str = "test", seed: int = 0,
@@ -61,3 +61,41 @@ def sample_items(model: str, env_id: str, *, prompts: int, k: int, split: str = 
     source = f"{model} on {env_id} ({split})"
     return [{"prompt": inner.data.prompt(int(idx)), "completions": texts[i * k : (i + 1) * k], "source": source}
             for i, idx in enumerate(chosen)]
+
+
+def create_project(path: Any, rows: list[Mapping[str, Any]], *, origin: str | None = None,
+                   judgments_per_item: int = 2) -> tuple[int, str]:
+    """Create the project file ``path`` holding ``rows``; returns ``(items, admin token)``.
+
+    The project is built in a temporary file beside ``path`` and renamed into place once
+    complete, so an interrupted creation never leaves a project without its items
+    (``textgym feedback new`` and the run config's ``feedback`` stage both use this).
+
+    Raises:
+        textgym.app.feedback.db.ProjectError: ``path`` exists already, or a bad row (nothing is created).
+    """
+    import os
+    from pathlib import Path
+
+    from textgym.app.feedback.db import Project, ProjectError
+
+    path = Path(path)
+    if path.exists():
+        raise ProjectError(f"{path} already exists; pick a new project file or delete it first")
+    tmp = path.with_name(f".{path.name}.creating")
+    extras = [Path(f"{tmp}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")]
+    for f in extras:
+        f.unlink(missing_ok=True)  # a creation interrupted before
+    try:
+        project = Project(tmp, create=True, judgments_per_item=judgments_per_item)
+        try:
+            n = project.add_items(rows, origin=origin)
+            token = project.add_annotator("admin", role="admin")
+            project.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            project.close()  # the last connection: SQLite folds the WAL into the file
+        os.replace(tmp, path)
+    finally:
+        for f in extras:
+            f.unlink(missing_ok=True)
+    return n, token

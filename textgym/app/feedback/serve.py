@@ -78,7 +78,9 @@ class BackgroundServer:
         import uvicorn
 
         self.host, self.port = host, port or free_port(host)
-        self.server = uvicorn.Server(_config(project, self.host, self.port))
+        # log_config=None: uvicorn leaves the process's logging alone (its dictConfig would close the handlers
+        # of the program that runs the server in a thread, e.g. `textgym train`'s feedback stage)
+        self.server = uvicorn.Server(_config(project, self.host, self.port, log_config=None))
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="feedback-server")
 
     @property

@@ -15,7 +15,16 @@ annotator perceives ``z + noise * N(0, 1)`` (its own seeded generator) and gives
 * ratings ``clip(round(4 + 1.5 * z'), 1, 7)``;
 * the ranking by ``z'`` (best first; equal values tie);
 * for ``K = 2`` a vote: ``both_bad`` when both ratings are <= 2, ``tie`` when
-  ``|z'_left - z'_right| < 0.1``, else the side with the larger ``z'``.
+  ``|z'_left - z'_right| < 0.1``, else the side with the larger ``z'``;
+* with probability ``edit_rate``, an edit of the completion it perceives as best
+  (:func:`rewrite`): a greedy search over one-word changes, each step keeping the change
+  the rater scores highest.  The candidates of a step are the text with one word deleted
+  and the text with one word appended, drawn from the words of the prompt and of the
+  item's completions (what a person has in front of them).  The edit is submitted only
+  when the rater scores it strictly higher than the completion it rewrote (the rater's
+  own score, without the annotator's noise), so an exported edit-beats-original pair is
+  right by the rater.  It is an annotator who knows exactly what the rater wants and
+  writes nothing new: honest about the rater, not a model of how people write.
 
 So ``noise = 0`` makes every annotator agree with the rater, and a larger noise
 lowers agreement (Krippendorff's alpha and pairwise ranking agreement).
@@ -32,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["make_rater", "judge", "Calibration", "SimulationResult", "run_simulation", "TASKS"]
+__all__ = ["make_rater", "judge", "rewrite", "Calibration", "SimulationResult", "run_simulation", "TASKS"]
 
 TASKS = ("rate", "rank", "vote")
 
@@ -80,9 +89,50 @@ class Calibration:
         return mean, max(var ** 0.5, 1e-6)
 
 
+def rewrite(prompt: str, text: str, rater: Callable[..., Any], rng: np.random.Generator, *,
+            vocabulary: Sequence[str] = (), steps: int = 2, max_candidates: int = 24) -> str | None:
+    """A rater-guided rewrite of ``text``: greedy one-word changes (see the module docstring), or ``None``.
+
+    Args:
+        prompt, text: the item's prompt and the completion to rewrite.
+        rater: a batched scorer ``(prompts, completions) -> scores``.
+        rng: draws which candidates a step scores (at most ``max_candidates``).
+        vocabulary: words that may be appended (default: the prompt's).
+        steps: one-word changes at most.
+
+    Returns:
+        The rewritten text, whose rater score is strictly higher than ``text``'s; ``None`` when no
+        change found raises it.
+    """
+    lead = " " if text[:1].isspace() else ""
+    words = text.split()
+    vocab = sorted(set(vocabulary or prompt.split()))
+    base = float(np.asarray(rater([prompt], [text]), dtype=np.float64)[0])
+    best_words, best = words, base
+    for _ in range(steps):
+        cands = [best_words[:i] + best_words[i + 1 :] for i in range(len(best_words))] if len(best_words) > 1 else []
+        cands += [best_words + [w] for w in vocab]
+        if not cands:
+            break
+        if len(cands) > max_candidates:
+            cands = [cands[i] for i in sorted(rng.choice(len(cands), max_candidates, replace=False))]
+        texts = [lead + " ".join(c) for c in cands]
+        scores = np.asarray(rater([prompt] * len(texts), texts), dtype=np.float64)
+        j = int(np.argmax(scores))
+        if not scores[j] > best:
+            break
+        best_words, best = cands[j], float(scores[j])
+    new = lead + " ".join(best_words)
+    return new if best > base and new != text else None
+
+
 def judge(item: Mapping[str, Any], z: np.ndarray, rng: np.random.Generator, noise: float,
-          tasks: Sequence[str] = TASKS) -> dict[str, Any]:
-    """The judgment payload (without idempotency key) for standardised scores ``z`` of ``item``'s completions."""
+          tasks: Sequence[str] = TASKS, *, edit_rate: float = 0.0,
+          editor: Callable[[int], str | None] | None = None) -> dict[str, Any]:
+    """The judgment payload (without idempotency key) for standardised scores ``z`` of ``item``'s completions.
+
+    With ``edit_rate > 0`` and an ``editor`` (completion id -> rewritten text or ``None``), the completion
+    perceived as best is rewritten with probability ``edit_rate``."""
     ids = [c["id"] for c in item["completions"]]
     seen = z + noise * rng.standard_normal(len(ids))
     ratings = np.clip(np.rint(4 + 1.5 * seen), 1, 7).astype(int)
@@ -101,15 +151,22 @@ def judge(item: Mapping[str, Any], z: np.ndarray, rng: np.random.Generator, nois
             out["vote"] = "tie"
         else:
             out["vote"] = "left" if seen[0] > seen[1] else "right"
+    if edit_rate > 0 and editor is not None and rng.random() < edit_rate:
+        best = ids[int(np.argmax(seen))]
+        text = editor(best)
+        if text is not None:
+            out["edit"] = {"completion_id": best, "text": text}
     return out
 
 
 @dataclass
 class SimulationResult:
     """What :func:`run_simulation` did: ``acks`` ``(annotator, item_id, judgment_id)`` acknowledged by the
-    server, per-submit ``latencies`` (s), retries, ``errors`` (messages of requests that gave up), ``seconds``."""
+    server, per-submit ``latencies`` (s), retries, ``errors`` (messages of requests that gave up), ``seconds``,
+    ``edits`` (acknowledged judgments that hold an edit)."""
 
     acks: list[tuple[str, int, int]] = field(default_factory=list)
+    edits: int = 0
     latencies: list[float] = field(default_factory=list)
     retries: int = 0
     errors: list[str] = field(default_factory=list)
@@ -143,7 +200,7 @@ def _request(client: Any, method: str, path: str, attempts: int, result: Simulat
 
 def run_simulation(url: str, tokens: Mapping[str, str], rater: Callable[..., Any], *, noise: float = 0.1,
                    seed: int = 0, tasks: Sequence[str] = TASKS, max_per_annotator: int | None = None,
-                   attempts: int = 10, timeout: float = 30.0) -> SimulationResult:
+                   attempts: int = 10, timeout: float = 30.0, edit_rate: float = 0.0) -> SimulationResult:
     """Let one simulated annotator per token judge its queue on the server at ``url``, all at once.
 
     Args:
@@ -155,6 +212,8 @@ def run_simulation(url: str, tokens: Mapping[str, str], rater: Callable[..., Any
         tasks: which of ``rate``, ``rank``, ``vote`` each judgment contains.
         max_per_annotator: stop an annotator after this many judgments (``None``: until its queue is empty).
         attempts: tries per request before giving up on it (transport errors and 5xx are retried).
+        edit_rate: the chance that a judgment also rewrites the completion perceived as best
+            (:func:`rewrite`; an edit is sent only when the rater scores it higher).
 
     Returns:
         :class:`SimulationResult`.
@@ -163,6 +222,8 @@ def run_simulation(url: str, tokens: Mapping[str, str], rater: Callable[..., Any
 
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
+    if not 0 <= edit_rate <= 1:
+        raise ValueError(f"edit_rate must be in [0, 1], got {edit_rate}")
     bad = [t for t in tasks if t not in TASKS]
     if bad or not tasks:
         raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {list(tasks)}")
@@ -192,7 +253,14 @@ def run_simulation(url: str, tokens: Mapping[str, str], rater: Callable[..., Any
                         mean, std = calib.update(raw)
                         latent.update({c["id"]: float(z) for c, z in zip(new, (raw - mean) / std)})
                     z = np.array([latent[c["id"]] for c in item["completions"]])
-                payload = judge(item, z, rng, noise, tasks)
+                texts = {c["id"]: c["text"] for c in item["completions"]}
+                vocab = item["prompt"].split() + [w for t in texts.values() for w in t.split()]
+
+                def editor(cid: int) -> str | None:
+                    with rater_lock:
+                        return rewrite(item["prompt"], texts[cid], rater, rng, vocabulary=vocab)
+
+                payload = judge(item, z, rng, noise, tasks, edit_rate=edit_rate, editor=editor)
                 payload["idempotency_key"] = uuid.uuid4().hex
                 t0 = time.perf_counter()
                 resp = _request(client, "POST", "/api/judgments", attempts, result, lock, payload)
@@ -205,6 +273,7 @@ def run_simulation(url: str, tokens: Mapping[str, str], rater: Callable[..., Any
                         result.errors.append(f"{name}: item {item['id']}: {resp.status_code} {resp.text[:200]}")
                         return
                     result.acks.append((name, item["id"], resp.json()["judgment_id"]))
+                    result.edits += "edit" in payload
                     result.latencies.append(dt)
                 done += 1
 
