@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,9 +33,9 @@ def rows(path: Path) -> int:
         return sum(1 for _ in csv.DictReader(f))
 
 
-def start(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+def start(tmp_path: Path, config: str = CONFIG) -> tuple[subprocess.Popen, Path]:
     cfg = tmp_path / "stop.yaml"
-    cfg.write_text(CONFIG)
+    cfg.write_text(config)
     proc = subprocess.Popen([sys.executable, "-m", "textgym.app.cli", "train", str(cfg), "--runs-dir",
                              str(tmp_path / "runs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=ENV, cwd=tmp_path)
@@ -72,11 +73,21 @@ def test_a_signal_finishes_the_iteration_and_saves_it(tmp_path, sig):
 
 
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
-    proc, run = start(tmp_path)
+    # Long iterations (64 episodes, 4 epochs), and the second Ctrl-C only once the first is acknowledged: two
+    # signals sent back to back can reach Python as one on a busy machine (they coalesce before the handler runs).
+    proc, run = start(tmp_path, CONFIG.replace("num_envs: 8", "num_envs: 64").replace("n_epochs: 1", "n_epochs: 4"))
+    err_chunks: list[str] = []
+    reader = threading.Thread(target=lambda: err_chunks.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.05)
+    deadline = time.time() + 60
+    while "Ctrl-C again" not in "".join(err_chunks):
+        assert proc.poll() is None and time.time() < deadline, "".join(err_chunks)[-2000:]
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out = proc.stdout.read()
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
     assert proc.returncode == 130
     assert "resume with: textgym train --resume" in out
     assert "stopped after iteration" not in out  # it did not wait for the iteration to finish
