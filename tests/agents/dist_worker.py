@@ -60,6 +60,25 @@ def capture(algo) -> dict:
     return out
 
 
+def first_step_grad(algo, batches) -> tuple[torch.Tensor, dict]:
+    """One process's first optimizer-step gradient (flat) updating on ``batches`` (tuples of
+    ``RolloutBatch`` fields) concatenated, and the update's metrics: the reference of the
+    data-parallel and FSDP gradient tests."""
+    from textgym.agents.common.rollout import RolloutBatch
+
+    got = {}
+    step = algo.optimizer.step
+
+    def opt_step(*a, **k):
+        got.setdefault("g", torch.cat([p.grad.detach().reshape(-1).clone()
+                                       for p in algo.policy.trainable_parameters() if p.grad is not None]))
+        return step(*a, **k)
+
+    algo.optimizer.step = opt_step
+    metrics = algo.update(RolloutBatch.cat([RolloutBatch(*b) for b in batches]))
+    return got["g"], metrics
+
+
 def main() -> None:
     torch.set_num_threads(1)
     names, num_envs, out_dir = sys.argv[1].split(","), int(sys.argv[2]), Path(sys.argv[3])

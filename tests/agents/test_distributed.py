@@ -14,12 +14,11 @@ import pytest
 import torch
 
 from textgym.agents.common import distributed
-from textgym.agents.common.rollout import RolloutBatch
 from textgym.app.launch import free_port
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from dist_worker import build  # noqa: E402
+from dist_worker import build, first_step_grad  # noqa: E402
 
 
 def torchrun(args, out_dir, nproc=2, timeout=600):
@@ -51,18 +50,7 @@ def test_one_process_helpers_are_the_local_computation():
 
 def single_process_grad(name, batches, num_envs):
     """The first optimizer step's gradient of one process updating on ``batches`` concatenated."""
-    algo = build(name, num_envs, None)
-    got = {}
-    step = algo.optimizer.step
-
-    def opt_step(*a, **k):
-        got.setdefault("g", torch.cat([p.grad.detach().reshape(-1).clone()
-                                       for p in algo.policy.trainable_parameters() if p.grad is not None]))
-        return step(*a, **k)
-
-    algo.optimizer.step = opt_step
-    metrics = algo.update(RolloutBatch.cat([RolloutBatch(*b) for b in batches]))
-    return got["g"], metrics
+    return first_step_grad(build(name, num_envs, None), batches)
 
 
 def test_two_ranks_gradient_equals_one_process_on_the_union(tmp_path):

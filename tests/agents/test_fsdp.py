@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from textgym.agents.common.rollout import RolloutBatch
 from textgym.app.launch import free_port
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from dist_fsdp_worker import PPO, build_other, config, env_of  # noqa: E402
+from dist_worker import first_step_grad  # noqa: E402
 
 
 def torchrun(mode, out_dir, timeout=300):
@@ -42,18 +42,9 @@ def test_fsdp_gradient_clipping_checkpoint_and_resume(tmp_path):
     torch.testing.assert_close(r0["grad"], r1["grad"], rtol=0, atol=0)
     # one process, no FSDP, on both ranks' episodes
     algo = PPO("tiny-char", env_of(16), config())
-    got = {}
-    step = algo.optimizer.step
-
-    def opt_step(*a, **k):
-        got.setdefault("g", torch.cat([p.grad.detach().reshape(-1).clone()
-                                       for p in algo.policy.trainable_parameters() if p.grad is not None]))
-        return step(*a, **k)
-
-    algo.optimizer.step = opt_step
-    ref = algo.update(RolloutBatch.cat([RolloutBatch(*r0["batch"]), RolloutBatch(*r1["batch"])]))
-    assert float(got["g"].abs().max()) > 1e-3  # a real gradient
-    assert float((got["g"] - r0["grad"]).abs().max()) < 1e-6
+    g, ref = first_step_grad(algo, [r0["batch"], r1["batch"]])
+    assert float(g.abs().max()) > 1e-3  # a real gradient
+    assert float((g - r0["grad"]).abs().max()) < 1e-6
     m0 = r0["metrics"][0]
     assert ref["stats/grad_norm"] > 1.0  # max_grad_norm=1 clipped it
     assert abs(m0["stats/grad_norm"] - ref["stats/grad_norm"]) < 1e-5
@@ -76,21 +67,6 @@ def test_fsdp_gradient_clipping_checkpoint_and_resume(tmp_path):
     assert torch.equal(one.optimizer.state[q]["exp_avg"], r0["exp_avg"])
     one.learn(iterations=1)
     assert one.iteration == 2
-
-
-def first_step_grad(algo, batches):
-    """One process's first optimizer-step gradient updating on ``batches`` concatenated, and the metrics."""
-    got = {}
-    step = algo.optimizer.step
-
-    def opt_step(*a, **k):
-        got.setdefault("g", torch.cat([p.grad.detach().reshape(-1).clone()
-                                       for p in algo.policy.trainable_parameters() if p.grad is not None]))
-        return step(*a, **k)
-
-    algo.optimizer.step = opt_step
-    metrics = algo.update(RolloutBatch.cat([RolloutBatch(*b) for b in batches]))
-    return got["g"], metrics
 
 
 @pytest.mark.slow  # ~40 s

@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytest.importorskip("fastapi")
 
 from textgym.app.cli import main  # noqa: E402
 from textgym.app.config import ConfigError, load_config, parse_config  # noqa: E402
 from textgym.app.feedback.db import Project  # noqa: E402
+from train_run_helpers import run_train, tiny_ppo_config  # noqa: E402
 
 RM_CONFIG = {"learning_rate": 0.003, "max_steps": 4, "batch_size": 4, "max_length": 32, "progress": False}
 
@@ -23,24 +23,8 @@ def loop_config(project: Path, simulate: bool = True) -> dict:
     fb = {"project": str(project), "generate": {"prompts": 6, "k": 2, "max_new_tokens": 6, "judgments_per_item": 2}}
     if simulate:
         fb["simulate"] = {"annotators": 2, "rater": "length", "noise": 0.0, "edit_rate": 0.5}
-    return {
-        "seed": 0,
-        "model": "tiny-char",
-        "env": {"id": "textgym/TokenCount-v0", "num_envs": 2},
-        "feedback": fb,
-        "reward_model": {"model": "tiny-gpt2", "data": {"split": "all", "eval_split": None}, "config": dict(RM_CONFIG)},
-        "algorithm": "ppo",
-        "algo": {"learning_rate": 0.001, "n_epochs": 1, "log_samples": 2, "progress_bar": False},
-        "train": {"iterations": 1, "save_every": None},
-        "eval": {"n_episodes": 2, "num_samples": 2},
-        "plots": False,
-    }
-
-
-def run_train(tmp_path: Path, raw: dict, name: str) -> tuple[int, Path]:
-    cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(yaml.safe_dump(raw))
-    return main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs")]), tmp_path / "runs" / name
+    return tiny_ppo_config(feedback=fb, reward_model={"model": "tiny-gpt2", "data": {"split": "all", "eval_split": None},
+                                                      "config": dict(RM_CONFIG)})
 
 
 def test_one_config_runs_the_whole_loop_with_simulated_annotators(tmp_path, capsys):

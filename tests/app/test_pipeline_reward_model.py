@@ -17,6 +17,7 @@ import yaml
 
 from textgym.app.cli import main
 from textgym.app.config import ConfigError, config_to_dict, load_config, parse_config
+from train_run_helpers import run_train, tiny_ppo_config
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD, BAD = "great lovely wonderful nice".split(), "awful terrible horrible nasty".split()
@@ -34,24 +35,9 @@ def write_pairs(path: Path, n: int = 60, seed: int = 0) -> Path:
 
 
 def rl_config(pairs: Path) -> dict:
-    return {
-        "seed": 0,
-        "model": "tiny-char",
-        "env": {"id": "textgym/TokenCount-v0", "num_envs": 2},
-        "reward_model": {"data": {"path": str(pairs), "split": "train", "eval_split": "test"},
-                         "model": "tiny-gpt2", "config": dict(RM_CONFIG)},
-        "algorithm": "ppo",
-        "algo": {"learning_rate": 0.001, "n_epochs": 1, "log_samples": 2, "progress_bar": False},
-        "train": {"iterations": 1, "save_every": None},
-        "eval": {"n_episodes": 2, "num_samples": 2},
-        "plots": False,
-    }
+    return tiny_ppo_config(reward_model={"data": {"path": str(pairs), "split": "train", "eval_split": "test"},
+                                         "model": "tiny-gpt2", "config": dict(RM_CONFIG)})
 
-
-def run_train(tmp_path: Path, raw: dict, name: str) -> tuple[int, Path]:
-    cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(yaml.safe_dump(raw))
-    return main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs")]), tmp_path / "runs" / name
 
 
 def scores(reward, prompts=PROMPTS, completions=COMPLETIONS):

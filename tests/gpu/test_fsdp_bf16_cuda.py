@@ -80,24 +80,14 @@ def test_fsdp_over_nccl_gradient_checkpoint_and_resume(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     sys.path.insert(0, str(AGENTS))
     from dist_fsdp_worker import PPO, config, env_of
-
-    from textgym.agents.common.rollout import RolloutBatch
+    from dist_worker import first_step_grad
 
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     assert all(r0["sharded"][:-2]) and r0["resumed_sharded"]
     torch.testing.assert_close(r0["grad"], r1["grad"], rtol=0, atol=0)
     algo = PPO("tiny-char", env_of(16), config(device=None))  # one CPU process on both ranks' episodes
-    got = {}
-    step = algo.optimizer.step
-
-    def opt_step(*a, **k):
-        got.setdefault("g", torch.cat([p.grad.detach().reshape(-1).clone()
-                                       for p in algo.policy.trainable_parameters() if p.grad is not None]))
-        return step(*a, **k)
-
-    algo.optimizer.step = opt_step
-    algo.update(RolloutBatch.cat([RolloutBatch(*r0["batch"]), RolloutBatch(*r1["batch"])]))
-    assert float((got["g"] - r0["grad"]).abs().max()) < 1e-4
+    g, _ = first_step_grad(algo, [r0["batch"], r1["batch"]])
+    assert float((g - r0["grad"]).abs().max()) < 1e-4
     from transformers import AutoModelForCausalLM
 
     hf = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "checkpoint" / "policy").named_parameters())
