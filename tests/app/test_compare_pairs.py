@@ -92,3 +92,29 @@ def test_bad_pair_cells_are_one_line_errors(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+
+def test_the_evaluation_at_zero_tokens_is_not_taken_off_the_training_time(tmp_path, monkeypatch):
+    # the evaluation at 0 tokens runs before the training clock starts; subtracting it too gave negative wall
+    # times on a busy machine (made slow here on purpose)
+    import time
+
+    from textgym.app.compare_cell import CellPipeline
+
+    evaluate = CellPipeline._evaluate
+
+    def slow_first(self, algo, where):
+        out = evaluate(self, algo, where)
+        if where.endswith("at 0 tokens"):
+            time.sleep(3.0)
+        return out
+
+    monkeypatch.setattr(CellPipeline, "_evaluate", slow_first)
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
+    res = compare(env_id="textgym/TokenCount-v0", model="tiny-char", algos=["dpo"], seeds=[0], budget=12, eval_every=12,
+                  eval_episodes=2, num_envs=2, env_kwargs={"max_count": 4}, pairs={"path": str(path), "split": "all"},
+                  algo_overrides={"dpo": {"batch_size": 2}}, out_dir=str(tmp_path / "out"), progress=False)
+    walls = [p["wall_time_s"] for p in res.runs[0].points]
+    assert walls[0] == 0.0 and walls[-1] > 0.0, walls  # with the 3 s subtracted it was negative

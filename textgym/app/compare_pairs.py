@@ -195,6 +195,7 @@ def run_pair_cell(pipe: Any, rows: list[dict[str, Any]]) -> None:
         pipe.progress.at(tokens)
 
     point(0, 0, 0, 0.0)
+    clock["eval"] = 0.0  # the training clock starts now: the evaluation at 0 tokens is not inside it
     start = time.perf_counter()
 
     def on_step(step: int) -> None:
