@@ -59,15 +59,19 @@ def check_resume(make_algo, cls, tmp_path, env_factory=stop_env, iterations_befo
     return a, b
 
 
-def _learn_until(algo, target, iterations, last):
-    """Train until the mean score of the last ``last`` iterations reaches ``target`` (or ``iterations`` ran)."""
+def _learn_until(algo, target, iterations, last, extra=0):
+    """Train until the mean score of the last ``last`` iterations reaches ``target`` (or ``iterations`` ran),
+    then ``extra`` iterations more."""
     import numpy as np
 
     scores = []
+    reached_at = []
 
     def keep_going(algo, metrics):
         scores.append(metrics["reward/score"])
-        return len(scores) < last or bool(np.mean(scores[-last:]) < target)
+        if not reached_at and len(scores) >= last and np.mean(scores[-last:]) >= target:
+            reached_at.append(len(scores))
+        return not reached_at or len(scores) < reached_at[0] + extra
 
     algo.learn(iterations=iterations, callback=keep_going)
     return scores
@@ -88,11 +92,12 @@ def check_learns(cls, config, target=0.5, iterations=40, last=3):
     return scores
 
 
-def check_learns_token_count(cls, config, target=0.25, iterations=80, last=10, eval_margin=0.05):
+def check_learns_token_count(cls, config, target=0.25, iterations=80, last=10, eval_margin=0.05, extra=5):
     """``textgym/TokenCount-v0`` (random policy ~0.12): the mean score of ``last`` consecutive updates reaches
-    ``target`` within ``iterations``, and a fresh evaluation of 128 episodes of the training split reaches
-    ``target - eval_margin`` (0.05: two standard errors of 128 episodes with a score std of ~0.28; training stops
-    as soon as the target is reached, so the evaluation sits at the target, not above it).
+    ``target`` within ``iterations``; after ``extra`` updates more (a policy stopped right at the target evaluates
+    at the target, so half of the evaluations would fall below it by chance: CI saw 0.195-0.198), a fresh
+    evaluation of 256 episodes of the training split reaches ``target - eval_margin`` (0.05: about three standard
+    errors of 256 episodes with a score std of ~0.28; still 0.08 above the random policy).
 
     Seed 0: A2C reached a 10-update mean of 0.25 after 33 updates (seeds 1, 2: 29, 26), RLOO after 26 (23, 31);
     REINFORCE's evaluation right after reaching it: 0.230."""
@@ -104,8 +109,9 @@ def check_learns_token_count(cls, config, target=0.25, iterations=80, last=10, e
                             autoreset_mode="Disabled")
 
     algo = cls("tiny-char", make_env(), config)
-    scores = _learn_until(algo, target, iterations, last)
-    assert np.mean(scores[:3]) < 0.2 and np.mean(scores[-last:]) >= target, scores
-    ev = algo.evaluate(make_env(), n_episodes=128, seed=1234)
+    scores = _learn_until(algo, target, iterations + extra, last, extra=extra)
+    windows = [np.mean(scores[i - last:i]) for i in range(last, min(len(scores), iterations) + 1)]
+    assert np.mean(scores[:3]) < 0.2 and max(windows) >= target, scores
+    ev = algo.evaluate(make_env(), n_episodes=256, seed=1234)
     assert ev["score_mean"] >= target - eval_margin, (ev, scores)
     return scores, ev
