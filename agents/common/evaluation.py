@@ -251,7 +251,9 @@ def evaluate_policy(policy: Any, env: Any, *, n_episodes: int = 64, seed: int = 
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")
     inner = check_env(env)
     sp = SamplingParams(1.0 if temperature is None else temperature, top_k, top_p, greedy)
-    collector = make_collector(policy, inner, sp, seed=seed, logits_processor=logits_processor)
+    # the generation-time logprobs are the policy's (an evaluation takes no update step, so no rescoring pass:
+    # a full forward per batch saved; they match a rescoring pass to ~1e-6 per token)
+    collector = make_collector(policy, inner, sp, seed=seed, logits_processor=logits_processor, rescore_policy=False)
     multiturn = isinstance(collector, MultiTurnRolloutCollector)
     n_env = inner.num_envs
 

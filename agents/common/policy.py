@@ -383,6 +383,12 @@ class LMActorCritic(ActorCriticPolicy):
         logits = out.logits[rows, last, : self.action_size].float()
         return StepOutput(logits, self._values(out.hidden_states[-1][rows, last]), None)
 
+    @property
+    def reference_is_policy(self) -> bool:
+        """The reference is the policy's own LM module (``reference=model``, e.g. the pipeline's evaluation of a
+        starting model): the KL to it is 0 by construction, and rollouts skip the reference pass."""
+        return self.ref_model is not None and self.ref_model is self.lm
+
     @contextmanager
     def reference_mode(self) -> Iterator[nn.Module]:
         """Context in which the yielded module computes the reference model (no grad)."""

@@ -307,15 +307,22 @@ class RolloutCollector:
                                                out.cache).values.float().cpu()
             del out
 
-        # scoring: reference (and policy) over the full sequences, batched (the update's code path)
-        logprobs, values, scored_bootstrap, ref_logprobs = self.score(input_ids, attention_mask, actions, mask, sp,
-                                                                      policy=rescore)
+        # scoring: reference (and policy) over the full sequences, batched (the update's code path); a policy that
+        # is its own reference skips the reference pass: its logprobs are the reference's, the KL exactly 0
+        same_ref = bool(getattr(policy, "reference_is_policy", False))
+        if same_ref and not rescore:
+            logprobs, values, scored_bootstrap, ref_logprobs = sample_logprobs, sample_values, bootstrap, sample_logprobs
+        else:
+            logprobs, values, scored_bootstrap, ref_logprobs = self.score(input_ids, attention_mask, actions, mask,
+                                                                          sp, policy=rescore, reference=not same_ref)
         if rescore:
             bad = ~torch.isfinite(logprobs) & mask  # a top-k/top-p boundary flip between the two passes (rare)
             logprobs = torch.where(bad, sample_logprobs, logprobs)
             bootstrap = scored_bootstrap
         else:
             logprobs, values = sample_logprobs, sample_values
+        if same_ref:
+            ref_logprobs = logprobs.clone()
         self.last_logprob_mismatch = float((logprobs - sample_logprobs).abs().max()) if n else 0.0
         bootstrap = torch.where(truncated, bootstrap, 0.0)
         return RolloutBatch(input_ids, attention_mask, actions, logprobs, ref_logprobs, values, mask, rewards,
@@ -323,7 +330,7 @@ class RolloutCollector:
 
     @torch.no_grad()
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, actions: torch.Tensor,
-              mask: torch.Tensor, sp: SamplingParams | None = None, policy: bool = True
+              mask: torch.Tensor, sp: SamplingParams | None = None, policy: bool = True, reference: bool = True
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Policy logprobs, values and reference logprobs of finished episodes, in row chunks.
 
@@ -340,6 +347,7 @@ class RolloutCollector:
             mask: ``(N, T)`` bool.
             sp: sampling parameters (default: the collector's).
             policy: also run the policy (``False``: reference only; the first three outputs are zeros).
+            reference: also run the reference (``False``: the last output is zeros).
 
         Returns:
             ``logprobs (N, T)``, ``values (N, T)``, ``bootstrap (N,)`` = ``V`` after each
@@ -357,18 +365,20 @@ class RolloutCollector:
             rows = slice(s, s + self.score_batch_size)
             ids, am, t = trim_to_content(input_ids[rows], attention_mask[rows], mask[rows])
             ids, am, m, a = ids.to(dev), am.to(dev), mask[rows, :t].to(dev), actions[rows, :t].to(dev)
-            ref = process_logits(policy.reference_logits(ids, am, t), SamplingParams(sp.temperature))  # (n, t, V)
+            ref = (process_logits(policy.reference_logits(ids, am, t), SamplingParams(sp.temperature))  # (n, t, V)
+                   if reference else None)
             if with_policy:
                 out = policy.score(ids, am, t)  # logits (n, t, V), values (n, t + 1)
                 processed = self.sampling_logits(out.logits, ids, am, a, sp)
-                if self._truncates(sp):
+                if self._truncates(sp) and ref is not None:
                     ref = ref.masked_fill(torch.isinf(processed), float("-inf"))
                 logprobs[rows, :t] = torch.where(m, logprobs_of(processed, a), 0.0).cpu()
                 values[rows, :t] = torch.where(m, out.values[:, :t].float(), 0.0).cpu()
                 lengths = response_ends(m)  # V(s_L) sits at index L of the (n, t + 1) values
                 bootstrap[rows] = out.values.float().gather(1, lengths[:, None]).squeeze(1).cpu()
                 del out, processed
-            ref_logprobs[rows, :t] = torch.where(m, logprobs_of(ref, a), 0.0).cpu()
+            if ref is not None:
+                ref_logprobs[rows, :t] = torch.where(m, logprobs_of(ref, a), 0.0).cpu()
         return logprobs, values, bootstrap, ref_logprobs
 
     def sampling_logits(self, logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -191,7 +191,15 @@ def test_evaluate_policy_metrics_match_the_samples_and_repeat_exactly():
     comps = [s["completion"] for s in samples]
     assert m["distinct_1"] == distinct_n(comps, 1) and m["distinct_2"] == distinct_n(comps, 2)
     assert 1.0 <= m["length_mean"] <= 6.0 and 0.0 <= m["terminated_frac"] <= 1.0
-    assert m["kl_ref"] == 0.0 and m["kl_ref_k3"] == 0.0  # the policy is its reference
+    # the reference is an untrained copy of the policy: the KL is 0 up to the float noise between the cached
+    # generation-time forwards and the reference's full forward (an evaluation does not rescore the policy)
+    assert abs(m["kl_ref"]) < 1e-5 and abs(m["kl_ref_k3"]) < 1e-6
+    # a policy that is its own reference (the pipeline's "before" row) skips the reference pass: exactly 0
+    own = LMActorCritic(policy.lm, policy.tokenizer, reference=policy.lm)
+    assert own.reference_is_policy and not policy.reference_is_policy
+    m_own = evaluate_policy(own, env, n_episodes=n, seed=5, num_samples=n).metrics
+    assert m_own["kl_ref"] == 0.0 and m_own["kl_ref_k3"] == 0.0
+    assert m_own["score_mean"] == m["score_mean"] and m_own["distinct_2"] == m["distinct_2"]
     # the same prompts and samples however the env was used before
     env.reset(seed=123)
     assert evaluate_policy(policy, env, n_episodes=n, seed=5, num_samples=n).samples == samples

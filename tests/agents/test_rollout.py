@@ -184,3 +184,16 @@ def test_eos_is_a_real_token_even_when_pad_is_eos():
         assert b.attention_mask[i, p + L - 1] == 1
         assert b.rewards[i, L - 1] == pytest.approx(float(b.scores[i]))  # score on the EOS
         assert torch.isfinite(b.logprobs[i, L - 1]) and b.logprobs[i, L - 1] < 0
+
+
+@pytest.mark.parametrize("rescore", [True, False])
+def test_a_policy_that_is_its_own_reference_skips_the_reference_pass(rescore, monkeypatch):
+    model, tok = tiny_char()
+    policy = LMActorCritic(model, tok, reference=model)
+    assert policy.reference_is_policy
+    calls = []
+    monkeypatch.setattr(policy, "reference_logits", lambda *a, **k: calls.append(1))
+    b = RolloutCollector(policy, char_env(8, stop_token_ids=STOPS, max_new_tokens=6), seed=0,
+                         rescore_policy=rescore).collect(seed=0)
+    assert calls == []  # no reference forward
+    assert torch.equal(b.ref_logprobs, b.logprobs) and bool((b.logprobs[b.mask] < 0).all())
