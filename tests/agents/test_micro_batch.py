@@ -67,7 +67,9 @@ def test_auto_with_a_small_budget_gives_the_same_update_as_the_whole_batch():
         runs[name] = algo
     assert runs["auto"].micro_batch_size == 1 and runs["whole"].micro_batch_size is None
     for p, q in zip(runs["whole"].policy.trainable_parameters(), runs["auto"].policy.trainable_parameters()):
-        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-4)
+        # atol 1e-5: Adam's first step is lr * g / (|g| + eps), so a gradient element near eps (1e-8) turns the
+        # float noise of summing 8 backwards instead of one into up to ~1e-6 of the step (2.9e-6 seen once)
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
 
 
 def test_config_errors():

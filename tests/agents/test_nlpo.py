@@ -132,7 +132,7 @@ def test_save_load_continue_equals_uninterrupted(lora, tmp_path):
 
 
 def test_learns_a_synthetic_task():
-    check_learns(NLPO, NLPOConfig(learning_rate=3e-3, kl_coef=0.0, minibatch_size=16, **QUIET))
+    check_learns(NLPO, NLPOConfig(learning_rate=2e-3, kl_coef=0.0, minibatch_size=16, **QUIET))
 
 
 @pytest.mark.slow
