@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,12 +45,13 @@ STAGES = [
 
 def stage_table(log: Path) -> list[tuple[str, float]]:
     """``(stage, seconds)`` rows (and ``("total", s)``) of a log written by :func:`run`."""
+    text = log.read_text(errors="replace")
     stamped = []
-    for line in log.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         m = re.match(r"\s*([0-9.]+) (.*)", line)
         if m:
             stamped.append((float(m.group(1)), m.group(2)))
-    total = re.search(r"^TOTAL ([0-9.]+)", log.read_text(errors="replace"), re.M)
+    total = re.search(r"^TOTAL ([0-9.]+)", text, re.M)
     if total is None:
         raise SystemExit(f"{log}: no TOTAL line (the run did not finish); rerun it")
     starts = []
@@ -84,7 +84,6 @@ def run(rev: str, log: Path) -> None:
             sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True,
                                  text=True).stdout.strip()
             out.write(f"TOTAL {elapsed:.1f} s rev={sha} exit={rc}\n")
-        shutil.rmtree(clone, ignore_errors=True)
     if rc != 0:
         raise SystemExit(f"make demo failed (exit {rc}); see {log}")
 

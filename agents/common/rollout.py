@@ -310,9 +310,7 @@ class RolloutCollector:
         # scoring: reference (and policy) over the full sequences, batched (the update's code path); a policy that
         # is its own reference skips the reference pass: its logprobs are the reference's, the KL exactly 0
         same_ref = bool(getattr(policy, "reference_is_policy", False))
-        if same_ref and not rescore:
-            logprobs, values, scored_bootstrap, ref_logprobs = sample_logprobs, sample_values, bootstrap, sample_logprobs
-        else:
+        if rescore or not same_ref:
             logprobs, values, scored_bootstrap, ref_logprobs = self.score(input_ids, attention_mask, actions, mask,
                                                                           sp, policy=rescore, reference=not same_ref)
         if rescore:

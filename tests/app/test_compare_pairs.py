@@ -94,7 +94,6 @@ def test_bad_pair_cells_are_one_line_errors(argv, message, tmp_path, capsys):
     assert not out.exists()
 
 
-
 def test_the_evaluation_at_zero_tokens_is_not_taken_off_the_training_time(tmp_path, monkeypatch):
     # the evaluation at 0 tokens runs before the training clock starts; subtracting it too gave negative wall
     # times on a busy machine (made slow here on purpose)
