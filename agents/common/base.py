@@ -126,7 +126,7 @@ class OnPolicyAlgorithm(LearnLoop, abc.ABC):
             _seed_everything(self.seed)
         self.collector = make_collector(policy, self.env, cfg.sampling(), seed=self.seed,
                                         score_batch_size=cfg.score_batch_size, rescore_policy=cfg.rescores_policy(),
-                                        logits_processor=self.make_logits_processor())
+                                        logits_processor=self.make_logits_processor(), keep_trunk=True)
         # rows per forward/backward of the update: an integer or None as configured, or chosen for "auto" (logged)
         self.micro_batch_size = resolve_micro_batch_size(cfg, getattr(policy, "lm", None), self.env,
                                                          self.micro_batch_unit_rows)

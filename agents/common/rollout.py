@@ -19,6 +19,9 @@
    logprobs are kept as a check (``last_logprob_mismatch``).  With
    ``rescore_policy=False`` the generation-time logprobs and values are used
    instead (one batched forward fewer; ``V(s_T)`` from one more cached step).
+   A training collector (``keep_trunk=True``) of a policy with frozen lower
+   layers keeps their output from the reference pass in the batch
+   (``RolloutBatch.trunk``), so the update runs only the layers above them.
 
 The env must be built with ``autoreset_mode="Disabled"`` (finished rows stay
 finished until the next reset).
@@ -45,7 +48,8 @@ from textgym.agents.common.sampling import (
     sample_tokens,
 )
 
-__all__ = ["RolloutBatch", "RolloutCollector", "LogitsProcessor", "trim_to_content", "response_ends", "check_env"]
+__all__ = ["RolloutBatch", "RolloutCollector", "LogitsProcessor", "trim_to_content", "content_span", "response_ends",
+           "check_env"]
 
 
 class RolloutBatch(NamedTuple):
@@ -67,6 +71,9 @@ class RolloutBatch(NamedTuple):
         terminated: ``(N,)`` bool, ended by a stop token.
         truncated: ``(N,)`` bool, ended by the token budget.
         bootstrap_values: ``(N,)`` float32, ``V(s_T)`` after the last token for truncated rows, else 0.
+        trunk: ``(N, P + T, d)``, the output of the policy's frozen lower layers
+            (:attr:`~textgym.agents.common.policy.ActorCriticPolicy.frozen_layers`), which the update's forwards
+            start from; 0 in columns a row's scoring chunk trimmed (padding).  ``None``: not kept.
     """
 
     input_ids: torch.Tensor
@@ -81,6 +88,7 @@ class RolloutBatch(NamedTuple):
     terminated: torch.Tensor
     truncated: torch.Tensor
     bootstrap_values: torch.Tensor
+    trunk: torch.Tensor | None = None
 
     @property
     def prompt_length(self) -> int:
@@ -94,12 +102,13 @@ class RolloutBatch(NamedTuple):
 
     def index(self, rows: torch.Tensor | slice) -> RolloutBatch:
         """The batch restricted to ``rows`` (every field indexed on its first dimension)."""
-        return RolloutBatch(*(f[rows] for f in self))
+        return RolloutBatch(*(None if f is None else f[rows] for f in self))
 
     @staticmethod
     def cat(batches: list[RolloutBatch]) -> RolloutBatch:
-        """Concatenate batches of the same env along ``N``."""
-        return RolloutBatch(*(torch.cat(fields) for fields in zip(*batches)))
+        """Concatenate batches of the same env along ``N`` (the trunk only when every batch has one)."""
+        return RolloutBatch(*(None if any(f is None for f in fields) else torch.cat(fields)
+                              for fields in zip(*batches)))
 
 
 def check_env(env: Any) -> Any:
@@ -190,12 +199,18 @@ def trim_to_content(input_ids: torch.Tensor, attention_mask: torch.Tensor, mask:
     Returns:
         ``(input_ids (N, P' + T'), attention_mask (N, P' + T'), T')`` with ``T' = max length`` (>= 1).
     """
+    first, end, t_keep = content_span(attention_mask, mask)
+    return input_ids[:, first:end], attention_mask[:, first:end], t_keep
+
+
+def content_span(attention_mask: torch.Tensor, mask: torch.Tensor) -> tuple[int, int, int]:
+    """The columns :func:`trim_to_content` keeps: ``(first, end, T')``, ``attention_mask[:, first:end]``."""
     n_resp = mask.shape[1]
-    p = input_ids.shape[1] - n_resp
+    p = attention_mask.shape[1] - n_resp
     t_keep = max(int(response_ends(mask).max()), 1)
     used = attention_mask[:, :p].bool().any(0)
     first = int(used.float().argmax()) if bool(used.any()) else p - 1
-    return input_ids[:, first : p + t_keep], attention_mask[:, first : p + t_keep], t_keep
+    return first, p + t_keep, t_keep
 
 
 class RolloutCollector:
@@ -214,6 +229,8 @@ class RolloutCollector:
             Ignored with top-k/top-p or a logits processor (the reference needs the policy's kept set).
         logits_processor: a :class:`LogitsProcessor` applied to the raw logits before
             temperature / top-k / top-p (``None``: none).
+        keep_trunk: keep the output of the policy's frozen lower layers from the reference pass in the batch
+            (``RolloutBatch.trunk``) for the update to start from (a training collector; costs ``N x S x d`` floats).
 
     Raises:
         TypeError / ValueError: see :func:`check_env`; the env's action space is larger than the policy's.
@@ -221,8 +238,9 @@ class RolloutCollector:
 
     def __init__(self, policy: ActorCriticPolicy, env: Any, sampling: SamplingParams | None = None,
                  seed: int | None = None, score_batch_size: int = 16, rescore_policy: bool = True,
-                 logits_processor: LogitsProcessor | None = None):
+                 logits_processor: LogitsProcessor | None = None, keep_trunk: bool = False):
         self.policy = policy
+        self.keep_trunk = bool(keep_trunk)
         self.logits_processor = logits_processor
         self.env = check_env(env)
         self.sampling = sampling or SamplingParams()
@@ -310,9 +328,11 @@ class RolloutCollector:
         # scoring: reference (and policy) over the full sequences, batched (the update's code path); a policy that
         # is its own reference skips the reference pass: its logprobs are the reference's, the KL exactly 0
         same_ref = bool(getattr(policy, "reference_is_policy", False))
+        trunk = None
         if rescore or not same_ref:
-            logprobs, values, scored_bootstrap, ref_logprobs = self.score(input_ids, attention_mask, actions, mask,
-                                                                          sp, policy=rescore, reference=not same_ref)
+            logprobs, values, scored_bootstrap, ref_logprobs, trunk = self._score(
+                input_ids, attention_mask, actions, mask, sp, policy=rescore, reference=not same_ref,
+                keep_trunk=self.keep_trunk)
         if rescore:
             bad = ~torch.isfinite(logprobs) & mask  # a top-k/top-p boundary flip between the two passes (rare)
             logprobs = torch.where(bad, sample_logprobs, logprobs)
@@ -324,7 +344,7 @@ class RolloutCollector:
         self.last_logprob_mismatch = float((logprobs - sample_logprobs).abs().max()) if n else 0.0
         bootstrap = torch.where(truncated, bootstrap, 0.0)
         return RolloutBatch(input_ids, attention_mask, actions, logprobs, ref_logprobs, values, mask, rewards,
-                            scores, terminated, truncated, bootstrap)
+                            scores, terminated, truncated, bootstrap, trunk)
 
     @torch.no_grad()
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, actions: torch.Tensor,
@@ -351,6 +371,14 @@ class RolloutCollector:
             ``logprobs (N, T)``, ``values (N, T)``, ``bootstrap (N,)`` = ``V`` after each
             row's last token, ``ref_logprobs (N, T)``; float32, 0 on padding.
         """
+        return self._score(input_ids, attention_mask, actions, mask, sp, policy, reference)[:4]
+
+    def _score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, actions: torch.Tensor,
+               mask: torch.Tensor, sp: SamplingParams | None = None, policy: bool = True, reference: bool = True,
+               keep_trunk: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`score` plus the trunk ``(N, P + T, d)`` (see :class:`RolloutBatch`) when ``keep_trunk`` and the
+        policy has frozen lower layers, else ``None``.  The policy pass then starts from the trunk too."""
         sp = sp or self.sampling
         with_policy, policy, dev = policy, self.policy, self.policy.device
         if self._truncates(sp) and not with_policy:
@@ -359,14 +387,25 @@ class RolloutCollector:
         n, t_max = actions.shape
         logprobs, values, ref_logprobs = (torch.zeros(n, t_max) for _ in range(3))
         bootstrap = torch.zeros(n)
+        keep_trunk = keep_trunk and reference and getattr(policy, "frozen_layers", 0) > 0
+        trunk = None
         for s in range(0, n, self.score_batch_size):
             rows = slice(s, s + self.score_batch_size)
-            ids, am, t = trim_to_content(input_ids[rows], attention_mask[rows], mask[rows])
-            ids, am, m, a = ids.to(dev), am.to(dev), mask[rows, :t].to(dev), actions[rows, :t].to(dev)
-            ref = (process_logits(policy.reference_logits(ids, am, t), SamplingParams(sp.temperature))  # (n, t, V)
-                   if reference else None)
+            first, end, t = content_span(attention_mask[rows], mask[rows])
+            ids, am = input_ids[rows, first:end].to(dev), attention_mask[rows, first:end].to(dev)
+            m, a = mask[rows, :t].to(dev), actions[rows, :t].to(dev)
+            ref, h = None, None
+            if reference:
+                ref_logits, h = policy.reference_forward(ids, am, t) if keep_trunk else (
+                    policy.reference_logits(ids, am, t), None)
+                ref = process_logits(ref_logits, SamplingParams(sp.temperature))  # (n, t, V)
+                del ref_logits
+            if h is not None:  # (n, end - first, d) -> its columns of the (N, P + T, d) trunk
+                if trunk is None:
+                    trunk = torch.zeros(n, input_ids.shape[1], h.shape[-1], dtype=h.dtype)
+                trunk[rows, first:end] = h.cpu()
             if with_policy:
-                out = policy.score(ids, am, t)  # logits (n, t, V), values (n, t + 1)
+                out = policy.score(ids, am, t, trunk=h)  # logits (n, t, V), values (n, t + 1)
                 processed = self.sampling_logits(out.logits, ids, am, a, sp)
                 if self._truncates(sp) and ref is not None:
                     ref = ref.masked_fill(torch.isinf(processed), float("-inf"))
@@ -377,7 +416,7 @@ class RolloutCollector:
                 del out, processed
             if ref is not None:
                 ref_logprobs[rows, :t] = torch.where(m, logprobs_of(ref, a), 0.0).cpu()
-        return logprobs, values, bootstrap, ref_logprobs
+        return logprobs, values, bootstrap, ref_logprobs, trunk
 
     def sampling_logits(self, logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                         actions: torch.Tensor, sp: SamplingParams | None = None) -> torch.Tensor:

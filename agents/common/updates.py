@@ -37,7 +37,7 @@ import torch
 
 from textgym.agents.common import distributed, fsdp
 from textgym.agents.functional import kl_penalized_rewards, masked_sum
-from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, trim_to_content
+from textgym.agents.common.rollout import RolloutBatch, RolloutCollector, content_span
 from textgym.agents.common.sampling import entropy_of, logprobs_of
 
 __all__ = ["MAX_STATS", "ForwardOutput", "policy_forward", "entropy_sum", "actor_critic_loss", "optimize_rows",
@@ -72,6 +72,8 @@ def policy_forward(collector: RolloutCollector, mb: RolloutBatch, with_values: b
     The log-probabilities are those of the distribution the tokens were drawn
     from (:meth:`RolloutCollector.sampling_logits`), computed as in the
     rollout's scoring pass, so a policy that has not changed gives ratio 1 exactly.
+    A batch that carries a trunk (the output of the policy's frozen lower layers,
+    :class:`~textgym.agents.common.rollout.RolloutBatch`) runs only the layers above it.
 
     Args:
         collector: the training collector (its policy, sampling settings and logits processor).
@@ -82,9 +84,10 @@ def policy_forward(collector: RolloutCollector, mb: RolloutBatch, with_values: b
         :class:`ForwardOutput`, on the policy's device.
     """
     dev = collector.policy.device
-    ids, am, t = trim_to_content(mb.input_ids, mb.attention_mask, mb.mask)
-    ids, am, actions = ids.to(dev), am.to(dev), mb.actions[:, :t].to(dev)
-    out = collector.policy.score(ids, am, t, with_values=with_values)  # logits (n, t, V), values (n, t + 1)
+    first, end, t = content_span(mb.attention_mask, mb.mask)
+    ids, am, actions = mb.input_ids[:, first:end].to(dev), mb.attention_mask[:, first:end].to(dev), mb.actions[:, :t].to(dev)
+    trunk = mb.trunk[:, first:end] if mb.trunk is not None else None  # (n, S', d)
+    out = collector.policy.score(ids, am, t, with_values=with_values, trunk=trunk)  # logits (n, t, V), values (n, t+1)
     processed = collector.sampling_logits(out.logits, ids, am, actions)
     values = out.values[:, :t] if with_values else None  # V(s_0..s_{t-1})
     return ForwardOutput(logprobs_of(processed, actions), values, processed, mb.mask[:, :t].to(dev), t)
