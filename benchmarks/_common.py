@@ -341,10 +341,12 @@ def timed_runs(run: Callable[[], Any], repeats: int, device: Any) -> Iterator[tu
 
 
 def time_scoring(collector: Any) -> dict[str, float]:
-    """Wrap ``collector.score`` (a rollout collector's scoring pass) so that the seconds of its
-    latest call are in the returned dict under ``"score"``: a rollout's time without it is
+    """Wrap the scoring pass a rollout collector's ``collect`` calls (``score_with_trunk`` of a
+    :class:`~textgym.agents.RolloutCollector`, else ``score``) so that the seconds of its latest
+    call are in the returned dict under ``"score"``: a rollout's time without it is
     ``total - spent["score"]``."""
-    inner, spent = collector.score, {}
+    name = "score_with_trunk" if hasattr(collector, "score_with_trunk") else "score"
+    inner, spent = getattr(collector, name), {}
 
     def timed_score(*a: Any, **kw: Any) -> Any:
         t0 = time.perf_counter()
@@ -352,7 +354,7 @@ def time_scoring(collector: Any) -> dict[str, float]:
         spent["score"] = time.perf_counter() - t0
         return out
 
-    collector.score = timed_score
+    setattr(collector, name, timed_score)
     return spent
 
 

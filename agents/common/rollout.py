@@ -330,7 +330,7 @@ class RolloutCollector:
         same_ref = bool(getattr(policy, "reference_is_policy", False))
         trunk = None
         if rescore or not same_ref:
-            logprobs, values, scored_bootstrap, ref_logprobs, trunk = self._score(
+            logprobs, values, scored_bootstrap, ref_logprobs, trunk = self.score_with_trunk(
                 input_ids, attention_mask, actions, mask, sp, policy=rescore, reference=not same_ref,
                 keep_trunk=self.keep_trunk)
         if rescore:
@@ -371,9 +371,9 @@ class RolloutCollector:
             ``logprobs (N, T)``, ``values (N, T)``, ``bootstrap (N,)`` = ``V`` after each
             row's last token, ``ref_logprobs (N, T)``; float32, 0 on padding.
         """
-        return self._score(input_ids, attention_mask, actions, mask, sp, policy, reference)[:4]
+        return self.score_with_trunk(input_ids, attention_mask, actions, mask, sp, policy, reference)[:4]
 
-    def _score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, actions: torch.Tensor,
+    def score_with_trunk(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, actions: torch.Tensor,
                mask: torch.Tensor, sp: SamplingParams | None = None, policy: bool = True, reference: bool = True,
                keep_trunk: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
