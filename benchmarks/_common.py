@@ -341,12 +341,10 @@ def timed_runs(run: Callable[[], Any], repeats: int, device: Any) -> Iterator[tu
 
 
 def time_scoring(collector: Any) -> dict[str, float]:
-    """Wrap the scoring pass a rollout collector's ``collect`` calls (``score_with_trunk`` of a
-    :class:`~textgym.agents.RolloutCollector`, else ``score``) so that the seconds of its latest
-    call are in the returned dict under ``"score"``: a rollout's time without it is
-    ``total - spent["score"]``."""
-    name = "score_with_trunk" if hasattr(collector, "score_with_trunk") else "score"
-    inner, spent = getattr(collector, name), {}
+    """Wrap ``collector.score_with_trunk`` (the scoring pass every rollout collector's ``collect``
+    runs, directly or through ``score``) so that the seconds of its latest call are in the returned
+    dict under ``"score"``: a rollout's time without it is ``total - spent["score"]``."""
+    inner, spent = collector.score_with_trunk, {}
 
     def timed_score(*a: Any, **kw: Any) -> Any:
         t0 = time.perf_counter()
@@ -354,7 +352,7 @@ def time_scoring(collector: Any) -> dict[str, float]:
         spent["score"] = time.perf_counter() - t0
         return out
 
-    setattr(collector, name, timed_score)
+    collector.score_with_trunk = timed_score
     return spent
 
 

@@ -373,10 +373,11 @@ class RolloutCollector:
         """
         return self.score_with_trunk(input_ids, attention_mask, actions, mask, sp, policy, reference)[:4]
 
+    @torch.no_grad()
     def score_with_trunk(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, actions: torch.Tensor,
-               mask: torch.Tensor, sp: SamplingParams | None = None, policy: bool = True, reference: bool = True,
-               keep_trunk: bool = False
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                         mask: torch.Tensor, sp: SamplingParams | None = None, policy: bool = True,
+                         reference: bool = True, keep_trunk: bool = False
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`score` plus the trunk ``(N, P + T, d)`` (see :class:`RolloutBatch`) when ``keep_trunk`` and the
         policy has frozen lower layers, else ``None``.  The policy pass then starts from the trunk too."""
         sp = sp or self.sampling

@@ -85,7 +85,8 @@ def policy_forward(collector: RolloutCollector, mb: RolloutBatch, with_values: b
     """
     dev = collector.policy.device
     first, end, t = content_span(mb.attention_mask, mb.mask)
-    ids, am, actions = mb.input_ids[:, first:end].to(dev), mb.attention_mask[:, first:end].to(dev), mb.actions[:, :t].to(dev)
+    ids, am = mb.input_ids[:, first:end].to(dev), mb.attention_mask[:, first:end].to(dev)
+    actions = mb.actions[:, :t].to(dev)
     trunk = mb.trunk[:, first:end] if mb.trunk is not None else None  # (n, S', d)
     out = collector.policy.score(ids, am, t, with_values=with_values, trunk=trunk)  # logits (n, t, V), values (n, t+1)
     processed = collector.sampling_logits(out.logits, ids, am, actions)
