@@ -119,3 +119,39 @@ def test_smollm2_alias_converts_into_the_cache_loads_and_generates(private_model
     again, _ = models.load("smollm2-135m-instruct")
     for (k, p), q in zip(model.state_dict().items(), again.state_dict().values()):
         assert torch.equal(p, q), k
+
+    # The conversion parsed the GGUF once (models._gguf_parsed_once); plain transformers, parsing it three
+    # times, gives the same weights.
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.undo()
+    gguf_path = models.smollm2_gguf_path()
+    plain = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    for (k, p), q in zip(plain.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(p, q), k
+
+
+def test_gguf_parsed_once_caches_readers_and_name_maps_then_restores(monkeypatch):
+    gguf = pytest.importorskip("gguf")
+    built = []
+
+    class CountingReader:
+        def __init__(self, path, mode="r"):
+            built.append((path, mode))
+
+    def name_map(arch, n_blocks):
+        built.append(("map", arch, n_blocks))
+        return object()
+
+    monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
+    monkeypatch.setattr(gguf, "get_tensor_name_map", name_map)
+    with models._gguf_parsed_once():
+        a, b, c = gguf.GGUFReader("/x/m.gguf"), gguf.GGUFReader("/x/m.gguf"), gguf.GGUFReader("/x/other.gguf")
+        m1, m2 = gguf.get_tensor_name_map(1, 30), gguf.get_tensor_name_map(1, 30)
+    assert a is b and a is not c and m1 is m2
+    assert built == [("/x/m.gguf", "r"), ("/x/other.gguf", "r"), ("map", 1, 30)]
+    # restored on exit, also when the block raises
+    assert gguf.GGUFReader is CountingReader and gguf.get_tensor_name_map is name_map
+    with pytest.raises(RuntimeError), models._gguf_parsed_once():
+        raise RuntimeError("conversion failed")
+    assert gguf.GGUFReader is CountingReader and gguf.get_tensor_name_map is name_map
