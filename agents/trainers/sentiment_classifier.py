@@ -195,7 +195,7 @@ class ClassifierTrainer(SupervisedTrainer):
 
 
 #: Snippets the default classifier is trained on (a seeded random subset of rt-polarity train).
-DEFAULT_TRAIN_LIMIT = 2500
+DEFAULT_TRAIN_LIMIT = 4000
 
 
 def _subset(rows: list[dict[str, Any]], limit: int | None, seed: int = 0) -> list[dict[str, Any]]:
