@@ -31,7 +31,7 @@ STAGES = [
     ("start-up, SmolLM2 GGUF -> safetensors", r"textgym train "),
     ("sentiment classifier: training + accuracy checks", r"training the sentiment classifier"),
     ("SFT data (score 800 continuations)", r"\[sft\] fine-tuning"),
-    ("SFT (12 steps of 8)", r"\[sft\] min_reward"),
+    ("SFT (20 steps of 8)", r"\[sft\] min_reward"),
     ("evaluation: before", r"\[eval before\] \d+ episodes"),
     ("bias probes: before", r"\[bias before\] CrowS"),
     ("evaluation: after SFT", r"\[eval sft\] \d+ episodes"),

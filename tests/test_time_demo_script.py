@@ -42,7 +42,7 @@ def test_stage_table_cuts_the_log_at_the_pipeline_lines(tmp_path):
     rows = dict(_module().stage_table(log))
     assert rows["install (venv, torch, textgym, model wheels)"] == pytest.approx(50.5)
     assert rows["start-up, SmolLM2 GGUF -> safetensors"] == pytest.approx(39.5)
-    assert rows["SFT (12 steps of 8)"] == pytest.approx(112.7)  # to the "[eval before]" line
+    assert rows["SFT (20 steps of 8)"] == pytest.approx(112.7)  # to the "[eval before]" line
     assert rows["evaluation: before"] == pytest.approx(30.0)
     assert rows["PPO (8 iterations)"] == pytest.approx(170.0)
     assert rows["report and plots"] == pytest.approx(7.0)
