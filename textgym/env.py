@@ -117,6 +117,10 @@ def init_task_attributes(env: Any, tokenizer: Any, samples: Any, reward_fn: Any,
         ValueError: a ``vocab_size`` smaller than the tokenizer (checked before the data is read),
             an empty dataset, stop ids or allowed ids out of range.
     """
+    if isinstance(tokenizer, str):  # a model name or folder, as everywhere else a tokenizer goes
+        from textgym.models import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer)
     vocab = settings.action_space_size(tokenizer)
     env.allowed_tokens = allowed_token_mask(settings.allowed_token_ids, vocab)  # checked before the data is read
     env.invalid_action_penalty = settings.invalid_action_penalty
@@ -139,7 +143,8 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
     """Token-level text-generation env (see the module docstring for the MDP).
 
     Args:
-        tokenizer: a Hugging Face tokenizer (``textgym.models.load`` gives one).
+        tokenizer: a Hugging Face tokenizer, or a model name or folder (``"tiny-gpt2"``, ``"smollm2-135m-instruct"``)
+            whose tokenizer :func:`textgym.models.load_tokenizer` loads.
         samples: sequence of mappings / ``datasets.Dataset`` with a ``"prompt"``
             column (see :class:`textgym.prompts.TaskData`).
         reward_fn: a registered reward name, a :class:`RewardFunction` or any

@@ -127,3 +127,15 @@ def test_eval_and_rollout_mistakes_exit_2_with_what_was_wrong(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert "unknown env id 'textgym/IMBD-v0'" in err and "Did you mean 'textgym/IMDB-v0'?" in err
     assert "loading" not in capsys.readouterr().out
+
+
+def test_every_command_takes_the_output_flags_after_its_name():
+    # README, "Command line": --no-progress, -q, -v and --threads on every command, feedback's subcommands included
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    fb = next(a for a in sub.choices["feedback"]._actions if a.dest == "feedback_command")
+    parsers = [p for name, p in sub.choices.items() if name not in ("compare", "bench", "feedback")]
+    for p in parsers + list(fb.choices.values()):
+        flags = {s for a in p._actions for s in a.option_strings}
+        assert {"--no-progress", "-q", "-v", "--threads"} <= flags, p.prog
+    args = build_parser().parse_args(["feedback", "status", "p.db", "--threads", "1", "--no-progress"])
+    assert args.threads == 1 and args.no_progress and args.feedback_command == "status"

@@ -218,3 +218,15 @@ def test_render_ansi(char_tok):
     env.step(ids(char_tok, "q")[0])
     assert env.render() == "ab\x1b[1mq\x1b[0m"
     assert make(char_tok).render() is None
+
+
+def test_a_tokenizer_given_by_name_is_loaded():
+    # README: TextGenEnv(tokenizer, "haiku.jsonl", reward), and a model name goes wherever a tokenizer does
+    from textgym.models import load_tokenizer
+
+    rows = [{"prompt": "one two"}, {"prompt": "three"}]
+    by_name = TextGenEnv("tiny-gpt2", rows, lambda completions, **kw: [0.0] * len(completions), max_new_tokens=2)
+    tok = load_tokenizer("tiny-gpt2")
+    obs, _ = by_name.reset(seed=0)
+    assert by_name.tokenizer.pad_token_id == tok.pad_token_id and by_name.vocab_size == len(tok)
+    assert obs["input_ids"][obs["attention_mask"] == 1].tolist() == tok("one two")["input_ids"]

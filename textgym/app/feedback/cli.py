@@ -287,6 +287,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--url", default=None, help="a running server (default: start one on a free local port)")
     p.set_defaults(feedback_func=cmd_simulate)
+    from textgym.app.output import add_output_flags
+
+    for p in fsub.choices.values():  # --no-progress, -q, -v, --threads: every textgym command takes them
+        add_output_flags(p)
     fb.set_defaults(func=run)
 
 
@@ -304,6 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="textgym")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["feedback", *(sys.argv[1:] if argv is None else argv)])
+    from textgym.app.output import apply_output_flags
+
+    try:
+        apply_output_flags(args)
+    except ValueError as exc:
+        print(f"textgym feedback: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return run(args)
 
 
