@@ -98,7 +98,7 @@ def _gguf_parsed_once() -> Any:
     mapping builds the same ``TensorNameMap`` for each of ~400 sub-modules (about 7 s).  transformers
     imports both names from ``gguf`` at call time, so the block swaps in a reader cached per path and a
     memoised name map, and restores the originals on exit.  The readers are read-only memory maps; the
-    weights come out bit-identical (``tests/test_models.py``).  Without ``gguf`` (or with a version that
+    weights come out bit-identical (``tests/core/test_models.py``).  Without ``gguf`` (or with a version that
     lacks these names) the block changes nothing.
     """
     try:

@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from textgym.app.output import add_output_flags, apply_output_flags
+
 __all__ = ["add_parser", "main"]
 
 EXIT_USAGE = 2
@@ -287,10 +289,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--url", default=None, help="a running server (default: start one on a free local port)")
     p.set_defaults(feedback_func=cmd_simulate)
-    from textgym.app.output import add_output_flags
-
-    for p in fsub.choices.values():  # --no-progress, -q, -v, --threads: every textgym command takes them
-        add_output_flags(p)
+    for command in fsub.choices.values():  # --no-progress, -q, -v, --threads: every textgym command takes them
+        add_output_flags(command)
     fb.set_defaults(func=run)
 
 
@@ -308,8 +308,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="textgym")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["feedback", *(sys.argv[1:] if argv is None else argv)])
-    from textgym.app.output import apply_output_flags
-
     try:
         apply_output_flags(args)
     except ValueError as exc:
